@@ -1,0 +1,1 @@
+//! JWKS fetching and refreshing (I/O). Owned by the main session.

@@ -1,0 +1,126 @@
+//! Authentication: turns a bearer JWT (and, later, a client certificate) into a
+//! verified [`Identity`](crate::identity::Identity).
+//!
+//! - [`jwt`]: strict parsing of compact JWS tokens (untrusted input).
+//! - [`keys`]: JWKS documents → verification keys, parsed once per fetch.
+//! - [`crypto`]: the ring-backed `jsonwebtoken` crypto provider.
+//! - [`verify`]: signature + registered-claim checks for one issuer.
+//! - [`presets`]: claims → identity, per issuer kind.
+//! - [`jwks`]: fetching and refreshing key sets (I/O).
+
+pub mod bearer;
+pub mod crypto;
+pub mod jwks;
+pub mod jwt;
+pub mod keys;
+pub mod presets;
+pub mod verify;
+
+/// Why a request failed authentication. Each variant maps to one HTTP status and
+/// one stable `reason` string used in the 401 body, metrics and logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthnError {
+    /// No credential was presented on a route that needs one.
+    #[error("no bearer token")]
+    MissingCredentials,
+    /// More than one `Authorization` header, or more than one credential in it.
+    #[error("more than one bearer credential")]
+    MultipleCredentials,
+    /// The `Authorization` header is not `Bearer <token>`.
+    #[error("authorization scheme is not Bearer")]
+    UnsupportedScheme,
+    /// The token is larger than `authn.max_token_bytes`.
+    #[error("token larger than {max} bytes")]
+    TokenTooLarge {
+        /// The configured limit.
+        max: usize,
+    },
+    /// The token is not a well-formed compact JWS (segments, base64url, JSON).
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// The header's `alg` is `none`, unknown, HMAC, or not allowed for the issuer.
+    #[error("algorithm not allowed: {0}")]
+    AlgorithmNotAllowed(String),
+    /// The header carries `jwk`, `jku`, `x5u` or `x5c`: keys are never taken from tokens.
+    #[error("token header carries a key reference ({0}), which is never honoured")]
+    HeaderKeyNotAllowed(String),
+    /// The header's `crit` names an extension we do not understand.
+    #[error("unsupported critical header: {0}")]
+    UnsupportedCritical(String),
+    /// `iss` is missing or names no configured issuer.
+    #[error("unknown issuer")]
+    UnknownIssuer,
+    /// The issuer has never had usable keys (503, not 401).
+    #[error("issuer {0} has no usable keys")]
+    IssuerUnavailable(String),
+    /// No key of the issuer matches the token's `kid`/`alg`.
+    #[error("no matching key")]
+    UnknownKey,
+    /// The signature did not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// `exp` is in the past (beyond leeway).
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future (beyond leeway).
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `iat` is in the future (beyond leeway).
+    #[error("token issued in the future")]
+    IssuedInFuture,
+    /// `exp - iat` (or `exp - now` without `iat`) exceeds `max_lifetime`.
+    #[error("token lifetime exceeds the issuer's max_lifetime")]
+    LifetimeTooLong,
+    /// `aud` names none of the configured audiences.
+    #[error("audience not accepted")]
+    BadAudience,
+    /// A required claim is missing or has the wrong JSON type.
+    #[error("invalid claim {claim}: {detail}")]
+    InvalidClaim {
+        /// The claim (or JSON Pointer) concerned.
+        claim: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The principal built from the claims does not fit the Cedar schema.
+    #[error("identity does not fit the schema: {0}")]
+    SchemaMismatch(String),
+}
+
+impl AuthnError {
+    /// The stable, machine-readable reason: used in the 401 body, the
+    /// `reason` metric label and the decision log.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthnError::MissingCredentials => "missing_token",
+            AuthnError::MultipleCredentials => "multiple_credentials",
+            AuthnError::UnsupportedScheme => "unsupported_scheme",
+            AuthnError::TokenTooLarge { .. } => "token_too_large",
+            AuthnError::Malformed(_) => "malformed_token",
+            AuthnError::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
+            AuthnError::HeaderKeyNotAllowed(_) => "header_key_not_allowed",
+            AuthnError::UnsupportedCritical(_) => "unsupported_crit",
+            AuthnError::UnknownIssuer => "unknown_issuer",
+            AuthnError::IssuerUnavailable(_) => "issuer_unavailable",
+            AuthnError::UnknownKey => "unknown_key",
+            AuthnError::BadSignature => "bad_signature",
+            AuthnError::Expired => "token_expired",
+            AuthnError::NotYetValid => "token_not_yet_valid",
+            AuthnError::IssuedInFuture => "token_issued_in_future",
+            AuthnError::LifetimeTooLong => "token_lifetime_too_long",
+            AuthnError::BadAudience => "bad_audience",
+            AuthnError::InvalidClaim { .. } => "invalid_claim",
+            AuthnError::SchemaMismatch(_) => "schema_mismatch",
+        }
+    }
+
+    /// The HTTP status this failure answers with: 503 when the issuer has no
+    /// usable keys (the caller may be fine; we are not), 401 otherwise.
+    pub fn status(&self) -> u16 {
+        match self {
+            AuthnError::IssuerUnavailable(_) => 503,
+            _ => 401,
+        }
+    }
+}
