@@ -1,31 +1,310 @@
 //! Identity headers: strip every client-sent copy, inject verified values.
+//!
+//! The upstream trusts these headers, so a client must never be able to set
+//! them: every header with a configured name or an `x-wisp-` prefix is
+//! removed, whatever its case, count, or `_`-for-`-` spelling (CGI-style
+//! upstreams fold `_` into `-`, so `X_WISP_SUBJECT` would arrive as the real one).
 
 use pingora::http::RequestHeader;
 
 use crate::config::IdentityHeaderNames;
-use crate::identity::Identity;
+use crate::identity::{AttrValue, Identity};
+
+/// Every header whose folded name starts with this is ours.
+const RESERVED_PREFIX: &str = "x-wisp-";
 
 /// Whether a client-sent header named `name` must be removed: it is one of the
 /// configured identity header names or starts with `x-wisp-`, compared
 /// case-insensitively and with `_` read as `-`.
-pub fn is_identity_header(_name: &str, _names: &IdentityHeaderNames) -> bool {
-    todo!("helper D")
+pub fn is_identity_header(name: &str, names: &IdentityHeaderNames) -> bool {
+    folded_starts_with(name, RESERVED_PREFIX)
+        || [&names.subject, &names.issuer, &names.tags, &names.spiffe_id]
+            .into_iter()
+            .any(|configured| folded_eq(name, configured))
 }
 
 /// Removes every identity header (all copies, any case or `_` spelling).
-pub fn strip(_request: &mut RequestHeader, _names: &IdentityHeaderNames) {
-    todo!("helper D")
+pub fn strip(request: &mut RequestHeader, names: &IdentityHeaderNames) {
+    // `HeaderName`s are stored lowercase whatever the case on the wire; removing
+    // by that name drops every value and the case-preserving copy of the name.
+    let doomed: Vec<http::HeaderName> = request
+        .headers
+        .keys()
+        .filter(|name| is_identity_header(name.as_str(), names))
+        .cloned()
+        .collect();
+    for name in &doomed {
+        request.remove_header(name);
+    }
 }
 
-/// Adds the verified identity headers (tags comma-separated).
+/// Sets the verified identity headers: subject, issuer, tags (comma-separated,
+/// removed when there are none) and the SPIFFE ID (only when the identity has
+/// a `spiffe_id` string attribute). Replaces any earlier value of those names.
 ///
 /// # Errors
-/// A message when a value cannot be carried in a header (never expected: the
-/// identity builder rejects such claims).
+/// A message when a name or value cannot be carried in a header (never
+/// expected: config validates the names and the identity builder rejects
+/// such claims).
 pub fn inject(
-    _request: &mut RequestHeader,
-    _identity: &Identity,
-    _names: &IdentityHeaderNames,
+    request: &mut RequestHeader,
+    identity: &Identity,
+    names: &IdentityHeaderNames,
 ) -> Result<(), String> {
-    todo!("helper D")
+    set(request, &names.subject, Some(&identity.sub))?;
+    set(request, &names.issuer, Some(&identity.iss))?;
+    let tags = (!identity.tags.is_empty()).then(|| identity.tags.join(","));
+    set(request, &names.tags, tags.as_deref())?;
+    let spiffe_id = match identity.attrs.get("spiffe_id") {
+        Some(AttrValue::String(id)) => Some(id.as_str()),
+        _ => None,
+    };
+    set(request, &names.spiffe_id, spiffe_id)
+}
+
+/// Inserts `name: value`, or removes `name` when `value` is `None`.
+fn set(request: &mut RequestHeader, name: &str, value: Option<&str>) -> Result<(), String> {
+    match value {
+        Some(value) => request
+            .insert_header(name.to_owned(), value)
+            .map_err(|e| format!("cannot set header {name}: {e}")),
+        None => {
+            request.remove_header(name);
+            Ok(())
+        }
+    }
+}
+
+/// The byte as compared: ASCII lowercase, `_` read as `-`.
+fn fold(byte: u8) -> u8 {
+    match byte {
+        b'_' => b'-',
+        b => b.to_ascii_lowercase(),
+    }
+}
+
+fn folded_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
+fn folded_starts_with(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len()
+        && name
+            .bytes()
+            .zip(prefix.bytes())
+            .all(|(x, y)| fold(x) == fold(y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use crate::identity::AuthnMethod;
+
+    fn names() -> IdentityHeaderNames {
+        IdentityHeaderNames {
+            subject: "x-wisp-subject".into(),
+            issuer: "x-wisp-issuer".into(),
+            tags: "x-wisp-tags".into(),
+            spiffe_id: "x-wisp-spiffe-id".into(),
+        }
+    }
+
+    fn custom_names() -> IdentityHeaderNames {
+        IdentityHeaderNames {
+            subject: "x-caller".into(),
+            issuer: "x-caller-iss".into(),
+            tags: "x-caller-tags".into(),
+            spiffe_id: "x-caller-spiffe".into(),
+        }
+    }
+
+    fn request(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut request = RequestHeader::build("GET", b"/", None).unwrap();
+        for (name, value) in headers {
+            request.append_header(name.to_string(), *value).unwrap();
+        }
+        request
+    }
+
+    fn values(request: &RequestHeader, name: &str) -> Vec<String> {
+        request
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// What the upstream sees on the wire.
+    fn wire(request: &RequestHeader) -> String {
+        let mut buf = Vec::new();
+        request.header_to_h1_wire(&mut buf);
+        String::from_utf8(buf).unwrap()
+    }
+
+    fn identity(tags: &[&str], spiffe_id: Option<AttrValue>) -> Identity {
+        let mut attrs = BTreeMap::new();
+        if let Some(id) = spiffe_id {
+            attrs.insert("spiffe_id".to_owned(), id);
+        }
+        Identity {
+            uid: "https://issuer.example#acme:frontend".into(),
+            sub: "acme:frontend".into(),
+            iss: "https://issuer.example".into(),
+            issuer_name: Arc::from("demo"),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            authn: AuthnMethod::Jwt,
+            attrs,
+            expires_at: 0,
+        }
+    }
+
+    #[test]
+    fn recognizes_identity_headers_in_any_case_and_underscore_spelling() {
+        let names = names();
+        for name in [
+            "x-wisp-subject",
+            "X-Wisp-Subject",
+            "X_WISP_SUBJECT",
+            "x-wisp-anything",
+            "X-WISP-",
+            "x_wisp_tags",
+        ] {
+            assert!(is_identity_header(name, &names), "{name}");
+        }
+        for name in [
+            "x-wisp",
+            "x-wis-subject",
+            "authorization",
+            "xx-wisp-subject",
+            "",
+            "x-wisp",
+        ] {
+            assert!(!is_identity_header(name, &names), "{name}");
+        }
+    }
+
+    #[test]
+    fn recognizes_configured_custom_names_in_odd_case() {
+        let names = custom_names();
+        for name in [
+            "X-Caller",
+            "x_CALLER_iss",
+            "X-CALLER-TAGS",
+            "x-caller-SPIFFE",
+            "x-wisp-other",
+        ] {
+            assert!(is_identity_header(name, &names), "{name}");
+        }
+        assert!(!is_identity_header("x-caller-id", &names));
+    }
+
+    #[test]
+    fn strip_removes_every_spoofed_copy_and_leaves_other_headers() {
+        let mut req = request(&[
+            ("X-Wisp-Subject", "evil"),
+            ("x-wisp-subject", "evil2"),
+            ("x-wisp-subject", "evil3"),
+            ("x-wisp-anything", "evil"),
+            ("X_WISP_SUBJECT", "evil"),
+            ("Host", "example.com"),
+            ("Accept", "a"),
+            ("accept", "b"),
+            ("X-Request-Id", "42"),
+        ]);
+        strip(&mut req, &names());
+        assert_eq!(req.headers.len(), 4);
+        assert_eq!(values(&req, "accept"), ["a", "b"]);
+        assert_eq!(values(&req, "host"), ["example.com"]);
+        assert_eq!(values(&req, "x-request-id"), ["42"]);
+        let wire = wire(&req);
+        assert!(!wire.to_ascii_lowercase().contains("wisp"), "{wire}");
+        assert!(wire.contains("X-Request-Id: 42"), "{wire}");
+    }
+
+    #[test]
+    fn strip_removes_configured_custom_names_in_odd_case() {
+        let mut req = request(&[
+            ("X-CALLER", "evil"),
+            ("x_caller_tags", "evil"),
+            ("X-Wisp-Foo", "evil"),
+            ("X-Caller-Id", "ok"),
+        ]);
+        strip(&mut req, &custom_names());
+        assert_eq!(req.headers.len(), 1);
+        assert_eq!(values(&req, "x-caller-id"), ["ok"]);
+    }
+
+    #[test]
+    fn inject_sets_subject_issuer_and_comma_joined_tags() {
+        let mut req = request(&[("x-wisp-subject", "stale")]);
+        inject(
+            &mut req,
+            &identity(&["tag:prod", "tag:web"], None),
+            &names(),
+        )
+        .unwrap();
+        assert_eq!(values(&req, "x-wisp-subject"), ["acme:frontend"]);
+        assert_eq!(values(&req, "x-wisp-issuer"), ["https://issuer.example"]);
+        assert_eq!(values(&req, "x-wisp-tags"), ["tag:prod,tag:web"]);
+        assert!(values(&req, "x-wisp-spiffe-id").is_empty());
+    }
+
+    #[test]
+    fn inject_omits_tags_when_there_are_none() {
+        let mut req = request(&[]);
+        inject(&mut req, &identity(&[], None), &names()).unwrap();
+        assert!(req.headers.get("x-wisp-tags").is_none());
+        assert_eq!(req.headers.len(), 2);
+    }
+
+    #[test]
+    fn inject_sends_the_spiffe_id_only_when_it_is_a_string_attribute() {
+        let mut req = request(&[]);
+        let id = AttrValue::String("spiffe://example.org/ns/a/sa/b".into());
+        inject(&mut req, &identity(&[], Some(id)), &names()).unwrap();
+        assert_eq!(
+            values(&req, "x-wisp-spiffe-id"),
+            ["spiffe://example.org/ns/a/sa/b"]
+        );
+
+        let mut req = request(&[]);
+        inject(&mut req, &identity(&[], Some(AttrValue::Long(1))), &names()).unwrap();
+        assert!(req.headers.get("x-wisp-spiffe-id").is_none());
+    }
+
+    #[test]
+    fn inject_reports_a_value_that_cannot_be_a_header() {
+        let mut bad = identity(&[], None);
+        bad.sub = "a\nb".into();
+        assert!(inject(&mut request(&[]), &bad, &names()).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn after_strip_no_identity_header_remains(
+            header_names in proptest::collection::vec("([xX][-_][wW][iI][sS][pP][-_]|[xX][-_][cC][aA][lL][lL][eE][rR])?[a-zA-Z0-9_-]{0,8}", 0..12),
+            custom in any::<bool>(),
+        ) {
+            let names = if custom { custom_names() } else { names() };
+            let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+            for name in &header_names {
+                if name.is_empty() { continue; }
+                req.append_header(name.clone(), "v").unwrap();
+            }
+            strip(&mut req, &names);
+            for name in req.headers.keys() {
+                prop_assert!(!is_identity_header(name.as_str(), &names), "{} survived", name);
+            }
+            let wire = wire(&req);
+            for line in wire.lines() {
+                let name = line.split(':').next().unwrap_or_default();
+                prop_assert!(!is_identity_header(name, &names), "{} on the wire", name);
+            }
+        }
+    }
 }

@@ -1,9 +1,39 @@
-//! wisp — workload identity sidecar proxy. (Overview written by the main session.)
+//! wisp — workload identity sidecar proxy.
+//!
+//! wisp sits in front of one service. For every request it proves who the
+//! caller is, asks Cedar whether that caller may do this, and forwards allowed
+//! requests with trustworthy identity headers:
+//!
+//! ```text
+//! client ──▶ proxy::WispProxy::request_filter
+//!              1. path::normalize             ambiguous → 400
+//!              2. public route?               → forward as is
+//!              3. authn::Authenticator        bearer JWT → Identity + principal (cached)   401 / 503
+//!              4. authz::Authorizer           Cedar(principal, action, resource, context)  403
+//!            upstream_request_filter
+//!              5. headers::strip / inject     spoofed identity headers removed, verified added
+//!            logging
+//!              6. metrics + decision log
+//! ```
+//!
+//! Modules, one per stage:
+//! - [`config`]: YAML → validated [`config::Config`].
+//! - [`authn`]: token parsing, keys, verification, presets, JWKS refresh, token cache.
+//! - [`authz`]: Cedar schema/policies, principal entities, [`authz::Decision`]; live reload.
+//! - [`path`], [`headers`]: request-target normalization, identity header hygiene.
+//! - [`proxy`]: the thin `ProxyHttp` impl calling the stages above.
+//! - [`admin`], [`metrics`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`server`]: wiring everything into a pingora server.
+//! - [`devtools`]: the development issuer and echo upstream (`wisp dev-issuer`, `wisp demo`, tests).
 
+pub mod admin;
 pub mod authn;
 pub mod authz;
 pub mod config;
 pub mod devtools;
 pub mod headers;
 pub mod identity;
+pub mod metrics;
 pub mod path;
+pub mod proxy;
+pub mod server;

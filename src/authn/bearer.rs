@@ -1,4 +1,9 @@
 //! Extracting the one bearer credential from `Authorization` headers (untrusted input).
+//!
+//! Exactly one credential per request (DESIGN.md §6): a second header, or
+//! anything after the token in the one header, is refused rather than picking
+//! one, so that wisp and the upstream can never disagree on who is calling.
+//! Grammar (RFC 6750 §2.1): `Bearer 1*SP token68`, scheme case-insensitive.
 
 use super::AuthnError;
 
@@ -6,7 +11,192 @@ use super::AuthnError;
 /// `Ok(None)` when there is no such header.
 ///
 /// # Errors
-/// [`AuthnError`] for several headers or credentials, another scheme, or an empty token.
-pub fn bearer_token<'a>(_values: &[&'a [u8]]) -> Result<Option<&'a str>, AuthnError> {
-    todo!("helper D")
+/// - [`AuthnError::MultipleCredentials`] for several headers, or anything after
+///   the token (a comma, another credential);
+/// - [`AuthnError::UnsupportedScheme`] for a scheme other than `Bearer`;
+/// - [`AuthnError::Malformed`] for an empty token, a character outside token68,
+///   non-UTF-8 bytes or control characters.
+pub fn bearer_token<'a>(values: &[&'a [u8]]) -> Result<Option<&'a str>, AuthnError> {
+    let value = match values {
+        [] => return Ok(None),
+        [value] => *value,
+        _ => return Err(AuthnError::MultipleCredentials),
+    };
+    let value = std::str::from_utf8(value)
+        .map_err(|_| malformed("Authorization header is not UTF-8"))?
+        // Optional whitespace around a field value is not part of it (RFC 9110 §5.5).
+        .trim_matches([' ', '\t']);
+    if value.bytes().any(|b| b.is_ascii_control()) {
+        return Err(malformed(
+            "Authorization header contains a control character",
+        ));
+    }
+
+    let scheme_end = value.find([' ', ',']).unwrap_or(value.len());
+    let (scheme, rest) = value.split_at(scheme_end);
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthnError::UnsupportedScheme);
+    }
+    if rest.starts_with(',') {
+        return Err(AuthnError::MultipleCredentials);
+    }
+    let token_and_rest = rest.trim_start_matches(' ');
+    let token_end = token68_len(token_and_rest);
+    let (token, after) = token_and_rest.split_at(token_end);
+    if token.is_empty() {
+        return Err(match after.chars().next() {
+            None => malformed("empty bearer token"),
+            Some(',') => AuthnError::MultipleCredentials,
+            Some(_) => malformed("bearer token has a character outside token68"),
+        });
+    }
+    match after.chars().next() {
+        None => Ok(Some(token)),
+        Some(' ' | '\t' | ',') => Err(AuthnError::MultipleCredentials),
+        Some(_) => Err(malformed("bearer token has a character outside token68")),
+    }
+}
+
+/// Length of the leading `token68` (`1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`),
+/// or 0 when `s` does not start with one.
+fn token68_len(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    let body = bytes
+        .iter()
+        .take_while(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+        .count();
+    if body == 0 {
+        return 0;
+    }
+    let padding = bytes.iter().skip(body).take_while(|&&b| b == b'=').count();
+    body + padding
+}
+
+fn malformed(detail: &str) -> AuthnError {
+    AuthnError::Malformed(detail.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn one(value: &str) -> Result<Option<&str>, AuthnError> {
+        bearer_token(&[value.as_bytes()])
+    }
+
+    #[test]
+    fn no_authorization_header_is_no_token() {
+        assert_eq!(bearer_token(&[]), Ok(None));
+    }
+
+    #[test]
+    fn accepts_bearer_in_any_case_with_one_or_more_spaces() {
+        for value in [
+            "Bearer abc.def.ghi",
+            "bearer abc.def.ghi",
+            "BEARER   abc.def.ghi",
+            " Bearer abc.def.ghi \t",
+        ] {
+            assert_eq!(one(value), Ok(Some("abc.def.ghi")), "value {value:?}");
+        }
+    }
+
+    #[test]
+    fn accepts_every_token68_character_and_trailing_padding() {
+        assert_eq!(one("Bearer aZ09-._~+/=="), Ok(Some("aZ09-._~+/==")));
+    }
+
+    #[test]
+    fn rejects_two_authorization_headers() {
+        let values: [&[u8]; 2] = [b"Bearer a", b"Bearer b"];
+        assert_eq!(bearer_token(&values), Err(AuthnError::MultipleCredentials));
+    }
+
+    #[test]
+    fn rejects_anything_after_the_token_as_another_credential() {
+        for value in [
+            "Bearer a, Bearer b",
+            "Bearer a,b",
+            "Bearer a b",
+            "Bearer a  Basic xyz",
+            "Bearer, Bearer a",
+            "Bearer ,a",
+        ] {
+            assert_eq!(
+                one(value),
+                Err(AuthnError::MultipleCredentials),
+                "value {value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_other_schemes() {
+        for value in [
+            "Basic dXNlcjpwYXNz",
+            "Digest x",
+            "Bearerx abc",
+            "Token abc",
+            "abc.def.ghi",
+            "Basic",
+        ] {
+            assert_eq!(
+                one(value),
+                Err(AuthnError::UnsupportedScheme),
+                "value {value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_bearer_without_a_token_as_malformed() {
+        for value in [
+            "Bearer",
+            "Bearer ",
+            "bearer    ",
+            "Bearer =",
+            "Bearer a=b",
+            "Bearer a\"b",
+            "Bearer é",
+        ] {
+            assert!(
+                matches!(one(value), Err(AuthnError::Malformed(_))),
+                "value {value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_non_utf8_and_control_characters_as_malformed() {
+        let values: [&[u8]; 1] = [b"Bearer a\xffb"];
+        assert!(matches!(
+            bearer_token(&values),
+            Err(AuthnError::Malformed(_))
+        ));
+        for value in ["Bearer a\0b", "Bearer a\rb", "Bearer\ta", "Bearer a\u{7f}"] {
+            assert!(
+                matches!(one(value), Err(AuthnError::Malformed(_))),
+                "value {value:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..3)) {
+            let slices: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+            let _ = bearer_token(&slices);
+        }
+
+        #[test]
+        fn never_panics_on_bearer_prefixed_values(rest in ".{0,40}") {
+            let value = format!("Bearer {rest}");
+            if let Ok(Some(token)) = one(&value) {
+                prop_assert!(token68_len(token) == token.len());
+            }
+        }
+    }
 }

@@ -1,1 +1,336 @@
-//! JWKS fetching and refreshing (I/O). Owned by the main session.
+//! JWKS fetching and refreshing (the I/O half of authentication).
+//!
+//! Each issuer owns an [`IssuerKeys`]: the last good [`KeySet`] behind an
+//! `ArcSwap` (readers never lock), refreshed by a background loop and, on an
+//! unknown `kid`, by a single-flight, rate-limited refetch from the request
+//! path. When refreshes fail the last good keys are kept for `max_stale`; an
+//! issuer whose keys never loaded (or went stale) is unavailable (503) while
+//! other issuers keep working.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+
+use super::keys::KeySet;
+use crate::config::{IssuerConfig, JwksSource};
+use crate::metrics::Metrics;
+
+/// Largest JWKS or discovery document accepted.
+const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// Timeout for one discovery or JWKS request.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request waits for an unknown-`kid` refetch.
+pub const REFETCH_WAIT: Duration = Duration::from_secs(3);
+
+/// A key set together with when it was fetched.
+#[derive(Debug)]
+pub struct LoadedKeys {
+    /// The keys.
+    pub set: KeySet,
+    /// When they were fetched (monotonic).
+    pub fetched_at: Instant,
+}
+
+/// Why a fetch failed (logged and shown in `/readyz`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// Transport or HTTP status problem.
+    #[error("{url}: {message}")]
+    Http {
+        /// The URL fetched.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The discovery document is not usable.
+    #[error("discovery: {0}")]
+    Discovery(String),
+    /// Reading the static file failed.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The JWKS document is invalid or holds no usable key.
+    #[error("{0}")]
+    Keys(#[from] super::keys::KeySetError),
+}
+
+/// One issuer's keys and their lifecycle.
+pub struct IssuerKeys {
+    config: Arc<IssuerConfig>,
+    http: reqwest::Client,
+    metrics: Metrics,
+    current: ArcSwapOption<LoadedKeys>,
+    /// Unix seconds of the last successful fetch (0: never).
+    last_success: AtomicI64,
+    last_error: Mutex<Option<String>>,
+    /// Single flight for request-path refetches: the time of the last one.
+    refetch: tokio::sync::Mutex<Option<Instant>>,
+}
+
+/// The state of an issuer, for `/readyz` and logs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IssuerStatus {
+    /// Configured name.
+    pub name: String,
+    /// Whether tokens of this issuer can be verified now.
+    pub ready: bool,
+    /// Usable keys loaded.
+    pub keys: usize,
+    /// Unix seconds of the last successful fetch, if any.
+    pub last_success: Option<i64>,
+    /// Age in seconds of the keys in use.
+    pub keys_age_seconds: Option<u64>,
+    /// The last fetch error, if the last fetch failed.
+    pub last_error: Option<String>,
+}
+
+impl IssuerKeys {
+    /// Creates the key holder for one issuer; nothing is fetched yet.
+    pub fn new(config: Arc<IssuerConfig>, http: reqwest::Client, metrics: Metrics) -> IssuerKeys {
+        IssuerKeys {
+            config,
+            http,
+            metrics,
+            current: ArcSwapOption::empty(),
+            last_success: AtomicI64::new(0),
+            last_error: Mutex::new(None),
+            refetch: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The issuer's configuration.
+    pub fn config(&self) -> &Arc<IssuerConfig> {
+        &self.config
+    }
+
+    /// The usable keys now: `None` when they never loaded or went stale.
+    pub fn keys(&self) -> Option<Arc<LoadedKeys>> {
+        let loaded = self.current.load_full()?;
+        // A fresh fetch is expected every `refresh`; failures are tolerated for
+        // `max_stale` beyond that, then the keys are no longer trusted.
+        if loaded.fetched_at.elapsed() > self.config.refresh + self.config.max_stale {
+            return None;
+        }
+        Some(loaded)
+    }
+
+    /// Fetches the keys now and installs them on success.
+    ///
+    /// # Errors
+    /// [`FetchError`]; the previous keys are kept.
+    pub async fn refresh(&self) -> Result<usize, FetchError> {
+        let result = self.fetch().await;
+        let issuer = self.config.name.as_str();
+        match result {
+            Ok(set) => {
+                let count = set.len();
+                self.current.store(Some(Arc::new(LoadedKeys {
+                    set,
+                    fetched_at: Instant::now(),
+                })));
+                let now = super::unix_now();
+                self.last_success.store(now, Ordering::Relaxed);
+                set_error(&self.last_error, None);
+                let metrics = &self.metrics;
+                metrics.jwks_refresh.with_label_values(&[issuer, "success"]).inc();
+                metrics
+                    .jwks_keys
+                    .with_label_values(&[issuer])
+                    .set(i64::try_from(count).unwrap_or(i64::MAX));
+                metrics.jwks_last_success.with_label_values(&[issuer]).set(now);
+                tracing::info!(issuer, keys = count, "jwks loaded");
+                Ok(count)
+            }
+            Err(error) => {
+                set_error(&self.last_error, Some(error.to_string()));
+                self.metrics
+                    .jwks_refresh
+                    .with_label_values(&[issuer, "failure"])
+                    .inc();
+                tracing::warn!(issuer, %error, "jwks refresh failed; keeping the last good keys");
+                Err(error)
+            }
+        }
+    }
+
+    /// Called from the request path when the issuer has no keys or a token names
+    /// a `kid` we do not know: refetches at most once per `refetch_min_interval`
+    /// (single flight: concurrent callers wait for the one fetch), then returns
+    /// the current keys.
+    pub async fn refetch_for_unknown_kid(&self) -> Option<Arc<LoadedKeys>> {
+        let mut last = self.refetch.lock().await;
+        let due = last.is_none_or(|at| at.elapsed() >= self.config.refetch_min_interval);
+        if due {
+            *last = Some(Instant::now());
+            // Failures are logged and counted by `refresh`; the caller sees the keys we have.
+            let _ = self.refresh().await;
+        }
+        drop(last);
+        self.keys()
+    }
+
+    /// Status for `/readyz`.
+    pub fn status(&self) -> IssuerStatus {
+        let keys = self.keys();
+        let last_success = self.last_success.load(Ordering::Relaxed);
+        IssuerStatus {
+            name: self.config.name.clone(),
+            ready: keys.is_some(),
+            keys: keys.as_ref().map_or(0, |k| k.set.len()),
+            last_success: (last_success > 0).then_some(last_success),
+            keys_age_seconds: keys.map(|k| k.fetched_at.elapsed().as_secs()),
+            last_error: self.last_error.lock().map_or(None, |guard| guard.clone()),
+        }
+    }
+
+    async fn fetch(&self) -> Result<KeySet, FetchError> {
+        let document = match &self.config.jwks {
+            JwksSource::File(path) => {
+                tokio::fs::read(path)
+                    .await
+                    .map_err(|error| FetchError::File {
+                        path: path.display().to_string(),
+                        message: error.to_string(),
+                    })?
+            }
+            JwksSource::Uri(uri) => self.get(uri).await?,
+            JwksSource::Discovery => {
+                let uri = self.discover().await?;
+                self.get(&uri).await?
+            }
+        };
+        Ok(KeySet::from_jwks_json(&document, &self.config.algorithms)?)
+    }
+
+    /// Resolves `jwks_uri` from the issuer's OpenID configuration. The document's
+    /// `issuer` must equal the configured issuer (OpenID Connect Discovery §4.3).
+    async fn discover(&self) -> Result<String, FetchError> {
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.config.issuer.trim_end_matches('/')
+        );
+        let body = self.get(&url).await?;
+        let document: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|error| FetchError::Discovery(format!("{url}: not JSON: {error}")))?;
+        let issuer = document.get("issuer").and_then(serde_json::Value::as_str);
+        if issuer != Some(self.config.issuer.as_str()) {
+            return Err(FetchError::Discovery(format!(
+                "{url}: document issuer {issuer:?} does not match {:?}",
+                self.config.issuer
+            )));
+        }
+        let jwks_uri = document
+            .get("jwks_uri")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| FetchError::Discovery(format!("{url}: no jwks_uri")))?;
+        crate::config::check_fetch_url(jwks_uri)
+            .map_err(|message| FetchError::Discovery(format!("{url}: jwks_uri {message}")))?;
+        Ok(jwks_uri.to_string())
+    }
+
+    async fn get(&self, url: &str) -> Result<Vec<u8>, FetchError> {
+        let http_error = |message: String| FetchError::Http {
+            url: url.to_string(),
+            message,
+        };
+        let mut response = self
+            .http
+            .get(url)
+            .timeout(FETCH_TIMEOUT)
+            .send()
+            .await
+            .map_err(|error| http_error(error.to_string()))?;
+        if !response.status().is_success() {
+            return Err(http_error(format!("HTTP {}", response.status())));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|error| http_error(error.to_string()))?
+        {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(http_error(format!(
+                    "document larger than {MAX_DOCUMENT_BYTES} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// Refreshes forever, every `refresh` (retrying failures sooner, with
+    /// backoff), until `shutdown` changes.
+    pub async fn run(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut failures: u32 = 0;
+        loop {
+            let delay = match self.refresh().await {
+                Ok(_) => {
+                    failures = 0;
+                    self.config.refresh
+                }
+                Err(_) => {
+                    failures = failures.saturating_add(1);
+                    retry_delay(failures).min(self.config.refresh)
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// 1 s, 2 s, 4 s, … capped at 60 s.
+fn retry_delay(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
+fn set_error(slot: &Mutex<Option<String>>, value: Option<String>) {
+    if let Ok(mut guard) = slot.lock() {
+        *guard = value;
+    }
+}
+
+/// Builds the HTTP client used for discovery and JWKS fetches: rustls (with
+/// the process's ring provider, see `main`) and the system's root
+/// certificates. Redirects are followed only to https URLs, so a redirect
+/// cannot downgrade a key fetch to plaintext.
+///
+/// # Errors
+/// When the TLS configuration cannot be built.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    let redirects = reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() >= 3 || attempt.url().scheme() != "https" {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    });
+    reqwest::Client::builder()
+        .user_agent(concat!("wisp/", env!("CARGO_PKG_VERSION")))
+        .redirect(redirects)
+        .connect_timeout(FETCH_TIMEOUT)
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_backs_off_and_caps() {
+        assert_eq!(retry_delay(1), Duration::from_secs(1));
+        assert_eq!(retry_delay(2), Duration::from_secs(2));
+        assert_eq!(retry_delay(4), Duration::from_secs(8));
+        assert_eq!(retry_delay(50), Duration::from_secs(60));
+    }
+}

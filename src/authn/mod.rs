@@ -8,12 +8,14 @@
 //! - [`presets`]: claims → identity, per issuer kind.
 //! - [`jwks`]: fetching and refreshing key sets (I/O).
 
+pub mod authenticator;
 pub mod bearer;
 pub mod crypto;
 pub mod jwks;
 pub mod jwt;
 pub mod keys;
 pub mod presets;
+pub mod token_cache;
 pub mod verify;
 
 /// Why a request failed authentication. Each variant maps to one HTTP status and
@@ -123,4 +125,11 @@ impl AuthnError {
             _ => 401,
         }
     }
+}
+
+/// Current Unix time in seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

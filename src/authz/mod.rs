@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use crate::identity::Identity;
 
+pub mod reload;
+
 /// One problem in the schema or a policy file, printed as `file:line:col: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {

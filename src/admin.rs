@@ -1,0 +1,98 @@
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::authn::authenticator::Authenticator;
+use crate::authz::reload::PolicyStore;
+use crate::metrics::Metrics;
+
+/// The admin HTTP app.
+pub struct AdminApp {
+    metrics: Metrics,
+    authn: Arc<Authenticator>,
+    policies: Arc<PolicyStore>,
+}
+
+impl AdminApp {
+    /// Builds the admin app over the live state.
+    pub fn new(metrics: Metrics, authn: Arc<Authenticator>, policies: Arc<PolicyStore>) -> AdminApp {
+        AdminApp {
+            metrics,
+            authn,
+            policies,
+        }
+    }
+
+    /// `/readyz`: 200 when policies are loaded and every issuer has usable keys.
+    pub fn readiness(&self) -> (bool, serde_json::Value) {
+        let issuers: Vec<_> = self.authn.issuers().iter().map(|i| i.status()).collect();
+        let policies = self.policies.current();
+        let ready = issuers.iter().all(|i| i.ready);
+        let detail = serde_json::json!({
+            "ready": ready,
+            "policies": {
+                "loaded": true,
+                "count": policies.authorizer.policy_count(),
+                "generation": policies.generation,
+            },
+            "issuers": issuers,
+        });
+        (ready, detail)
+    }
+
+    fn metrics_text(&self) -> Vec<u8> {
+        if let Some(cache) = self.authn.cache() {
+            let (entries, bytes) = cache.usage();
+            self.metrics
+                .token_cache_entries
+                .set(i64::try_from(entries).unwrap_or(i64::MAX));
+            self.metrics
+                .token_cache_bytes
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        self.metrics.render()
+    }
+}
+
+fn response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    if let Ok(value) = http::HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(http::header::CONTENT_TYPE, value);
+    }
+    let length = response.body().len();
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(length));
+    response
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let path = session.req_header().uri.path();
+        match path {
+            "/metrics" => response(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.metrics_text(),
+            ),
+            "/healthz" => response(StatusCode::OK, "application/json", br#"{"status":"ok"}"#.to_vec()),
+            "/readyz" => {
+                let (ready, detail) = self.readiness();
+                let status = if ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                response(status, "application/json", detail.to_string().into_bytes())
+            }
+            _ => response(StatusCode::NOT_FOUND, "application/json", br#"{"error":"not_found"}"#.to_vec()),
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The authentication stage: bearer token → verified, cached identity and
+//! principal entity. Ties the pure pieces ([`jwt`](super::jwt),
+//! [`verify`](super::verify), [`presets`](super::presets)) to the key holders
+//! ([`jwks`](super::jwks)) and the [`TokenCache`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::jwks::{IssuerKeys, LoadedKeys, REFETCH_WAIT};
+use super::token_cache::{identity_weight, CachedToken, TokenCache};
+use super::{jwt, presets, verify, AuthnError};
+use crate::authz::Authorizer;
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// The authentication stage.
+pub struct Authenticator {
+    issuers: Vec<Arc<IssuerKeys>>,
+    by_iss: HashMap<String, usize>,
+    cache: Option<TokenCache>,
+    max_token_bytes: usize,
+    metrics: Metrics,
+}
+
+impl Authenticator {
+    /// Builds the stage for `config`; keys are not fetched yet (see [`Authenticator::issuers`]).
+    pub fn new(config: &Config, http: reqwest::Client, metrics: Metrics) -> Authenticator {
+        let issuers: Vec<Arc<IssuerKeys>> = config
+            .issuers
+            .iter()
+            .map(|issuer| {
+                Arc::new(IssuerKeys::new(
+                    Arc::new(issuer.clone()),
+                    http.clone(),
+                    metrics.clone(),
+                ))
+            })
+            .collect();
+        let by_iss = config
+            .issuers
+            .iter()
+            .enumerate()
+            .map(|(index, issuer)| (issuer.issuer.clone(), index))
+            .collect();
+        let cache = (config.authn.token_cache_max_bytes > 0)
+            .then(|| TokenCache::new(config.authn.token_cache_max_bytes));
+        Authenticator {
+            issuers,
+            by_iss,
+            cache,
+            max_token_bytes: config.authn.max_token_bytes,
+            metrics,
+        }
+    }
+
+    /// The issuers' key holders (for the refresh loops and `/readyz`).
+    pub fn issuers(&self) -> &[Arc<IssuerKeys>] {
+        &self.issuers
+    }
+
+    /// The token cache, if enabled.
+    pub fn cache(&self) -> Option<&TokenCache> {
+        self.cache.as_ref()
+    }
+
+    /// Authenticates a bearer token at Unix time `now`, for the policy set
+    /// `authorizer` (generation `policy_generation`).
+    ///
+    /// # Errors
+    /// [`AuthnError`] with the first failed check.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        authorizer: &Authorizer,
+        policy_generation: u64,
+        now: i64,
+    ) -> Result<Arc<CachedToken>, AuthnError> {
+        if token.len() > self.max_token_bytes {
+            return Err(AuthnError::TokenTooLarge {
+                max: self.max_token_bytes,
+            });
+        }
+        if let Some(cache) = &self.cache {
+            if let Some(entry) = cache.get(token) {
+                if let Some(hit) = self.revalidate(cache, token, entry, authorizer, policy_generation, now)? {
+                    self.metrics.token_cache_hits.inc();
+                    return Ok(hit);
+                }
+            }
+            self.metrics.token_cache_misses.inc();
+        }
+        let entry = Arc::new(self.verify(token, authorizer, policy_generation, now).await?);
+        if let Some(cache) = &self.cache {
+            cache.insert(token, entry.clone());
+        }
+        Ok(entry)
+    }
+
+    /// Re-checks a cache hit against the current state: `Ok(None)` means treat as a miss.
+    fn revalidate(
+        &self,
+        cache: &TokenCache,
+        token: &str,
+        entry: Arc<CachedToken>,
+        authorizer: &Authorizer,
+        policy_generation: u64,
+        now: i64,
+    ) -> Result<Option<Arc<CachedToken>>, AuthnError> {
+        let Some(issuer) = self.issuers.get(entry.issuer_index) else {
+            cache.remove(token);
+            return Ok(None);
+        };
+        if now >= entry.valid_until {
+            cache.remove(token);
+            return Err(AuthnError::Expired);
+        }
+        match issuer.keys() {
+            None => return Err(AuthnError::IssuerUnavailable(issuer.config().name.clone())),
+            Some(keys) if !keys.set.contains(entry.key_fingerprint) => {
+                // The key was withdrawn: verify afresh (it will fail unless re-signed).
+                cache.remove(token);
+                return Ok(None);
+            }
+            Some(_) => {}
+        }
+        if entry.policy_generation == policy_generation {
+            return Ok(Some(entry));
+        }
+        // Policies (and maybe the schema) changed: rebuild the principal entity.
+        let principal = authorizer
+            .principal(&entry.identity)
+            .map_err(AuthnError::SchemaMismatch)?;
+        let rebuilt = Arc::new(CachedToken {
+            identity: entry.identity.clone(),
+            principal,
+            policy_generation,
+            issuer_index: entry.issuer_index,
+            key_fingerprint: entry.key_fingerprint,
+            valid_until: entry.valid_until,
+            weight: entry.weight,
+        });
+        cache.insert(token, rebuilt.clone());
+        Ok(Some(rebuilt))
+    }
+
+    async fn verify(
+        &self,
+        token: &str,
+        authorizer: &Authorizer,
+        policy_generation: u64,
+        now: i64,
+    ) -> Result<CachedToken, AuthnError> {
+        let parsed = jwt::parse(token, self.max_token_bytes)?;
+        let iss = parsed
+            .claims
+            .get("iss")
+            .and_then(serde_json::Value::as_str)
+            .ok_or(AuthnError::UnknownIssuer)?;
+        let issuer_index = *self.by_iss.get(iss).ok_or(AuthnError::UnknownIssuer)?;
+        let issuer = &self.issuers[issuer_index];
+        let keys = self.usable_keys(issuer, parsed.header.kid.as_deref()).await?;
+        let verified = verify::verify(&parsed, issuer.config(), &keys.set, now)?;
+        let identity = presets::identity(issuer.config(), &verified.claims, verified.expires_at)?;
+        let principal = authorizer
+            .principal(&identity)
+            .map_err(AuthnError::SchemaMismatch)?;
+        let leeway = i64::try_from(issuer.config().leeway.as_secs()).unwrap_or(0);
+        let weight = u32::try_from(identity_weight(&identity)).unwrap_or(u32::MAX);
+        Ok(CachedToken {
+            identity,
+            principal,
+            policy_generation,
+            issuer_index,
+            key_fingerprint: verified.key_fingerprint,
+            valid_until: verified.expires_at.saturating_add(leeway),
+            weight,
+        })
+    }
+
+    /// The issuer's keys, refetching (single flight, rate-limited) when there are
+    /// none yet or the token names an unknown `kid`.
+    async fn usable_keys(
+        &self,
+        issuer: &IssuerKeys,
+        kid: Option<&str>,
+    ) -> Result<Arc<LoadedKeys>, AuthnError> {
+        let unavailable = || AuthnError::IssuerUnavailable(issuer.config().name.clone());
+        let current = issuer.keys();
+        let needs_refetch = match (&current, kid) {
+            (None, _) => true,
+            (Some(keys), Some(kid)) => !keys.set.has_kid(kid),
+            (Some(_), None) => false,
+        };
+        if !needs_refetch {
+            return current.ok_or_else(unavailable);
+        }
+        let refreshed = tokio::time::timeout(REFETCH_WAIT, issuer.refetch_for_unknown_kid())
+            .await
+            .unwrap_or_else(|_| issuer.keys());
+        refreshed.or(current).ok_or_else(unavailable)
+    }
+}

@@ -1,0 +1,176 @@
+//! Reading verified claims: typed look-ups for presets, JSON Pointers for the
+//! `claims:` mapping, and JSON → [`AttrValue`] conversion.
+//!
+//! A claim of the wrong type is always an error, never a missing attribute:
+//! Cedar skips a policy whose evaluation errors, so a `forbid` reading a
+//! silently dropped attribute would fail open (DESIGN.md §6).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::authn::AuthnError;
+use crate::identity::AttrValue;
+
+/// An [`AuthnError::InvalidClaim`] for the claim at `pointer`.
+pub(super) fn invalid(pointer: &str, detail: impl Into<String>) -> AuthnError {
+    AuthnError::InvalidClaim {
+        claim: pointer.to_owned(),
+        detail: detail.into(),
+    }
+}
+
+/// `object[key]` as a string; `None` when absent.
+///
+/// # Errors
+/// [`AuthnError::InvalidClaim`] naming `pointer` when present but not a string.
+pub(super) fn optional_str<'c>(
+    object: &'c Map<String, Value>,
+    key: &str,
+    pointer: &str,
+) -> Result<Option<&'c str>, AuthnError> {
+    match object.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(invalid(
+            pointer,
+            format!("expected a string, found {}", kind(other)),
+        )),
+    }
+}
+
+/// `object[key]` as a string, which must be present.
+///
+/// # Errors
+/// [`AuthnError::InvalidClaim`] naming `pointer` when absent or not a string.
+pub(super) fn required_str<'c>(
+    object: &'c Map<String, Value>,
+    key: &str,
+    pointer: &str,
+) -> Result<&'c str, AuthnError> {
+    optional_str(object, key, pointer)?.ok_or_else(|| invalid(pointer, "required claim is missing"))
+}
+
+/// `object[key]` as an object; `None` when absent.
+///
+/// # Errors
+/// [`AuthnError::InvalidClaim`] naming `pointer` when present but not an object.
+pub(super) fn optional_object<'c>(
+    object: &'c Map<String, Value>,
+    key: &str,
+    pointer: &str,
+) -> Result<Option<&'c Map<String, Value>>, AuthnError> {
+    match object.get(key) {
+        None => Ok(None),
+        Some(Value::Object(map)) => Ok(Some(map)),
+        Some(other) => Err(invalid(
+            pointer,
+            format!("expected an object, found {}", kind(other)),
+        )),
+    }
+}
+
+/// `object[key]` as an array of strings; `None` when absent.
+///
+/// # Errors
+/// [`AuthnError::InvalidClaim`] naming `pointer` when present but not an array of strings.
+pub(super) fn optional_strings(
+    object: &Map<String, Value>,
+    key: &str,
+    pointer: &str,
+) -> Result<Option<Vec<String>>, AuthnError> {
+    match object.get(key) {
+        None => Ok(None),
+        Some(value) => string_array(value).map(Some).ok_or_else(|| {
+            invalid(
+                pointer,
+                format!("expected an array of strings, found {}", kind(value)),
+            )
+        }),
+    }
+}
+
+/// Resolves an RFC 6901 JSON Pointer against the claims: the first reference
+/// token names a claim (which may itself contain `.` or `/`, written `~1`),
+/// the rest walk into it. `None` when it resolves to nothing; the empty
+/// pointer names the whole claim set.
+pub(super) fn resolve<'c>(claims: &'c Map<String, Value>, pointer: &str) -> Option<Resolved<'c>> {
+    if pointer.is_empty() {
+        return Some(Resolved::Claims(claims));
+    }
+    let rest = pointer.strip_prefix('/')?;
+    let (first, tail) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    // RFC 6901 §4: `~1` before `~0`, so that `~01` becomes `~1`, not `/`.
+    let claim = first.replace("~1", "/").replace("~0", "~");
+    claims.get(&claim)?.pointer(tail).map(Resolved::Value)
+}
+
+/// What a pointer resolved to.
+pub(super) enum Resolved<'c> {
+    /// The whole claim set (the empty pointer).
+    Claims(&'c Map<String, Value>),
+    /// One JSON value inside it.
+    Value(&'c Value),
+}
+
+impl Resolved<'_> {
+    /// Converts to an attribute value; the error says what was found.
+    pub(super) fn to_attr(&self) -> Result<AttrValue, String> {
+        match self {
+            Resolved::Claims(map) => record(map),
+            Resolved::Value(value) => attr_value(value),
+        }
+    }
+}
+
+/// JSON → Cedar-typed value (DESIGN.md §4): string → String, integer fitting
+/// i64 → Long, bool → Bool, array of strings → Set, object → Record whose
+/// values convert in turn. Anything else is an error describing what was found.
+///
+/// Recursion depth is bounded by serde_json's nesting limit (128) on parsing.
+pub(super) fn attr_value(value: &Value) -> Result<AttrValue, String> {
+    match value {
+        Value::String(s) => Ok(AttrValue::String(s.clone())),
+        Value::Bool(b) => Ok(AttrValue::Bool(*b)),
+        Value::Number(n) => n
+            .as_i64()
+            .map(AttrValue::Long)
+            .ok_or_else(|| format!("{} is not an integer that fits in 64 bits", n)),
+        Value::Array(_) => string_array(value)
+            .map(AttrValue::Set)
+            .ok_or_else(|| "an array whose elements are not all strings".to_owned()),
+        Value::Object(map) => record(map),
+        Value::Null => Err("null".to_owned()),
+    }
+}
+
+fn record(map: &Map<String, Value>) -> Result<AttrValue, String> {
+    map.iter()
+        .map(|(key, value)| {
+            attr_value(value)
+                .map(|v| (key.clone(), v))
+                .map_err(|why| format!("field {key:?}: {why}"))
+        })
+        .collect::<Result<BTreeMap<_, _>, _>>()
+        .map(AttrValue::Record)
+}
+
+fn string_array(value: &Value) -> Option<Vec<String>> {
+    value
+        .as_array()?
+        .iter()
+        .map(|item| item.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// A short description of a JSON value's type, for error details.
+pub(super) fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,710 @@
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+use crate::config::{Algorithm, JwksSource};
+
+fn issuer(preset: Preset, mappings: &[(&str, &str)]) -> IssuerConfig {
+    IssuerConfig {
+        name: "test".into(),
+        issuer: "https://issuer.example".into(),
+        preset,
+        jwks: JwksSource::Discovery,
+        refresh: Duration::from_secs(300),
+        max_stale: Duration::from_secs(3600),
+        refetch_min_interval: Duration::from_secs(30),
+        audiences: vec!["orders".into()],
+        algorithms: vec![Algorithm::ES256],
+        leeway: Duration::from_secs(30),
+        max_lifetime: Duration::from_secs(86400),
+        claims: mappings
+            .iter()
+            .map(|(attribute, pointer)| ClaimMapping {
+                attribute: (*attribute).into(),
+                pointer: (*pointer).into(),
+            })
+            .collect(),
+    }
+}
+
+fn claims(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => panic!("test claims must be an object"),
+    }
+}
+
+fn build(preset: Preset, mappings: &[(&str, &str)], token: Value) -> Result<Identity, AuthnError> {
+    identity(&issuer(preset, mappings), &claims(token), 1_735_704_000)
+}
+
+fn attr(identity: &Identity, name: &str) -> Option<AttrValue> {
+    identity.attrs.get(name).cloned()
+}
+
+fn string(s: &str) -> Option<AttrValue> {
+    Some(AttrValue::String(s.into()))
+}
+
+#[track_caller]
+fn assert_invalid(
+    result: Result<Identity, AuthnError>,
+    expected_claim: &str,
+    detail_contains: &str,
+) {
+    match result {
+        Err(AuthnError::InvalidClaim { claim, detail }) => {
+            assert_eq!(claim, expected_claim, "detail: {detail}");
+            assert!(
+                detail.contains(detail_contains),
+                "detail {detail:?} lacks {detail_contains:?}"
+            );
+        }
+        other => panic!("expected InvalidClaim({expected_claim}), got {other:?}"),
+    }
+}
+
+// ---- generic ----
+
+#[test]
+fn generic_builds_uid_from_iss_and_sub_and_has_no_tags() {
+    let token = json!({"iss": "https://issuer.example", "sub": "acme:frontend", "aud": "orders", "tags": ["x"]});
+    let id = build(Preset::Generic, &[], token).unwrap();
+    assert_eq!(id.uid, "https://issuer.example#acme:frontend");
+    assert_eq!(id.sub, "acme:frontend");
+    assert_eq!(id.iss, "https://issuer.example");
+    assert_eq!(&*id.issuer_name, "test");
+    assert_eq!(id.authn, AuthnMethod::Jwt);
+    assert_eq!(id.expires_at, 1_735_704_000);
+    assert!(id.tags.is_empty());
+    assert!(id.attrs.is_empty());
+}
+
+#[test]
+fn rejects_missing_or_non_string_sub_and_iss() {
+    assert_invalid(
+        build(Preset::Generic, &[], json!({"iss": "i"})),
+        "/sub",
+        "missing",
+    );
+    assert_invalid(
+        build(Preset::Generic, &[], json!({"iss": "i", "sub": 7})),
+        "/sub",
+        "string",
+    );
+    assert_invalid(
+        build(Preset::Generic, &[], json!({"sub": "s"})),
+        "/iss",
+        "missing",
+    );
+    assert_invalid(
+        build(Preset::Generic, &[], json!({"iss": "", "sub": "s"})),
+        "/iss",
+        "empty",
+    );
+}
+
+#[test]
+fn rejects_sub_iss_and_tags_that_cannot_be_header_values() {
+    for bad in [
+        "a\nb",
+        "a\rb",
+        "a\0b",
+        "caf\u{e9}",
+        "tab\there",
+        " lead",
+        "trail ",
+        "del\u{7f}",
+    ] {
+        assert_invalid(
+            build(Preset::Generic, &[], json!({"iss": "i", "sub": bad})),
+            "/sub",
+            "",
+        );
+        assert_invalid(
+            build(Preset::Generic, &[], json!({"iss": bad, "sub": "s"})),
+            "/iss",
+            "",
+        );
+        let token = json!({"iss": "i", "sub": "s", "t": [bad]});
+        assert_invalid(build(Preset::Generic, &[("tags", "/t")], token), "/t", "");
+    }
+    let id = build(
+        Preset::Generic,
+        &[],
+        json!({"iss": "i", "sub": "repo:o/r:environment:Prod Env"}),
+    )
+    .unwrap();
+    assert_eq!(id.sub, "repo:o/r:environment:Prod Env");
+}
+
+#[test]
+fn rejects_tags_containing_commas_or_empty_tags() {
+    let token = json!({"iss": "i", "sub": "s", "t": ["a,b"]});
+    assert_invalid(
+        build(Preset::Generic, &[("tags", "/t")], token),
+        "/t",
+        "','",
+    );
+    let token = json!({"iss": "i", "sub": "s", "t": [""]});
+    assert_invalid(
+        build(Preset::Generic, &[("tags", "/t")], token),
+        "/t",
+        "empty",
+    );
+}
+
+// ---- claims: mapping ----
+
+#[test]
+fn maps_each_json_type_to_its_cedar_type() {
+    let token = json!({
+        "iss": "i", "sub": "s",
+        "name": "web", "count": 42, "neg": -1, "admin": true, "groups": ["a", "b"], "empty": [],
+        "meta": {"team": "shop", "level": 3, "on": false, "labels": ["x"], "inner": {"k": "v"}}
+    });
+    let mappings = [
+        ("name", "/name"),
+        ("count", "/count"),
+        ("neg", "/neg"),
+        ("admin", "/admin"),
+        ("groups", "/groups"),
+        ("empty", "/empty"),
+        ("meta", "/meta"),
+        ("team", "/meta/team"),
+    ];
+    let id = build(Preset::Generic, &mappings, token).unwrap();
+    assert_eq!(attr(&id, "name"), string("web"));
+    assert_eq!(attr(&id, "count"), Some(AttrValue::Long(42)));
+    assert_eq!(attr(&id, "neg"), Some(AttrValue::Long(-1)));
+    assert_eq!(attr(&id, "admin"), Some(AttrValue::Bool(true)));
+    assert_eq!(
+        attr(&id, "groups"),
+        Some(AttrValue::Set(vec!["a".into(), "b".into()]))
+    );
+    assert_eq!(attr(&id, "empty"), Some(AttrValue::Set(vec![])));
+    assert_eq!(attr(&id, "team"), string("shop"));
+    let inner = BTreeMap::from([("k".to_owned(), AttrValue::String("v".into()))]);
+    let meta = BTreeMap::from([
+        ("team".to_owned(), AttrValue::String("shop".into())),
+        ("level".to_owned(), AttrValue::Long(3)),
+        ("on".to_owned(), AttrValue::Bool(false)),
+        ("labels".to_owned(), AttrValue::Set(vec!["x".into()])),
+        ("inner".to_owned(), AttrValue::Record(inner)),
+    ]);
+    assert_eq!(attr(&id, "meta"), Some(AttrValue::Record(meta)));
+}
+
+#[test]
+fn rejects_mapped_claims_that_cedar_cannot_hold_naming_attribute_and_pointer() {
+    let token = json!({
+        "iss": "i", "sub": "s",
+        "null": null, "float": 1.5, "big": 18_446_744_073_709_551_615_u64, "mixed": ["a", 1],
+        "objects": [{"a": "b"}], "nested": {"ok": "x", "bad": null}
+    });
+    for (pointer, why) in [
+        ("/null", "null"),
+        ("/float", "not an integer"),
+        ("/big", "not an integer"),
+        ("/mixed", "not all strings"),
+        ("/objects", "not all strings"),
+        ("/nested", "field \"bad\": null"),
+    ] {
+        let result = build(Preset::Generic, &[("attr", pointer)], token.clone());
+        assert_invalid(result, pointer, why);
+        let result = build(Preset::Generic, &[("attr", pointer)], token.clone());
+        assert_invalid(result, pointer, "`attr`");
+    }
+}
+
+#[test]
+fn a_pointer_that_resolves_to_nothing_leaves_the_attribute_absent() {
+    let token = json!({"iss": "i", "sub": "s", "a": {"b": "c"}, "list": ["x"]});
+    let mappings = [
+        ("m1", "/missing"),
+        ("m2", "/a/missing"),
+        ("m3", "/a/b/c"),
+        ("m4", "/list/5"),
+        ("tags", "/nope"),
+    ];
+    let id = build(Preset::Generic, &mappings, token).unwrap();
+    assert!(id.attrs.is_empty(), "{:?}", id.attrs);
+    assert!(id.tags.is_empty());
+}
+
+#[test]
+fn resolves_escaped_pointers_into_claim_names_with_dots_and_slashes() {
+    let token = json!({
+        "iss": "i", "sub": "s",
+        "kubernetes.io": {"namespace": "shop"},
+        "italypaleale.me/tsiam": {"name": "web-1", "tags": ["tag:web"]},
+        "a~b": {"c/d": "tilde-and-slash"},
+        "list": ["first", "second"]
+    });
+    let mappings = [
+        ("ns", "/kubernetes.io/namespace"),
+        ("node", "/italypaleale.me~1tsiam/name"),
+        ("odd", "/a~0b/c~1d"),
+        ("second", "/list/1"),
+        ("tags", "/italypaleale.me~1tsiam/tags"),
+    ];
+    let id = build(Preset::Generic, &mappings, token).unwrap();
+    assert_eq!(attr(&id, "ns"), string("shop"));
+    assert_eq!(attr(&id, "node"), string("web-1"));
+    assert_eq!(attr(&id, "odd"), string("tilde-and-slash"));
+    assert_eq!(attr(&id, "second"), string("second"));
+    assert_eq!(id.tags, ["tag:web"]);
+}
+
+#[test]
+fn a_tags_mapping_must_yield_an_array_of_strings() {
+    for bad in [json!("tag:a"), json!(["a", 1]), json!({"a": "b"}), json!(3)] {
+        let token = json!({"iss": "i", "sub": "s", "t": bad});
+        assert_invalid(
+            build(Preset::Generic, &[("tags", "/t")], token),
+            "/t",
+            "tags",
+        );
+    }
+    let token = json!({"iss": "i", "sub": "s", "t": ["tag:a", "tag:b"]});
+    let id = build(Preset::Generic, &[("tags", "/t")], token).unwrap();
+    assert_eq!(id.tags, ["tag:a", "tag:b"]);
+    assert!(!id.attrs.contains_key("tags"));
+}
+
+#[test]
+fn config_mappings_override_preset_attributes_of_the_same_name() {
+    let mut token = github_token();
+    token["custom_ref"] = json!("refs/tags/v1");
+    let id = build(
+        Preset::GithubActions,
+        &[("ref", "/custom_ref"), ("environment", "/none")],
+        token,
+    )
+    .unwrap();
+    assert_eq!(attr(&id, "ref"), string("refs/tags/v1"));
+    assert_eq!(attr(&id, "environment"), None);
+}
+
+// ---- tsiam ----
+
+fn tsiam_object() -> Value {
+    json!({
+        "nodeId": "nABC123CNTRL",
+        "name": "web-1.tailnet-name.ts.net",
+        "hostname": "web-1",
+        "ip4": "100.64.0.1",
+        "ip6": "fd7a:115c:a1e0::1",
+        "userLoginName": "",
+        "tags": ["tag:web", "tag:prod"]
+    })
+}
+
+fn tsiam_token(claim_name: &str) -> Value {
+    let mut token = json!({
+        "iss": "https://tsiam.example.ts.net", "sub": "nABC123CNTRL", "aud": ["orders"],
+        "iat": 1_735_700_600, "nbf": 1_735_700_600, "exp": 1_735_704_000, "jti": "ABCDEFGH"
+    });
+    token[claim_name] = tsiam_object();
+    token
+}
+
+#[test]
+fn tsiam_maps_node_attributes_and_tags_from_either_claim_spelling() {
+    for claim_name in ["italypaleale.me/tsiam", "tsiam"] {
+        let id = build(Preset::Tsiam, &[], tsiam_token(claim_name)).unwrap();
+        assert_eq!(attr(&id, "node_id"), string("nABC123CNTRL"), "{claim_name}");
+        assert_eq!(attr(&id, "node_name"), string("web-1.tailnet-name.ts.net"));
+        assert_eq!(attr(&id, "ip4"), string("100.64.0.1"));
+        assert_eq!(attr(&id, "ip6"), string("fd7a:115c:a1e0::1"));
+        assert_eq!(id.tags, ["tag:web", "tag:prod"]);
+        assert_eq!(id.attrs.len(), 4, "{:?}", id.attrs);
+    }
+}
+
+#[test]
+fn tsiam_accepts_both_spellings_when_equal_and_rejects_them_when_different() {
+    let mut token = tsiam_token("italypaleale.me/tsiam");
+    token["tsiam"] = tsiam_object();
+    assert!(build(Preset::Tsiam, &[], token.clone()).is_ok());
+    token["tsiam"]["tags"] = json!(["tag:admin"]);
+    assert_invalid(
+        build(Preset::Tsiam, &[], token),
+        "/italypaleale.me~1tsiam",
+        "differ",
+    );
+}
+
+#[test]
+fn tsiam_without_tags_has_no_tags() {
+    let mut token = tsiam_token("italypaleale.me/tsiam");
+    token["italypaleale.me/tsiam"]
+        .as_object_mut()
+        .unwrap()
+        .remove("tags");
+    let id = build(Preset::Tsiam, &[], token).unwrap();
+    assert!(id.tags.is_empty());
+}
+
+#[test]
+fn tsiam_rejects_a_missing_claim_object_and_wrong_field_types() {
+    let token = json!({"iss": "i", "sub": "s"});
+    assert_invalid(
+        build(Preset::Tsiam, &[], token),
+        "/italypaleale.me~1tsiam",
+        "missing",
+    );
+    let token = json!({"iss": "i", "sub": "s", "tsiam": "node"});
+    assert_invalid(build(Preset::Tsiam, &[], token), "/tsiam", "object");
+
+    let mut token = tsiam_token("italypaleale.me/tsiam");
+    token["italypaleale.me/tsiam"]["tags"] = json!("tag:web");
+    assert_invalid(
+        build(Preset::Tsiam, &[], token),
+        "/italypaleale.me~1tsiam/tags",
+        "array of strings",
+    );
+    let mut token = tsiam_token("tsiam");
+    token["tsiam"]["nodeId"] = json!(12345);
+    assert_invalid(build(Preset::Tsiam, &[], token), "/tsiam/nodeId", "string");
+    let mut token = tsiam_token("tsiam");
+    token["tsiam"]["tags"] = json!(["tag:a,tag:b"]);
+    assert_invalid(build(Preset::Tsiam, &[], token), "/tsiam/tags", "','");
+}
+
+// ---- kubernetes ----
+
+fn projected_token() -> Value {
+    json!({
+        "aud": ["orders"], "exp": 1_735_704_000, "iat": 1_735_700_400, "nbf": 1_735_700_400,
+        "iss": "https://kubernetes.default.svc.cluster.local",
+        "jti": "4f1f9a8e-5a4e-4bb5-9d3c-6f7f3b1f0b0e",
+        "kubernetes.io": {
+            "namespace": "shop",
+            "node": {"name": "node-1", "uid": "646e7c5e-32d6-4d42-9dbd-e504e6cbe6b1"},
+            "pod": {"name": "frontend-7d9f8b6c5-x2x4q", "uid": "900f80ed-bafe-49f0-9ae2-c5f0a3ac2cbe"},
+            "serviceaccount": {"name": "frontend", "uid": "a709ef71-30e2-489a-bd19-ade97031b9db"},
+            "warnafter": 1_735_704_007
+        },
+        "sub": "system:serviceaccount:shop:frontend"
+    })
+}
+
+fn legacy_token() -> Value {
+    json!({
+        "iss": "kubernetes/serviceaccount",
+        "kubernetes.io/serviceaccount/namespace": "shop",
+        "kubernetes.io/serviceaccount/secret.name": "frontend-token-pnj77",
+        "kubernetes.io/serviceaccount/service-account.name": "frontend",
+        "kubernetes.io/serviceaccount/service-account.uid": "a709ef71-30e2-489a-bd19-ade97031b9db",
+        "sub": "system:serviceaccount:shop:frontend"
+    })
+}
+
+#[test]
+fn kubernetes_maps_a_projected_token() {
+    let id = build(Preset::Kubernetes, &[], projected_token()).unwrap();
+    assert_eq!(attr(&id, "namespace"), string("shop"));
+    assert_eq!(attr(&id, "service_account"), string("frontend"));
+    assert_eq!(attr(&id, "pod"), string("frontend-7d9f8b6c5-x2x4q"));
+    assert!(id.tags.is_empty());
+}
+
+#[test]
+fn kubernetes_maps_a_projected_token_not_bound_to_a_pod() {
+    let mut token = projected_token();
+    token["kubernetes.io"]
+        .as_object_mut()
+        .unwrap()
+        .remove("pod");
+    let id = build(Preset::Kubernetes, &[], token).unwrap();
+    assert_eq!(attr(&id, "pod"), None);
+    assert_eq!(attr(&id, "service_account"), string("frontend"));
+}
+
+#[test]
+fn kubernetes_maps_a_legacy_secret_token() {
+    let id = build(Preset::Kubernetes, &[], legacy_token()).unwrap();
+    assert_eq!(attr(&id, "namespace"), string("shop"));
+    assert_eq!(attr(&id, "service_account"), string("frontend"));
+    assert_eq!(attr(&id, "pod"), None);
+    assert_eq!(id.iss, "kubernetes/serviceaccount");
+}
+
+#[test]
+fn kubernetes_rejects_a_sub_of_the_wrong_shape() {
+    for sub in [
+        "frontend",
+        "system:serviceaccount:shop",
+        "system:serviceaccount::frontend",
+        "system:serviceaccount:shop:",
+        "system:serviceaccount:shop:front:end",
+        "system:node:shop:frontend",
+    ] {
+        let mut token = projected_token();
+        token["sub"] = json!(sub);
+        assert_invalid(
+            build(Preset::Kubernetes, &[], token),
+            "/sub",
+            "system:serviceaccount:",
+        );
+    }
+}
+
+#[test]
+fn kubernetes_rejects_a_sub_that_disagrees_with_the_claims() {
+    for sub in [
+        "system:serviceaccount:other:frontend",
+        "system:serviceaccount:shop:admin",
+    ] {
+        let mut token = projected_token();
+        token["sub"] = json!(sub);
+        assert_invalid(
+            build(Preset::Kubernetes, &[], token),
+            "/sub",
+            "shop/frontend",
+        );
+        let mut token = legacy_token();
+        token["sub"] = json!(sub);
+        assert_invalid(
+            build(Preset::Kubernetes, &[], token),
+            "/sub",
+            "shop/frontend",
+        );
+    }
+}
+
+#[test]
+fn kubernetes_rejects_missing_or_mistyped_service_account_claims() {
+    let token = json!({"iss": "i", "sub": "system:serviceaccount:shop:frontend"});
+    assert_invalid(
+        build(Preset::Kubernetes, &[], token),
+        "/kubernetes.io",
+        "neither",
+    );
+
+    let mut token = projected_token();
+    token["kubernetes.io"]["namespace"] = json!(["shop"]);
+    assert_invalid(
+        build(Preset::Kubernetes, &[], token),
+        "/kubernetes.io/namespace",
+        "string",
+    );
+    let mut token = projected_token();
+    token["kubernetes.io"]
+        .as_object_mut()
+        .unwrap()
+        .remove("serviceaccount");
+    assert_invalid(
+        build(Preset::Kubernetes, &[], token),
+        "/kubernetes.io/serviceaccount",
+        "missing",
+    );
+    let mut token = projected_token();
+    token["kubernetes.io"]["pod"] = json!("frontend");
+    assert_invalid(
+        build(Preset::Kubernetes, &[], token),
+        "/kubernetes.io/pod",
+        "object",
+    );
+
+    let mut token = legacy_token();
+    token
+        .as_object_mut()
+        .unwrap()
+        .remove("kubernetes.io/serviceaccount/service-account.name");
+    let pointer = "/kubernetes.io~1serviceaccount~1service-account.name";
+    assert_invalid(build(Preset::Kubernetes, &[], token), pointer, "missing");
+}
+
+#[test]
+fn kubernetes_rejects_projected_and_legacy_claims_naming_different_accounts() {
+    let mut token = projected_token();
+    for (key, value) in claims(legacy_token()) {
+        if key.starts_with("kubernetes.io/") {
+            token[key] = value;
+        }
+    }
+    assert!(build(Preset::Kubernetes, &[], token.clone()).is_ok());
+    token["kubernetes.io/serviceaccount/namespace"] = json!("other");
+    assert_invalid(
+        build(Preset::Kubernetes, &[], token),
+        "/kubernetes.io",
+        "different",
+    );
+}
+
+// ---- github-actions ----
+
+fn github_token() -> Value {
+    json!({
+        "jti": "example-id", "iss": "https://token.actions.githubusercontent.com",
+        "aud": "https://github.com/octo-org",
+        "sub": "repo:octo-org/octo-repo:environment:prod",
+        "environment": "prod", "ref": "refs/heads/main", "sha": "example-sha",
+        "repository": "octo-org/octo-repo", "repository_owner": "octo-org",
+        "actor_id": "12", "repository_visibility": "private", "repository_id": "74",
+        "repository_owner_id": "65", "run_id": "example-run-id", "run_number": "10",
+        "run_attempt": "2", "runner_environment": "github-hosted", "actor": "octocat",
+        "workflow": "example-workflow", "head_ref": "", "base_ref": "",
+        "event_name": "workflow_dispatch", "ref_type": "branch",
+        "workflow_ref": "octo-org/octo-repo/.github/workflows/deploy.yml@refs/heads/main",
+        "job_workflow_ref": "octo-org/octo-automation/.github/workflows/oidc.yml@refs/heads/main",
+        "nbf": 1_632_492_967, "exp": 1_632_493_867, "iat": 1_632_493_567
+    })
+}
+
+#[test]
+fn github_actions_maps_repository_ref_environment_and_workflow_ref() {
+    let id = build(Preset::GithubActions, &[], github_token()).unwrap();
+    assert_eq!(attr(&id, "repository"), string("octo-org/octo-repo"));
+    assert_eq!(attr(&id, "ref"), string("refs/heads/main"));
+    assert_eq!(attr(&id, "environment"), string("prod"));
+    assert_eq!(
+        attr(&id, "workflow_ref"),
+        string("octo-org/octo-repo/.github/workflows/deploy.yml@refs/heads/main")
+    );
+    assert_eq!(id.attrs.len(), 4);
+}
+
+#[test]
+fn github_actions_without_an_environment_has_no_environment_attribute() {
+    let mut token = github_token();
+    token.as_object_mut().unwrap().remove("environment");
+    token["sub"] = json!("repo:octo-org/octo-repo:ref:refs/heads/main");
+    let id = build(Preset::GithubActions, &[], token).unwrap();
+    assert_eq!(attr(&id, "environment"), None);
+}
+
+#[test]
+fn github_actions_requires_a_string_repository() {
+    let mut token = github_token();
+    token.as_object_mut().unwrap().remove("repository");
+    assert_invalid(
+        build(Preset::GithubActions, &[], token),
+        "/repository",
+        "missing",
+    );
+    let mut token = github_token();
+    token["repository"] = json!(74);
+    assert_invalid(
+        build(Preset::GithubActions, &[], token),
+        "/repository",
+        "string",
+    );
+    let mut token = github_token();
+    token["ref"] = json!(null);
+    assert_invalid(build(Preset::GithubActions, &[], token), "/ref", "null");
+}
+
+// ---- fly ----
+
+fn fly_token() -> Value {
+    json!({
+        "app_id": "3671581", "app_name": "autumn-sun-5055", "aud": "https://fly.io/example",
+        "exp": 1_735_704_000, "iat": 1_735_703_400, "nbf": 1_735_703_400,
+        "image": "registry.fly.io/autumn-sun-5055:deployment-01H6M1",
+        "image_digest": "sha256:0b2e5c4b7f0f8d7d6d1a9a2c3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f",
+        "iss": "https://oidc.fly.io/example", "jti": "e0d4bd37-5b2f-4c43-a8b5-5f8c6f6e5f0c",
+        "machine_id": "3d8d9d0d25e189", "machine_name": "nameless-water-3089",
+        "machine_version": "01H6M1WGRA2EY4W3KX8HRRMKXE", "org_id": "29873298",
+        "org_name": "example", "region": "iad",
+        "sub": "example:autumn-sun-5055:3d8d9d0d25e189"
+    })
+}
+
+#[test]
+fn fly_maps_org_app_machine_region_and_image_digest() {
+    let id = build(Preset::Fly, &[], fly_token()).unwrap();
+    assert_eq!(attr(&id, "org"), string("example"));
+    assert_eq!(attr(&id, "app"), string("autumn-sun-5055"));
+    assert_eq!(attr(&id, "machine"), string("3d8d9d0d25e189"));
+    assert_eq!(attr(&id, "region"), string("iad"));
+    assert_eq!(
+        attr(&id, "image_digest"),
+        string("sha256:0b2e5c4b7f0f8d7d6d1a9a2c3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f")
+    );
+}
+
+#[test]
+fn fly_accepts_a_token_without_the_optional_claims() {
+    let token = json!({"iss": "https://oidc.fly.io/example", "sub": "example:app:m1"});
+    let id = build(Preset::Fly, &[], token).unwrap();
+    assert!(id.attrs.is_empty());
+}
+
+#[test]
+fn fly_rejects_a_sub_that_is_not_org_app_machine() {
+    for sub in [
+        "example",
+        "example:autumn-sun-5055",
+        "a:b:c:d",
+        "example::3d8d9d0d25e189",
+        ":a:b",
+    ] {
+        let mut token = fly_token();
+        token["sub"] = json!(sub);
+        assert_invalid(
+            build(Preset::Fly, &[], token),
+            "/sub",
+            "<org>:<app>:<machine>",
+        );
+    }
+}
+
+#[test]
+fn fly_rejects_a_sub_that_disagrees_with_the_claims() {
+    for (claim, value) in [
+        ("org_name", "other"),
+        ("app_name", "other-app"),
+        ("machine_id", "ffff"),
+    ] {
+        let mut token = fly_token();
+        token[claim] = json!(value);
+        assert_invalid(build(Preset::Fly, &[], token), "/sub", claim);
+    }
+    let mut token = fly_token();
+    token["region"] = json!(["iad"]);
+    assert_invalid(build(Preset::Fly, &[], token), "/region", "string");
+}
+
+// ---- robustness ----
+
+fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        "[a-z:/.,~ \n]{0,6}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            proptest::collection::btree_map("[a-zA-Z./_]{1,8}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest::proptest! {
+    #[test]
+    fn never_panics_on_arbitrary_claims(
+        values in proptest::collection::vec(json_value(), 12),
+        sub in "[a-z:]{0,12}",
+    ) {
+        let keys = [
+            "iss", "kubernetes.io", "kubernetes.io/serviceaccount/namespace",
+            "kubernetes.io/serviceaccount/service-account.name", "italypaleale.me/tsiam", "tsiam",
+            "repository", "ref", "org_name", "app_name", "machine_id", "x",
+        ];
+        let mut token: Map<String, Value> = keys.iter().map(|k| k.to_string()).zip(values).collect();
+        token.insert("sub".into(), Value::from(sub));
+        let mappings = [("tags", "/x"), ("m", "/kubernetes.io/namespace"), ("n", "/italypaleale.me~1tsiam")];
+        for preset in [Preset::Generic, Preset::Tsiam, Preset::Kubernetes, Preset::GithubActions, Preset::Fly] {
+            let _ = identity(&issuer(preset, &mappings), &token, 0);
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! `wisp check`: config, schema, policies and static JWKS files, offline.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use wisp::authn::keys::KeySet;
+use wisp::authz::Authorizer;
+use wisp::config::{Config, JwksSource};
+
+/// Runs the check; exit 1 on any problem, each printed as `file:line:col: message`.
+pub fn run(path: &Path) -> ExitCode {
+    wisp::server::install_crypto();
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut problems = 0usize;
+    let policies = match Authorizer::load(&config.policies.schema, &config.policies.dir) {
+        Ok(authorizer) => authorizer.policy_count(),
+        Err(diagnostics) => {
+            for diagnostic in &diagnostics {
+                eprintln!("{diagnostic}");
+            }
+            problems += diagnostics.len();
+            0
+        }
+    };
+    for issuer in &config.issuers {
+        if let JwksSource::File(file) = &issuer.jwks {
+            let result = std::fs::read(file)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| KeySet::from_jwks_json(&bytes, &issuer.algorithms).map_err(|e| e.to_string()));
+            if let Err(message) = result {
+                eprintln!("{}: issuers[{}].jwks.file: {message}", file.display(), issuer.name);
+                problems += 1;
+            }
+        }
+    }
+    if problems > 0 {
+        eprintln!("{problems} problem(s) found");
+        return ExitCode::from(1);
+    }
+    println!(
+        "ok: {} — {} issuer(s), {} polic{} in {}",
+        path.display(),
+        config.issuers.len(),
+        policies,
+        if policies == 1 { "y" } else { "ies" },
+        config.policies.dir.display()
+    );
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,433 @@
+//! The `ProxyHttp` implementation: the request path of DESIGN.md §1, top to bottom.
+//!
+//! 1. `request_filter`: normalize the path (400), public route?, authenticate
+//!    (401/503), authorize (403). Rejections are written here.
+//! 2. `upstream_request_filter`: strip client-sent identity headers, add the
+//!    verified ones, drop the token unless forwarded.
+//! 3. `fail_to_proxy`: 502/504 when the upstream fails.
+//! 4. `logging`: metrics and the decision log.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::authn::authenticator::Authenticator;
+use crate::authn::bearer::bearer_token;
+use crate::authn::token_cache::CachedToken;
+use crate::authn::{unix_now, AuthnError};
+use crate::authz::reload::PolicyStore;
+use crate::authz::{Decision, Effect, RequestInfo};
+use crate::config::{Config, DecisionLog, PolicyMode, RoutePattern};
+use crate::metrics::Metrics;
+use crate::{headers, path};
+
+/// The proxy: shared, immutable per process (policies swap inside the store).
+pub struct WispProxy {
+    config: Arc<Config>,
+    authn: Arc<Authenticator>,
+    policies: Arc<PolicyStore>,
+    metrics: Metrics,
+    upstream: HttpPeer,
+}
+
+/// What happened to one request, for the upstream headers and the log.
+#[derive(Debug, Default)]
+pub struct RequestContext {
+    started: Option<Instant>,
+    /// `decision` label / log field.
+    decision: &'static str,
+    /// `reason` label / log field.
+    reason: &'static str,
+    /// Verified caller, when authenticated.
+    caller: Option<Arc<CachedToken>>,
+    /// The authorization decision, when one was taken.
+    authz: Option<Decision>,
+    /// When the request was handed to the upstream.
+    upstream_started: Option<Instant>,
+}
+
+impl RequestContext {
+    fn outcome(&mut self, decision: &'static str, reason: &'static str) {
+        self.decision = decision;
+        self.reason = reason;
+    }
+}
+
+impl WispProxy {
+    /// Builds the proxy for a validated config.
+    pub fn new(
+        config: Arc<Config>,
+        authn: Arc<Authenticator>,
+        policies: Arc<PolicyStore>,
+        metrics: Metrics,
+        upstream: HttpPeer,
+    ) -> WispProxy {
+        WispProxy {
+            config,
+            authn,
+            policies,
+            metrics,
+            upstream,
+        }
+    }
+
+    fn is_public(&self, path: &str) -> bool {
+        self.config.routes.public.iter().any(|route| match route {
+            RoutePattern::Exact(exact) => path == exact,
+            RoutePattern::Prefix(prefix) => {
+                path.starts_with(prefix.as_str()) || path == prefix.trim_end_matches('/')
+            }
+        })
+    }
+
+    /// Authenticates the request's bearer token.
+    async fn authenticate(
+        &self,
+        request: &RequestHeader,
+        policies: &crate::authz::reload::LoadedPolicies,
+    ) -> Result<Arc<CachedToken>, AuthnError> {
+        let values: Vec<&[u8]> = request
+            .headers
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .map(|value| value.as_bytes())
+            .collect();
+        let token = bearer_token(&values)?.ok_or(AuthnError::MissingCredentials)?;
+        self.authn
+            .authenticate(token, &policies.authorizer, policies.generation, unix_now())
+            .await
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for WispProxy {
+    type CTX = RequestContext;
+
+    fn new_ctx(&self) -> RequestContext {
+        RequestContext {
+            started: Some(Instant::now()),
+            ..RequestContext::default()
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<bool> {
+        // a. Normalize the path: policy and upstream must see the same one.
+        let target = match normalized_target(session.req_header()) {
+            Ok(target) => target,
+            Err(reason) => {
+                ctx.outcome("deny", reason);
+                let body = format!(r#"{{"error":"bad_request","reason":"{reason}"}}"#);
+                respond(session, 400, body, None).await;
+                return Ok(true);
+            }
+        };
+        if let Some(uri) = target.rewritten_uri {
+            session.req_header_mut().set_uri(uri);
+        }
+
+        // b. Public routes skip authn/authz.
+        if self.is_public(&target.path) {
+            ctx.outcome("public", "public_route");
+            return Ok(false);
+        }
+
+        // c. Authenticate.
+        let policies = self.policies.current();
+        let authn_started = Instant::now();
+        let result = self.authenticate(session.req_header(), &policies).await;
+        self.metrics
+            .durations
+            .authn
+            .observe(authn_started.elapsed().as_secs_f64());
+        let caller = match result {
+            Ok(caller) => caller,
+            Err(error) => {
+                ctx.outcome("deny", error.reason());
+                respond_unauthenticated(session, &error).await;
+                return Ok(true);
+            }
+        };
+
+        // d. Authorize.
+        let authz_started = Instant::now();
+        let request = session.req_header();
+        let source_ip = session
+            .client_addr()
+            .and_then(|addr| addr.as_inet())
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
+        let host = request_host(request);
+        let info = RequestInfo {
+            method: request.method.as_str(),
+            path: &target.path,
+            host: &host,
+            query: target.query.as_deref().unwrap_or(""),
+            source_ip,
+            mtls: false,
+        };
+        let decision = policies.authorizer.authorize(&caller.principal, &info);
+        self.metrics
+            .durations
+            .authz
+            .observe(authz_started.elapsed().as_secs_f64());
+        let effect = decision.effect;
+        let errored = !decision.errors.is_empty();
+        ctx.caller = Some(caller);
+        ctx.authz = Some(decision);
+        match (effect, self.config.policies.mode) {
+            (Effect::Allow, _) => {
+                ctx.outcome("allow", "policy");
+                Ok(false)
+            }
+            (Effect::Deny, PolicyMode::DryRun) => {
+                self.metrics.dry_run_decisions.with_label_values(&["deny"]).inc();
+                ctx.outcome("allow", "dry_run");
+                Ok(false)
+            }
+            (Effect::Deny, PolicyMode::Enforce) => {
+                ctx.outcome("deny", if errored { "policy_error" } else { "policy" });
+                respond(session, 403, r#"{"error":"forbidden"}"#.to_string(), None).await;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestContext) -> Result<Box<HttpPeer>> {
+        ctx.upstream_started = Some(Instant::now());
+        Ok(Box::new(self.upstream.clone()))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestContext,
+    ) -> Result<()> {
+        let names = &self.config.headers.identity;
+        headers::strip(upstream_request, names);
+        if !self.config.headers.forward_token {
+            upstream_request.remove_header(&http::header::AUTHORIZATION);
+        }
+        if let Some(caller) = &ctx.caller {
+            headers::inject(upstream_request, &caller.identity, names).map_err(|message| {
+                Error::explain(ErrorType::InternalError, format!("identity header: {message}"))
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestContext,
+    ) -> Result<()> {
+        if let Some(started) = ctx.upstream_started {
+            self.metrics
+                .durations
+                .upstream
+                .observe(started.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, error: &Error, ctx: &mut RequestContext) -> FailToProxy {
+        let (code, body) = match error.etype() {
+            ErrorType::HTTPStatus(code) => (*code, r#"{"error":"bad_request"}"#),
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                if error.esource() == &ErrorSource::Upstream =>
+            {
+                (504, r#"{"error":"upstream_timeout"}"#)
+            }
+            _ => match error.esource() {
+                ErrorSource::Upstream => (502, r#"{"error":"bad_gateway"}"#),
+                ErrorSource::Downstream => match error.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                        (0, "")
+                    }
+                    _ => (400, r#"{"error":"bad_request"}"#),
+                },
+                ErrorSource::Internal | ErrorSource::Unset => (500, r#"{"error":"internal"}"#),
+            },
+        };
+        if code > 0 && session.response_written().is_none() {
+            respond(session, code, body.to_string(), None).await;
+        }
+        if ctx.decision.is_empty() {
+            ctx.outcome("deny", "bad_request");
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestContext) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        self.metrics.durations.total.observe(elapsed);
+        let (decision, reason) = if ctx.decision.is_empty() {
+            ("deny", "bad_request")
+        } else {
+            (ctx.decision, ctx.reason)
+        };
+        self.metrics.requests.with_label_values(&[decision, reason]).inc();
+        let log = match self.config.log.decisions {
+            DecisionLog::All => decision != "public" || status >= 400,
+            DecisionLog::Deny => decision == "deny" || reason == "dry_run",
+            DecisionLog::None => false,
+        };
+        if !log {
+            return;
+        }
+        let request = session.req_header();
+        let principal = ctx.caller.as_ref().map(|c| c.identity.uid.as_str());
+        let issuer = ctx.caller.as_ref().map(|c| &*c.identity.issuer_name);
+        let policy_ids = ctx.authz.as_ref().map(|d| d.policy_ids.join(",")).unwrap_or_default();
+        let errors = ctx.authz.as_ref().map(|d| d.errors.join("; ")).unwrap_or_default();
+        tracing::info!(
+            target: "wisp::decision",
+            decision,
+            reason,
+            status,
+            method = request.method.as_str(),
+            path = request.uri.path(),
+            principal,
+            issuer,
+            policy_ids,
+            errors,
+            upstream_error = error.map(|e| e.to_string()),
+            duration_ms = elapsed * 1000.0,
+            "decision"
+        );
+    }
+}
+
+/// The request target after normalization.
+struct Target {
+    path: String,
+    query: Option<String>,
+    /// The URI to forward when normalization changed anything.
+    rewritten_uri: Option<http::Uri>,
+}
+
+/// Normalizes the raw request target; `Err` carries the 400 reason.
+fn normalized_target(request: &RequestHeader) -> std::result::Result<Target, &'static str> {
+    let raw = std::str::from_utf8(request.raw_path()).map_err(|_| "invalid_path")?;
+    let normalized = path::normalize(raw).map_err(|error| error.reason())?;
+    let forwarded = match &normalized.query {
+        Some(query) => format!("{}?{}", normalized.path, query),
+        None => normalized.path.clone(),
+    };
+    let rewritten_uri = if forwarded == raw {
+        None
+    } else {
+        Some(forwarded.parse::<http::Uri>().map_err(|_| "invalid_path")?)
+    };
+    Ok(Target {
+        path: normalized.path,
+        query: normalized.query,
+        rewritten_uri,
+    })
+}
+
+/// The request's host, lowercased, without port: from `Host`, else the URI authority.
+fn request_host(request: &RequestHeader) -> String {
+    let raw = request
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let without_port = if raw.starts_with('[') {
+        raw.find(']').map_or(raw, |end| &raw[..=end])
+    } else {
+        match raw.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => raw,
+        }
+    };
+    without_port.to_ascii_lowercase()
+}
+
+async fn respond_unauthenticated(session: &mut Session, error: &AuthnError) {
+    let status = error.status();
+    let reason = error.reason();
+    if status == 503 {
+        let body = format!(r#"{{"error":"unavailable","reason":"{reason}"}}"#);
+        respond(session, 503, body, Some(("retry-after", "5".to_string()))).await;
+        return;
+    }
+    let challenge = match error {
+        AuthnError::MissingCredentials => r#"Bearer realm="wisp""#.to_string(),
+        AuthnError::MultipleCredentials | AuthnError::UnsupportedScheme => format!(
+            r#"Bearer realm="wisp", error="invalid_request", error_description="{}""#,
+            quoted_safe(&error.to_string())
+        ),
+        _ => format!(
+            r#"Bearer realm="wisp", error="invalid_token", error_description="{}""#,
+            quoted_safe(&error.to_string())
+        ),
+    };
+    let body = format!(r#"{{"error":"unauthenticated","reason":"{reason}"}}"#);
+    respond(session, 401, body, Some(("www-authenticate", challenge))).await;
+}
+
+/// Keeps only characters RFC 6750 allows in `error_description` (no `"` or `\`).
+fn quoted_safe(text: &str) -> String {
+    text.chars()
+        .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
+        .take(200)
+        .collect()
+}
+
+/// Writes a complete JSON response. Failures to write (client gone) are logged only.
+async fn respond(session: &mut Session, status: u16, body: String, extra: Option<(&'static str, String)>) {
+    let body = Bytes::from(body);
+    let result = async {
+        let mut header = ResponseHeader::build(status, Some(4))?;
+        header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        if let Some((name, value)) = extra {
+            header.insert_header(name, value)?;
+        }
+        session.write_response_header(Box::new(header), false).await?;
+        session.write_response_body(Some(body), true).await?;
+        Ok::<(), Box<Error>>(())
+    }
+    .await;
+    if let Err(error) = result {
+        tracing::debug!(%error, status, "could not write response");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_is_lowercased_without_port() {
+        for (raw, want) in [
+            ("Orders.Example:8080", "orders.example"),
+            ("orders", "orders"),
+            ("[::1]:8080", "[::1]"),
+            ("[::1]", "[::1]"),
+            ("127.0.0.1:80", "127.0.0.1"),
+        ] {
+            let mut request = RequestHeader::build("GET", b"/", None).unwrap();
+            request.insert_header("host", raw).unwrap();
+            assert_eq!(request_host(&request), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn error_descriptions_cannot_break_out_of_the_quoted_string() {
+        assert_eq!(quoted_safe("alg \"x\\\" \r\n"), "alg x ");
+    }
+}

@@ -1,0 +1,345 @@
+//! Test harness: a real dev issuer (JWKS/discovery over HTTP), a real echo
+//! upstream, and the real `wisp` binary, all on 127.0.0.1. Requests are sent
+//! with a raw HTTP/1.1 client so tests control the exact bytes (paths such as
+//! `/a/../admin` and duplicate headers survive untouched).
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub use wisp::devtools::echo::EchoServer;
+pub use wisp::devtools::issuer::{DevIssuer, DevIssuerOptions};
+
+/// The shipped schema, used by every test policy directory.
+pub fn shipped_schema() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/wisp.cedarschema"))
+        .expect("shipped schema")
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Starts a dev issuer on a random port with audience `orders`.
+pub async fn start_issuer() -> DevIssuer {
+    DevIssuer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        DevIssuerOptions {
+            default_audience: "orders".into(),
+            ..DevIssuerOptions::default()
+        },
+    )
+    .await
+    .expect("dev issuer")
+}
+
+/// Starts an echo upstream on a random port.
+pub async fn start_echo() -> EchoServer {
+    EchoServer::start("127.0.0.1:0".parse().unwrap()).await.expect("echo upstream")
+}
+
+/// A test deployment: a temp dir with config + policies, and the running binary.
+pub struct Wisp {
+    pub dir: tempfile::TempDir,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    child: Child,
+    pub stderr_path: PathBuf,
+}
+
+impl Drop for Wisp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Builds a config and policy directory, starts `wisp serve`, waits for `/healthz`.
+pub struct WispBuilder {
+    /// `issuers:` YAML list items (already indented by 2).
+    issuers: Vec<String>,
+    upstream: SocketAddr,
+    policies: Vec<(String, String)>,
+    extra: String,
+}
+
+/// YAML for one issuer using discovery on a dev issuer.
+pub fn issuer_yaml(name: &str, issuer: &DevIssuer, extra: &str) -> String {
+    format!(
+        "  - name: {name}\n    issuer: {url}\n    jwks: {{ discovery: true, refresh: 5m, refetch_min_interval: 30s }}\n    audiences: [orders]\n    algorithms: [ES256, RS256, PS256, EdDSA]\n{extra}",
+        url = issuer.issuer_url()
+    )
+}
+
+impl WispBuilder {
+    pub fn new(upstream: SocketAddr) -> WispBuilder {
+        WispBuilder {
+            issuers: Vec::new(),
+            upstream,
+            policies: Vec::new(),
+            extra: String::new(),
+        }
+    }
+
+    pub fn issuer(mut self, yaml: String) -> WispBuilder {
+        self.issuers.push(yaml);
+        self
+    }
+
+    pub fn policy(mut self, file: &str, text: &str) -> WispBuilder {
+        self.policies.push((file.to_string(), text.to_string()));
+        self
+    }
+
+    /// Extra top-level YAML appended verbatim.
+    pub fn extra(mut self, yaml: &str) -> WispBuilder {
+        self.extra.push_str(yaml);
+        self.extra.push('\n');
+        self
+    }
+
+    /// Writes the files without starting anything; returns the dir and config path.
+    pub fn write(&self) -> (tempfile::TempDir, PathBuf, SocketAddr, SocketAddr) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policies = dir.path().join("policies");
+        std::fs::create_dir(&policies).unwrap();
+        std::fs::write(policies.join("wisp.cedarschema"), shipped_schema()).unwrap();
+        for (file, text) in &self.policies {
+            std::fs::write(policies.join(file), text).unwrap();
+        }
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let issuers = if self.issuers.is_empty() {
+            "issuers: []\n".to_string()
+        } else {
+            format!("issuers:\n{}", self.issuers.join(""))
+        };
+        let config = format!(
+            "listen: {listen}\nadmin: {{ listen: {admin} }}\nupstream: {{ address: {upstream}, read_timeout: 2s }}\nthreads: 2\n{issuers}policies: {{ dir: policies, watch: true }}\nlog: {{ format: json, decisions: all }}\n{extra}",
+            upstream = self.upstream,
+            extra = self.extra,
+        );
+        let path = dir.path().join("wisp.yaml");
+        std::fs::write(&path, config).unwrap();
+        (dir, path, listen, admin)
+    }
+
+    /// Starts the binary and waits until `/healthz` answers.
+    pub async fn start(self) -> Wisp {
+        let (dir, config, listen, admin) = self.write();
+        let stderr_path = dir.path().join("wisp.log");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_wisp"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn wisp");
+        let wisp = Wisp {
+            dir,
+            listen,
+            admin,
+            child,
+            stderr_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(response) = get(admin, "/healthz", &[]).await {
+                if response.status == 200 {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "wisp did not start:\n{}", wisp.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        wisp
+    }
+}
+
+impl Wisp {
+    /// Everything wisp wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(response) = get(self.admin, "/readyz", &[]).await {
+                if response.status == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "wisp not ready:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends a request through the proxy.
+    pub async fn request(&self, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
+        request(self.listen, method, target, headers).await.expect("request through wisp")
+    }
+
+    /// GET with a bearer token.
+    pub async fn get_with_token(&self, target: &str, token: &str) -> Response {
+        let auth = format!("Bearer {token}");
+        self.request("GET", target, &[("authorization", &auth)]).await
+    }
+
+    /// Scrapes `/metrics`.
+    pub async fn metrics(&self) -> String {
+        get(self.admin, "/metrics", &[]).await.expect("metrics").body
+    }
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    /// The first header with this (lowercase) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// For echo upstream responses: every value of the header `name` the upstream received.
+    pub fn upstream_header(&self, name: &str) -> Vec<String> {
+        self.json()["headers"]
+            .as_array()
+            .expect("echo headers")
+            .iter()
+            .filter(|pair| pair[0].as_str() == Some(name))
+            .map(|pair| pair[1].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// For echo upstream responses: every header name the upstream received.
+    pub fn upstream_header_names(&self) -> Vec<String> {
+        self.json()["headers"]
+            .as_array()
+            .expect("echo headers")
+            .iter()
+            .map(|pair| pair[0].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+/// GET a path on an address.
+pub async fn get(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
+    request(addr, "GET", target, headers).await
+}
+
+/// Sends one raw HTTP/1.1 request (`Connection: close`) and reads the whole response.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
+    let mut stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::other("connect timeout"))??;
+    let mut head = format!("{method} {target} HTTP/1.1\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .map_err(|_| std::io::Error::other("read timeout"))??;
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("incomplete response: {text:?}")))?;
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line: {head:?}")))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    Ok(Response { status, headers, body })
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Value of one sample line in Prometheus text output (`name{labels} value`), 0 when absent.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Test shorthands over the dev issuer's fallible API.
+pub trait TestIssuer {
+    /// Mints a token with the issuer's defaults filled in.
+    fn token(&self, claims: serde_json::Value) -> String;
+    /// Signs exactly this header and these claims with key `kid`.
+    fn raw(&self, kid: &str, header: serde_json::Value, claims: serde_json::Value) -> String;
+    /// The current signing key's kid.
+    fn kid(&self) -> String;
+}
+
+impl TestIssuer for DevIssuer {
+    fn token(&self, claims: serde_json::Value) -> String {
+        self.mint(claims).expect("mint")
+    }
+    fn raw(&self, kid: &str, header: serde_json::Value, claims: serde_json::Value) -> String {
+        self.sign_raw(kid, header, claims).expect("sign_raw")
+    }
+    fn kid(&self) -> String {
+        self.signer().expect("a signer")
+    }
+}
