@@ -3,12 +3,32 @@
 //! Raw serde structs (`raw::*`, `deny_unknown_fields`) are converted once, with
 //! `TryFrom`, into the validated types below; nothing downstream re-checks.
 //! Relative paths are resolved against the directory of the config file.
+//!
+//! Two kinds of error, both naming the key path:
+//! - while parsing ([`ConfigError::Parse`]): YAML syntax, unknown keys, wrong
+//!   types, and scalars with their own syntax (durations, sizes, addresses,
+//!   algorithms, enum values) — these also carry `line:column`;
+//! - while converting ([`ConfigError::Invalid`]): missing required keys,
+//!   cross-field rules, and files that must exist.
+//!
+//! Submodules: `raw` (the YAML shape), `units` (durations and sizes), `build`
+//! and `issuer` (the conversion), `problem` (key paths).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use jsonwebtoken::Algorithm;
+
+mod build;
+mod issuer;
+pub use issuer::check_fetch_url;
+mod problem;
+mod raw;
+mod units;
+
+#[cfg(test)]
+mod tests;
 
 /// A fully validated configuration.
 #[derive(Debug, Clone)]
@@ -35,7 +55,7 @@ pub struct Config {
     pub headers: HeadersConfig,
     /// Logging.
     pub log: LogConfig,
-    /// Proxy worker threads (default: number of CPUs).
+    /// Proxy worker threads, 1–256 (default: number of CPUs, at most 256).
     pub threads: usize,
     /// How long a stopping proxy waits for in-flight requests.
     pub shutdown_grace: Duration,
@@ -254,11 +274,14 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// YAML syntax error or unknown/mistyped key.
-    #[error("{path}: {message}")]
+    ///
+    /// Displayed as `file:line:column: key.path: what` when the position is known.
+    #[error("{path}{}{message}", if message.starts_with(|c: char| c.is_ascii_digit()) { ":" } else { ": " })]
     Parse {
         /// The file.
         path: PathBuf,
-        /// The parser's message, with line/column and key where known.
+        /// The parser's message: `line:column: key.path: what`, the position
+        /// and key where known.
         message: String,
     },
     /// A value failed validation.
@@ -291,19 +314,88 @@ impl Config {
     ///
     /// # Errors
     /// [`ConfigError`] naming the key path of the first problem.
-    pub fn from_yaml(_text: &str, path: &Path) -> Result<Config, ConfigError> {
-        Err(ConfigError::Parse {
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw = parse(text).map_err(|message| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: "not implemented yet".into(),
+            message,
+        })?;
+        build::build(raw, path).map_err(|problem| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: one_line(&problem.key),
+            message: one_line(&problem.message),
         })
     }
 }
 
-/// Checks that a URL wisp fetches keys from is https, or http to a loopback host.
-///
-/// # Errors
-/// A message saying why the URL is not acceptable.
-pub fn check_fetch_url(url: &str) -> Result<(), String> {
-    let _ = url;
-    Ok(())
+/// Larger files are refused before parsing; real configs are a few KiB.
+const MAX_CONFIG_BYTES: usize = 1 << 20;
+
+/// YAML → [`raw::RawConfig`]. The message reads `line:column: key.path: what`
+/// (the position and key where known).
+fn parse(text: &str) -> Result<raw::RawConfig, String> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(format!("larger than {MAX_CONFIG_BYTES} bytes"));
+    }
+    if text.trim().is_empty() {
+        // An empty document is an empty config (every key defaulted or missing).
+        return Ok(raw::RawConfig::default());
+    }
+    let mut options = serde_saphyr::Options::default();
+    options.with_snippet = false;
+    // `yes`/`on` as booleans is a YAML 1.1 trap (`watch: no` vs `name: no`).
+    options.strict_booleans = true;
+    let mut key_path = String::new();
+    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize(de).map_err(|error| {
+            key_path = error.path().to_string();
+            error.into_inner()
+        })
+    });
+    result.map_err(|error| parse_message(&error, &key_path))
+}
+
+/// Formats a parser error as `line:column: key.path: message`.
+fn parse_message(error: &serde_saphyr::Error, key_path: &str) -> String {
+    use serde_saphyr::MessageFormatter;
+    let error = error.without_snippet();
+    let message = serde_saphyr::UserMessageFormatter.format_message(error);
+    let mut out = String::new();
+    if let Some(location) = error.location() {
+        out.push_str(&format!("{}:{}: ", location.line(), location.column()));
+    }
+    let key = reported_key_path(key_path, &message);
+    if !key.is_empty() {
+        out.push_str(&key);
+        out.push_str(": ");
+    }
+    out.push_str(&message);
+    one_line(&out)
+}
+
+/// Escapes control characters: keys and values from the file end up in
+/// messages, which must stay on one line and free of terminal escapes.
+fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// serde's key path (for an unknown key it ends with that key), with the
+/// root (`.`) shown as nothing and a duplicated key named rather than `?`.
+fn reported_key_path(key_path: &str, message: &str) -> String {
+    let key_path = if key_path == "." { "" } else { key_path };
+    let duplicate = message
+        .split_once("duplicate mapping key `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(name, _)| name);
+    match (key_path.strip_suffix('?'), duplicate) {
+        (Some(parent), Some(name)) => format!("{parent}{name}"),
+        _ => key_path.to_owned(),
+    }
 }

@@ -167,7 +167,7 @@ fn show_examples(issuer: &str, proxy: &str, admin: Option<&str>) {
             r#"
 wisp demo is running: proxy {proxy}, dev issuer {issuer}{admin_line}
 
-Allowed (policy demo-frontend-reads-api) — got HTTP {allow_status} just now:
+Allowed (policy frontend-reads-api) — got HTTP {allow_status} just now:
   TOKEN=$(curl -s -X POST -d '{allowed_claims}' {issuer}/token)
   curl -i -H "Authorization: Bearer $TOKEN" {proxy}/api/orders
 

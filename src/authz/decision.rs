@@ -1,0 +1,113 @@
+//! One authorization: per-request entities, request and evaluation → [`Decision`].
+
+use std::borrow::Cow;
+
+use cedar_policy::{
+    AuthorizationError, Authorizer as CedarAuthorizer, Entities, Request, Response,
+};
+
+use super::diagnostics::error_chain;
+use super::{entities, Authorizer, Decision, Effect, Principal, RequestInfo};
+
+/// See [`Authorizer::authorize`].
+pub(super) fn authorize(
+    authorizer: &Authorizer,
+    principal: &Principal,
+    request: &RequestInfo<'_>,
+) -> Decision {
+    match evaluate(authorizer, principal, request) {
+        Ok(response) => decide(&response),
+        Err(error) => Decision {
+            effect: Effect::Deny,
+            policy_ids: Vec::new(),
+            errors: vec![error],
+        },
+    }
+}
+
+fn evaluate(
+    authorizer: &Authorizer,
+    principal: &Principal,
+    request: &RequestInfo<'_>,
+) -> Result<Response, String> {
+    let action = authorizer
+        .methods
+        .get(request.method)
+        .ok_or_else(|| format!("method `{}` is not an action in the schema", request.method))?;
+    let route = entities::route_entity(request.path, request.host)?;
+    let resource = route.uid();
+    // The route's shape was checked against the schema at load, so it is added
+    // without re-validation; the principal was validated when it was built.
+    let entities = principal_entities(authorizer, principal)?
+        .into_owned()
+        .add_entities([route], None)
+        .map_err(|err| format!("resource: {}", error_chain(&err)))?;
+    let context = entities::context(request)?;
+    let request = Request::new(
+        principal.uid.clone(),
+        action.clone(),
+        resource,
+        context,
+        Some(&authorizer.schema),
+    )
+    .map_err(|err| format!("request does not match the schema: {}", error_chain(&err)))?;
+    Ok(CedarAuthorizer::new().is_authorized(&request, &authorizer.policies, &entities))
+}
+
+/// The principal's entities, re-validated if it was built under another
+/// authorizer (a policy reload may have changed the schema and its actions).
+fn principal_entities<'a>(
+    authorizer: &Authorizer,
+    principal: &'a Principal,
+) -> Result<Cow<'a, Entities>, String> {
+    if principal.generation == authorizer.generation {
+        return Ok(Cow::Borrowed(&principal.entities));
+    }
+    let entity = principal
+        .entities
+        .get(&principal.uid)
+        .ok_or_else(|| format!("principal {} missing from its entities", principal.uid))?;
+    entities::with_actions(entity.clone(), &authorizer.schema).map(Cow::Owned)
+}
+
+/// Cedar's response with one change: any evaluation error denies, because Cedar
+/// skips an erroring policy and an erroring `forbid` would otherwise allow.
+fn decide(response: &Response) -> Decision {
+    let mut errors: Vec<String> = response
+        .diagnostics()
+        .errors()
+        .map(|error| match error {
+            AuthorizationError::PolicyEvaluationError(error) => {
+                format!("{}: {}", error.policy_id(), error_chain(error.inner()))
+            }
+        })
+        .collect();
+    errors.sort();
+    let cedar_effect = match response.decision() {
+        cedar_policy::Decision::Allow => Effect::Allow,
+        cedar_policy::Decision::Deny => Effect::Deny,
+    };
+    let effect = if errors.is_empty() {
+        cedar_effect
+    } else {
+        Effect::Deny
+    };
+    // The determining policies: Cedar's reasons are the satisfied permits for
+    // its Allow and the satisfied forbids for its Deny. When an error overrides
+    // an Allow, no policy determined the Deny; `errors` says why.
+    let mut policy_ids: Vec<String> = if effect == cedar_effect {
+        response
+            .diagnostics()
+            .reason()
+            .map(ToString::to_string)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    policy_ids.sort();
+    Decision {
+        effect,
+        policy_ids,
+        errors,
+    }
+}

@@ -1,0 +1,165 @@
+//! The Cedar side of wisp's model (DESIGN.md §4): the principal entity from an
+//! [`Identity`], and the per-request resource and context.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use cedar_policy::{
+    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression, Schema,
+};
+
+use super::diagnostics::error_chain;
+use super::RequestInfo;
+use crate::identity::{AttrValue, Identity};
+
+/// Entity type of the principal.
+pub(super) const WORKLOAD: &str = "Workload";
+/// Entity type of the resource.
+pub(super) const ROUTE: &str = "Route";
+
+/// Principal attributes wisp always sets itself; `identity.attrs` may not use them.
+const BUILT_IN_ATTRIBUTES: [&str; 4] = ["sub", "iss", "tags", "authn"];
+
+/// `Type::"id"`.
+pub(super) fn uid(type_name: &str, id: &str) -> Result<EntityUid, String> {
+    let type_name: EntityTypeName = type_name
+        .parse()
+        .map_err(|err| format!("entity type `{type_name}`: {err}"))?;
+    Ok(EntityUid::from_type_name_and_id(
+        type_name,
+        EntityId::new(id),
+    ))
+}
+
+/// The principal entity, not yet checked against a schema.
+///
+/// # Errors
+/// When `identity.attrs` redefines a built-in attribute.
+pub(super) fn principal_entity(identity: &Identity) -> Result<Entity, String> {
+    let mut attrs = HashMap::with_capacity(identity.attrs.len() + BUILT_IN_ATTRIBUTES.len());
+    for (name, value) in &identity.attrs {
+        if BUILT_IN_ATTRIBUTES.contains(&name.as_str()) {
+            return Err(format!(
+                "attribute `{name}` is set by wisp itself and cannot come from claims"
+            ));
+        }
+        attrs.insert(name.clone(), restricted(value)?);
+    }
+    attrs.insert(
+        "sub".to_owned(),
+        RestrictedExpression::new_string(identity.sub.clone()),
+    );
+    attrs.insert(
+        "iss".to_owned(),
+        RestrictedExpression::new_string(identity.iss.clone()),
+    );
+    attrs.insert("tags".to_owned(), string_set(&identity.tags));
+    attrs.insert(
+        "authn".to_owned(),
+        RestrictedExpression::new_string(identity.authn.as_str().to_owned()),
+    );
+    Entity::new(uid(WORKLOAD, &identity.uid)?, attrs, HashSet::new())
+        .map_err(|err| format!("principal `{}`: {}", identity.uid, error_chain(&err)))
+}
+
+/// `entity` plus the schema's action entities, with `entity` validated against
+/// the schema (types, undeclared and missing attributes).
+///
+/// # Errors
+/// Cedar's message when the entity does not conform.
+pub(super) fn with_actions(entity: Entity, schema: &Schema) -> Result<Entities, String> {
+    Entities::from_entities([entity], Some(schema))
+        .map_err(|err| format!("principal does not match the schema: {}", error_chain(&err)))
+}
+
+/// `Route::"<path>"` with its `path` and `host` attributes.
+pub(super) fn route_entity(path: &str, host: &str) -> Result<Entity, String> {
+    let attrs = HashMap::from([
+        (
+            "path".to_owned(),
+            RestrictedExpression::new_string(path.to_owned()),
+        ),
+        (
+            "host".to_owned(),
+            RestrictedExpression::new_string(host.to_owned()),
+        ),
+    ]);
+    Entity::new(uid(ROUTE, path)?, attrs, HashSet::new())
+        .map_err(|err| format!("resource `{path}`: {}", error_chain(&err)))
+}
+
+/// `{ method, source_ip, query, mtls }`.
+pub(super) fn context(request: &RequestInfo<'_>) -> Result<Context, String> {
+    Context::from_pairs([
+        (
+            "method".to_owned(),
+            RestrictedExpression::new_string(request.method.to_owned()),
+        ),
+        (
+            "source_ip".to_owned(),
+            RestrictedExpression::new_ip(ip_literal(request.source_ip)),
+        ),
+        (
+            "query".to_owned(),
+            RestrictedExpression::new_string(request.query.to_owned()),
+        ),
+        (
+            "mtls".to_owned(),
+            RestrictedExpression::new_bool(request.mtls),
+        ),
+    ])
+    .map_err(|err| format!("context: {}", error_chain(&err)))
+}
+
+/// The address as Cedar's `ip()` accepts it. IPv4-mapped IPv6 addresses (from
+/// dual-stack listeners) become IPv4 so `isInRange(ip("10.0.0.0/8"))` works;
+/// other IPv6 addresses are written as plain hex groups, because Cedar rejects
+/// the dotted forms Rust may print.
+fn ip_literal(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => v6
+            .segments()
+            .iter()
+            .map(|segment| format!("{segment:x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    }
+}
+
+fn string_set(values: &[String]) -> RestrictedExpression {
+    RestrictedExpression::new_set(values.iter().cloned().map(RestrictedExpression::new_string))
+}
+
+/// The Cedar value of a claim, by its type.
+fn restricted(value: &AttrValue) -> Result<RestrictedExpression, String> {
+    Ok(match value {
+        AttrValue::String(value) => RestrictedExpression::new_string(value.clone()),
+        AttrValue::Long(value) => RestrictedExpression::new_long(*value),
+        AttrValue::Bool(value) => RestrictedExpression::new_bool(*value),
+        AttrValue::Set(values) => string_set(values),
+        AttrValue::Record(fields) => {
+            let fields = fields
+                .iter()
+                .map(|(name, value)| Ok((name.clone(), restricted(value)?)))
+                .collect::<Result<Vec<_>, String>>()?;
+            RestrictedExpression::new_record(fields).map_err(|err| error_chain(&err))?
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ip_literal;
+    use std::net::IpAddr;
+
+    #[test]
+    fn ip_literal_writes_mapped_ipv6_as_ipv4_and_other_ipv6_as_hex_groups() {
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        assert_eq!(ip_literal(mapped), "10.1.2.3");
+        let compat: IpAddr = "::1.2.3.4".parse().unwrap();
+        assert_eq!(ip_literal(compat), "0:0:0:0:0:0:102:304");
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(ip_literal(v6), "2001:db8:0:0:0:0:0:1");
+    }
+}

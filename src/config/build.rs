@@ -1,0 +1,388 @@
+//! [`RawConfig`] → [`Config`]: defaults, cross-field rules and file checks.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use super::issuer::build_issuers;
+use super::problem::{element, Problem};
+use super::raw::{
+    RawAdmin, RawAuthn, RawConfig, RawDecisionLog, RawHeaders, RawLog, RawLogFormat, RawPolicies,
+    RawPolicyMode, RawRequire, RawRoutes, RawUpstream,
+};
+use super::units::format_size;
+use super::{
+    AdminConfig, AuthnConfig, Config, DecisionLog, HeadersConfig, IdentityHeaderNames, LogConfig,
+    LogFormat, PolicyConfig, PolicyMode, RequireCredentials, RoutePattern, RoutesConfig,
+    UpstreamConfig,
+};
+
+const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+const DEFAULT_MAX_TOKEN_BYTES: u64 = 8192;
+const MAX_MAX_TOKEN_BYTES: u64 = 1 << 20;
+const DEFAULT_TOKEN_CACHE_BYTES: u64 = 64 << 20;
+const MAX_THREADS: usize = 256;
+const DEFAULT_POLICY_DIR: &str = "policies";
+const SCHEMA_FILE_NAME: &str = "wisp.cedarschema";
+
+/// Header names that carry protocol meaning or credentials: an identity
+/// header must never replace one of them.
+const PROTECTED_HEADERS: [&str; 12] = [
+    "authorization",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "cookie",
+    "proxy-authorization",
+    "keep-alive",
+    "proxy-connection",
+];
+
+/// Converts the parsed file; `source` is the config file (its directory
+/// anchors relative paths).
+pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problem> {
+    let base_dir = source.parent().unwrap_or(Path::new(""));
+    if raw.tls.0 {
+        return Err(Problem::at(
+            "tls",
+            "TLS listener is not supported yet; remove the `tls:` section (this version listens in plaintext)",
+        ));
+    }
+    let listen = raw.listen.map_or(DEFAULT_LISTEN, |a| a.0 .0);
+    let upstream = raw
+        .upstream
+        .ok_or_else(|| Problem::at("upstream.address", "required: the service's host:port"))?;
+    let upstream = UpstreamConfig::try_from(upstream).map_err(|p| p.under("upstream"))?;
+    let admin = raw
+        .admin
+        .map(|admin| build_admin(admin, listen))
+        .transpose()
+        .map_err(|p| p.under("admin"))?;
+    let issuers = build_issuers(raw.issuers, base_dir)?;
+    let trust_domains =
+        build_trust_domains(raw.trust_domains).map_err(|p| p.under("trust_domains"))?;
+    let authn = AuthnConfig::try_from(raw.authn).map_err(|p| p.under("authn"))?;
+    let policies = build_policies(raw.policies, base_dir).map_err(|p| p.under("policies"))?;
+    let routes = RoutesConfig::try_from(raw.routes).map_err(|p| p.under("routes"))?;
+    let headers = HeadersConfig::try_from(raw.headers).map_err(|p| p.under("headers"))?;
+    let threads = build_threads(raw.threads).map_err(|m| Problem::at("threads", m))?;
+    Ok(Config {
+        source: source.to_path_buf(),
+        listen,
+        upstream,
+        admin,
+        issuers,
+        trust_domains,
+        authn,
+        policies,
+        routes,
+        headers,
+        log: LogConfig::from(raw.log),
+        threads,
+        shutdown_grace: raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
+    })
+}
+
+impl TryFrom<RawUpstream> for UpstreamConfig {
+    type Error = Problem;
+
+    fn try_from(raw: RawUpstream) -> Result<Self, Problem> {
+        let address = raw
+            .address
+            .ok_or_else(|| Problem::at("address", "required: the service's host:port"))?;
+        if raw.tls {
+            return Err(Problem::at(
+                "tls",
+                "upstream TLS is not supported yet; set `tls: false`",
+            ));
+        }
+        let connect_timeout =
+            positive(raw.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0))
+                .map_err(|m| Problem::at("connect_timeout", m))?;
+        let read_timeout = positive(raw.read_timeout.map_or(DEFAULT_READ_TIMEOUT, |d| d.0))
+            .map_err(|m| Problem::at("read_timeout", m))?;
+        Ok(UpstreamConfig {
+            address: address.0 .0,
+            tls: false,
+            http2: raw.http2,
+            connect_timeout,
+            read_timeout,
+        })
+    }
+}
+
+fn positive(duration: Duration) -> Result<Duration, String> {
+    if duration.is_zero() {
+        Err("must be longer than 0s".to_owned())
+    } else {
+        Ok(duration)
+    }
+}
+
+fn build_admin(raw: RawAdmin, proxy_listen: SocketAddr) -> Result<AdminConfig, Problem> {
+    let listen = raw
+        .listen
+        .ok_or_else(|| {
+            Problem::at(
+                "listen",
+                "required: e.g. 127.0.0.1:9901 (omit `admin:` to disable)",
+            )
+        })?
+        .0
+         .0;
+    if listen == proxy_listen {
+        return Err(Problem::at(
+            "listen",
+            format!("{listen} is also the proxy's `listen`"),
+        ));
+    }
+    Ok(AdminConfig { listen })
+}
+
+fn build_trust_domains(raw: Vec<String>) -> Result<Vec<String>, Problem> {
+    for (index, domain) in raw.iter().enumerate() {
+        let valid = !domain.is_empty()
+            && domain.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            });
+        if !valid {
+            return Err(Problem::at(
+                element("", index),
+                format!("invalid trust domain `{domain}`: use lowercase letters, digits, `.`, `_` and `-` (e.g. example.org)"),
+            ));
+        }
+        if raw[..index].contains(domain) {
+            return Err(Problem::at(
+                element("", index),
+                format!("duplicate trust domain `{domain}`"),
+            ));
+        }
+    }
+    Ok(raw)
+}
+
+impl TryFrom<RawAuthn> for AuthnConfig {
+    type Error = Problem;
+
+    fn try_from(raw: RawAuthn) -> Result<Self, Problem> {
+        let require = match raw.require.unwrap_or(RawRequire::Any) {
+            RawRequire::Any => RequireCredentials::Any,
+            RawRequire::Jwt => RequireCredentials::Jwt,
+            RawRequire::Mtls => return Err(needs_tls_listener("mtls")),
+            RawRequire::Both => return Err(needs_tls_listener("both")),
+        };
+        let max_token_bytes = raw
+            .max_token_bytes
+            .map_or(DEFAULT_MAX_TOKEN_BYTES, |s| s.0 .0);
+        if !(1..=MAX_MAX_TOKEN_BYTES).contains(&max_token_bytes) {
+            return Err(Problem::at(
+                "max_token_bytes",
+                format!(
+                    "must be between 1B and {}",
+                    format_size(MAX_MAX_TOKEN_BYTES)
+                ),
+            ));
+        }
+        let max_token_bytes = usize::try_from(max_token_bytes)
+            .map_err(|_| Problem::at("max_token_bytes", "too large for this platform"))?;
+        Ok(AuthnConfig {
+            require,
+            max_token_bytes,
+            token_cache_max_bytes: raw
+                .token_cache
+                .max_bytes
+                .map_or(DEFAULT_TOKEN_CACHE_BYTES, |s| s.0 .0),
+        })
+    }
+}
+
+fn needs_tls_listener(value: &str) -> Problem {
+    Problem::at(
+        "require",
+        format!("`{value}` needs the TLS listener, not supported yet; use `any` or `jwt`"),
+    )
+}
+
+fn build_policies(raw: RawPolicies, base_dir: &Path) -> Result<PolicyConfig, Problem> {
+    let dir = base_dir.join(raw.dir.as_deref().unwrap_or(DEFAULT_POLICY_DIR));
+    if !dir.is_dir() {
+        return Err(Problem::at(
+            "dir",
+            format!(
+                "`{}` is not a directory (relative paths are resolved against the config file's directory)",
+                dir.display()
+            ),
+        ));
+    }
+    let schema = match raw.schema {
+        Some(schema) => base_dir.join(schema),
+        None => dir.join(SCHEMA_FILE_NAME),
+    };
+    if !schema.is_file() {
+        return Err(Problem::at(
+            "schema",
+            format!(
+                "`{}` does not exist or is not a file (relative paths are resolved against the config file's directory)",
+                schema.display()
+            ),
+        ));
+    }
+    let mode = match raw.mode.unwrap_or(RawPolicyMode::Enforce) {
+        RawPolicyMode::Enforce => PolicyMode::Enforce,
+        RawPolicyMode::DryRun => PolicyMode::DryRun,
+    };
+    Ok(PolicyConfig {
+        dir,
+        schema,
+        mode,
+        watch: raw.watch.unwrap_or(true),
+    })
+}
+
+impl TryFrom<RawRoutes> for RoutesConfig {
+    type Error = Problem;
+
+    fn try_from(raw: RawRoutes) -> Result<Self, Problem> {
+        let public = raw
+            .public
+            .iter()
+            .enumerate()
+            .map(|(index, pattern)| {
+                parse_route(pattern).map_err(|m| Problem::at(element("public", index), m))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(RoutesConfig { public })
+    }
+}
+
+/// A route pattern must look like a normalized path, or it could never match.
+fn parse_route(pattern: &str) -> Result<RoutePattern, String> {
+    let bad = |why: &str| {
+        format!(
+            "invalid route `{pattern}`: {why}; write a normalized path (/healthz) or a prefix ending in /* (/docs/*)"
+        )
+    };
+    let (path, prefix) = match pattern.strip_suffix("/*") {
+        Some(stem) => (&pattern[..=stem.len()], true),
+        None => (pattern, false),
+    };
+    if !path.starts_with('/') {
+        return Err(bad("must start with `/`"));
+    }
+    if let Some(c) = path
+        .chars()
+        .find(|c| matches!(c, '*' | '%' | '\\' | '?' | '#') || !c.is_ascii_graphic())
+    {
+        return Err(bad(&format!("character {c:?} is not allowed")));
+    }
+    if path.contains("//") {
+        return Err(bad("empty segment `//`"));
+    }
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err(bad("`.` and `..` segments are not allowed"));
+    }
+    Ok(if prefix {
+        RoutePattern::Prefix(path.to_owned())
+    } else {
+        RoutePattern::Exact(path.to_owned())
+    })
+}
+
+impl TryFrom<RawHeaders> for HeadersConfig {
+    type Error = Problem;
+
+    fn try_from(raw: RawHeaders) -> Result<Self, Problem> {
+        let names = raw.identity;
+        let mut accepted: Vec<(&str, String)> = Vec::with_capacity(4);
+        let mut accept = |key: &'static str, value: Option<String>, default: &str| {
+            let name = check_header_name(value.as_deref().unwrap_or(default))
+                .map_err(|m| Problem::at(format!("identity.{key}"), m))?;
+            // Upstreams that fold `_` into `-` would see `x_a` and `x-a` as one header.
+            if let Some((other, _)) = accepted.iter().find(|(_, n)| same_header(n, &name)) {
+                return Err(Problem::at(
+                    format!("identity.{key}"),
+                    format!("`{name}` is also identity.{other}"),
+                ));
+            }
+            accepted.push((key, name.clone()));
+            Ok(name)
+        };
+        let subject = accept("subject", names.subject, "x-wisp-subject")?;
+        let issuer = accept("issuer", names.issuer, "x-wisp-issuer")?;
+        let tags = accept("tags", names.tags, "x-wisp-tags")?;
+        let spiffe_id = accept("spiffe_id", names.spiffe_id, "x-wisp-spiffe-id")?;
+        Ok(HeadersConfig {
+            forward_token: raw.forward_token,
+            identity: IdentityHeaderNames {
+                subject,
+                issuer,
+                tags,
+                spiffe_id,
+            },
+        })
+    }
+}
+
+/// Validates and lowercases one identity header name.
+fn check_header_name(name: &str) -> Result<String, String> {
+    let lower = name.to_ascii_lowercase();
+    if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+        return Err(format!("`{name}` is not a valid HTTP header name"));
+    }
+    if let Some(protected) = PROTECTED_HEADERS.iter().find(|p| same_header(p, &lower)) {
+        return Err(format!(
+            "`{name}` would overwrite `{protected}`; choose another name (e.g. x-wisp-…)"
+        ));
+    }
+    Ok(lower)
+}
+
+/// Equal ignoring case and `_`/`-` spelling.
+fn same_header(a: &str, b: &str) -> bool {
+    let fold = |c: u8| {
+        if c == b'_' {
+            b'-'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
+    a.len() == b.len() && a.bytes().map(fold).eq(b.bytes().map(fold))
+}
+
+impl From<RawLog> for LogConfig {
+    fn from(raw: RawLog) -> Self {
+        LogConfig {
+            format: match raw.format.unwrap_or(RawLogFormat::Json) {
+                RawLogFormat::Json => LogFormat::Json,
+                RawLogFormat::Text => LogFormat::Text,
+            },
+            decisions: match raw.decisions.unwrap_or(RawDecisionLog::Deny) {
+                RawDecisionLog::Deny => DecisionLog::Deny,
+                RawDecisionLog::All => DecisionLog::All,
+                RawDecisionLog::None => DecisionLog::None,
+            },
+        }
+    }
+}
+
+fn build_threads(raw: Option<u64>) -> Result<usize, String> {
+    let Some(threads) = raw else {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        return Ok(cpus.min(MAX_THREADS));
+    };
+    usize::try_from(threads)
+        .ok()
+        .filter(|n| (1..=MAX_THREADS).contains(n))
+        .ok_or_else(|| format!("must be between 1 and {MAX_THREADS}"))
+}

@@ -1,0 +1,371 @@
+//! `issuers:` → [`IssuerConfig`]s.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::time::Duration;
+
+use super::problem::{element, Problem};
+use super::raw::{Parsed, RawIssuer, RawJwks, RawPreset};
+use super::units::format_duration;
+use super::{ClaimMapping, IssuerConfig, JwksSource, Preset};
+
+const DEFAULT_REFRESH: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_MAX_STALE: Duration = Duration::from_secs(60 * 60);
+const DEFAULT_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(30);
+const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+const MAX_LEEWAY: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+const ONE_SECOND: Duration = Duration::from_secs(1);
+
+/// Principal attributes wisp sets itself; a `claims:` mapping must not
+/// overwrite them. `spiffe_id` and `trust_domain` are reserved too: they must
+/// come from a verified SVID, never from an arbitrary token claim.
+const RESERVED_ATTRIBUTES: [&str; 5] = ["sub", "iss", "authn", "spiffe_id", "trust_domain"];
+
+/// Cedar keywords that cannot follow a `.` in a policy.
+const CEDAR_KEYWORDS: [&str; 10] = [
+    "true", "false", "if", "then", "else", "in", "is", "like", "has", "__cedar",
+];
+
+/// Converts the `issuers:` list; names and `issuer` values must be unique.
+pub(super) fn build_issuers(
+    raw: Vec<RawIssuer>,
+    base_dir: &Path,
+) -> Result<Vec<IssuerConfig>, Problem> {
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut issuers: HashMap<String, usize> = HashMap::new();
+    let mut built = Vec::with_capacity(raw.len());
+    for (index, raw_issuer) in raw.into_iter().enumerate() {
+        let key = element("issuers", index);
+        let issuer = build_issuer(raw_issuer, base_dir).map_err(|p| p.under(&key))?;
+        if let Some(first) = names.insert(issuer.name.clone(), index) {
+            return Err(Problem::at(
+                format!("{key}.name"),
+                format!(
+                    "duplicate issuer name `{}` (also issuers[{first}])",
+                    issuer.name
+                ),
+            ));
+        }
+        if let Some(first) = issuers.insert(issuer.issuer.clone(), index) {
+            return Err(Problem::at(
+                format!("{key}.issuer"),
+                format!(
+                    "duplicate issuer `{}` (also issuers[{first}])",
+                    issuer.issuer
+                ),
+            ));
+        }
+        built.push(issuer);
+    }
+    Ok(built)
+}
+
+/// Converts one issuer; problem keys are relative to the issuer.
+fn build_issuer(raw: RawIssuer, base_dir: &Path) -> Result<IssuerConfig, Problem> {
+    let name = raw.name.ok_or_else(|| Problem::at("name", "required"))?;
+    check_name(&name).map_err(|m| Problem::at("name", m))?;
+    let issuer = raw
+        .issuer
+        .ok_or_else(|| Problem::at("issuer", "required"))?;
+    check_issuer(&issuer).map_err(|m| Problem::at("issuer", m))?;
+    let preset = match raw.preset.unwrap_or(RawPreset::Generic) {
+        RawPreset::Generic => Preset::Generic,
+        RawPreset::Tsiam => Preset::Tsiam,
+        RawPreset::Kubernetes => Preset::Kubernetes,
+        RawPreset::GithubActions => Preset::GithubActions,
+        RawPreset::Fly => Preset::Fly,
+        RawPreset::SpiffeJwt => {
+            return Err(Problem::at(
+                "preset",
+                "preset `spiffe-jwt` is not supported yet (it comes with the mTLS listener)",
+            ))
+        }
+    };
+    let raw_jwks = raw.jwks.ok_or_else(|| {
+        Problem::at(
+            "jwks",
+            "required: one of `discovery: true`, `uri` or `file`",
+        )
+    })?;
+    let jwks = build_jwks(raw_jwks, &issuer, base_dir).map_err(|p| p.under("jwks"))?;
+    let audiences = build_audiences(raw.audiences).map_err(|p| p.under("audiences"))?;
+    let algorithms = raw.algorithms.ok_or_else(|| {
+        Problem::at(
+            "algorithms",
+            "required: a non-empty list such as [ES256, RS256]",
+        )
+    })?;
+    let algorithms = build_algorithms(algorithms).map_err(|p| p.under("algorithms"))?;
+    let leeway = raw.leeway.map_or(DEFAULT_LEEWAY, |d| d.0);
+    if leeway > MAX_LEEWAY {
+        return Err(Problem::at(
+            "leeway",
+            format!("must be at most {}", format_duration(MAX_LEEWAY)),
+        ));
+    }
+    let max_lifetime = raw.max_lifetime.map_or(DEFAULT_MAX_LIFETIME, |d| d.0);
+    if max_lifetime < ONE_SECOND {
+        return Err(Problem::at("max_lifetime", "must be at least 1s"));
+    }
+    let claims = build_claims(raw.claims).map_err(|p| p.under("claims"))?;
+    Ok(IssuerConfig {
+        name,
+        issuer,
+        preset,
+        jwks: jwks.source,
+        refresh: jwks.refresh,
+        max_stale: jwks.max_stale,
+        refetch_min_interval: jwks.refetch_min_interval,
+        audiences,
+        algorithms,
+        leeway,
+        max_lifetime,
+        claims,
+    })
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid name `{name}`: use letters, digits, `_`, `.` and `-` (it appears in metrics and logs)"
+        ))
+    }
+}
+
+fn check_issuer(issuer: &str) -> Result<(), String> {
+    if issuer.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if issuer.contains('#') {
+        return Err(format!("`{issuer}` must not contain `#`"));
+    }
+    if issuer.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{issuer:?} must not contain spaces or control characters"
+        ));
+    }
+    Ok(())
+}
+
+/// The `jwks:` section, converted.
+struct Jwks {
+    source: JwksSource,
+    refresh: Duration,
+    max_stale: Duration,
+    refetch_min_interval: Duration,
+}
+
+fn build_jwks(raw: RawJwks, issuer: &str, base_dir: &Path) -> Result<Jwks, Problem> {
+    let source = match (raw.discovery, raw.uri, raw.file) {
+        (true, None, None) => {
+            check_fetch_url(issuer).map_err(|why| {
+                Problem::at(
+                    "discovery",
+                    format!(
+                        "discovery fetches {{issuer}}/.well-known/openid-configuration, so `issuer` \
+                         must be an http(s) URL: {why}; set `uri` or `file` instead"
+                    ),
+                )
+            })?;
+            JwksSource::Discovery
+        }
+        (false, Some(uri), None) => {
+            check_fetch_url(&uri).map_err(|why| Problem::at("uri", why))?;
+            JwksSource::Uri(uri)
+        }
+        (false, None, Some(file)) => {
+            let path = base_dir.join(file);
+            if !path.is_file() {
+                return Err(Problem::at(
+                    "file",
+                    format!(
+                        "`{}` does not exist or is not a file \
+                         (relative paths are resolved against the config file's directory)",
+                        path.display()
+                    ),
+                ));
+            }
+            JwksSource::File(path)
+        }
+        _ => {
+            return Err(Problem::here(
+                "set exactly one of `discovery: true`, `uri` or `file`",
+            ))
+        }
+    };
+    let refresh =
+        at_least_one_second(raw.refresh, DEFAULT_REFRESH).map_err(|m| Problem::at("refresh", m))?;
+    let max_stale = raw.max_stale.map_or(DEFAULT_MAX_STALE, |d| d.0);
+    if max_stale < refresh {
+        return Err(Problem::at(
+            "max_stale",
+            format!(
+                "must be at least `refresh` ({}): keys would expire before the next refresh",
+                format_duration(refresh)
+            ),
+        ));
+    }
+    let refetch_min_interval =
+        at_least_one_second(raw.refetch_min_interval, DEFAULT_REFETCH_MIN_INTERVAL)
+            .map_err(|m| Problem::at("refetch_min_interval", m))?;
+    Ok(Jwks {
+        source,
+        refresh,
+        max_stale,
+        refetch_min_interval,
+    })
+}
+
+fn at_least_one_second(
+    value: Option<Parsed<Duration>>,
+    default: Duration,
+) -> Result<Duration, String> {
+    let value = value.map_or(default, |d| d.0);
+    if value < ONE_SECOND {
+        return Err(format!(
+            "must be at least 1s, got {}",
+            format_duration(value)
+        ));
+    }
+    Ok(value)
+}
+
+/// Keys are fetched over https, or over plain http only from this machine.
+///
+/// # Errors
+/// A message saying why the URL is not acceptable.
+pub fn check_fetch_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| format!("`{url}` is not an http(s) URL"))?;
+    let host = uri.host().unwrap_or_default();
+    if host.is_empty() {
+        return Err(format!("`{url}` is not an http(s) URL with a host"));
+    }
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if is_loopback(host) => Ok(()),
+        Some("http") => Err(format!(
+            "`{url}` must use https: plain http is allowed only to a loopback host \
+             (127.0.0.0/8, [::1] or localhost)"
+        )),
+        _ => Err(format!("`{url}` is not an http(s) URL")),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let unbracketed = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost")
+        || unbracketed
+            .parse::<Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+        || unbracketed
+            .parse::<Ipv6Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn build_audiences(raw: Option<Vec<String>>) -> Result<Vec<String>, Problem> {
+    let audiences = raw
+        .ok_or_else(|| Problem::here("required: the audiences tokens must name, e.g. [orders]"))?;
+    if audiences.is_empty() {
+        return Err(Problem::here("must list at least one audience"));
+    }
+    for (index, audience) in audiences.iter().enumerate() {
+        if audience.is_empty() {
+            return Err(Problem::at(element("", index), "must not be empty"));
+        }
+        if audiences[..index].contains(audience) {
+            return Err(Problem::at(
+                element("", index),
+                format!("duplicate audience `{audience}`"),
+            ));
+        }
+    }
+    Ok(audiences)
+}
+
+fn build_algorithms(
+    raw: Vec<Parsed<jsonwebtoken::Algorithm>>,
+) -> Result<Vec<jsonwebtoken::Algorithm>, Problem> {
+    if raw.is_empty() {
+        return Err(Problem::here(
+            "must list at least one algorithm, e.g. [ES256, RS256]",
+        ));
+    }
+    let algorithms: Vec<_> = raw.into_iter().map(|a| a.0).collect();
+    for (index, algorithm) in algorithms.iter().enumerate() {
+        if algorithms[..index].contains(algorithm) {
+            return Err(Problem::at(
+                element("", index),
+                format!("duplicate algorithm {algorithm:?}"),
+            ));
+        }
+    }
+    Ok(algorithms)
+}
+
+/// `claims:` is already sorted by attribute (a `BTreeMap`).
+fn build_claims(
+    raw: std::collections::BTreeMap<String, String>,
+) -> Result<Vec<ClaimMapping>, Problem> {
+    raw.into_iter()
+        .map(|(attribute, pointer)| {
+            check_attribute(&attribute).map_err(|m| Problem::at(attribute.as_str(), m))?;
+            check_json_pointer(&pointer).map_err(|m| Problem::at(attribute.as_str(), m))?;
+            Ok(ClaimMapping { attribute, pointer })
+        })
+        .collect()
+}
+
+fn check_attribute(attribute: &str) -> Result<(), String> {
+    let mut bytes = attribute.bytes();
+    let identifier = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !identifier {
+        return Err(format!(
+            "attribute name `{attribute}` is not a Cedar identifier ([A-Za-z_][A-Za-z0-9_]*)"
+        ));
+    }
+    if RESERVED_ATTRIBUTES.contains(&attribute) {
+        return Err(format!(
+            "attribute `{attribute}` is set by wisp itself and cannot be mapped (reserved: {})",
+            RESERVED_ATTRIBUTES.join(", ")
+        ));
+    }
+    if CEDAR_KEYWORDS.contains(&attribute) {
+        return Err(format!("attribute `{attribute}` is a Cedar keyword"));
+    }
+    Ok(())
+}
+
+/// RFC 6901 syntax: empty (the whole claims object) or `/`-prefixed
+/// reference tokens in which `~` appears only as `~0` or `~1`.
+fn check_json_pointer(pointer: &str) -> Result<(), String> {
+    if !pointer.is_empty() && !pointer.starts_with('/') {
+        return Err(format!(
+            "`{pointer}` is not a JSON Pointer: it must start with `/` (e.g. /kubernetes.io/namespace)"
+        ));
+    }
+    let mut chars = pointer.chars();
+    while let Some(c) = chars.next() {
+        if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
+            return Err(format!(
+                "`{pointer}` is not a JSON Pointer: `~` must be written `~0`, and a `/` inside a claim name `~1`"
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,531 @@
+//! Config loading: the happy paths, the defaults, and one case per rejection.
+
+use super::*;
+use proptest::prelude::*;
+use tempfile::TempDir;
+
+/// A directory holding what a config refers to: `policies/` with a schema,
+/// and `jwks.json`. Configs are "loaded from" `<dir>/wisp.yaml`.
+struct Fixture {
+    dir: TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("policies")).unwrap();
+        std::fs::write(dir.path().join("policies/wisp.cedarschema"), "").unwrap();
+        std::fs::write(dir.path().join("jwks.json"), r#"{"keys":[]}"#).unwrap();
+        Fixture { dir }
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("wisp.yaml")
+    }
+
+    fn load(&self, yaml: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml(yaml, &self.config_path())
+    }
+}
+
+const MINIMAL: &str = "upstream:\n  address: 127.0.0.1:8081\n";
+
+const ISSUER: &str = "
+issuers:
+  - name: k8s
+    issuer: https://kubernetes.default.svc.cluster.local
+    jwks: { discovery: true }
+    audiences: [orders]
+    algorithms: [RS256]
+";
+
+fn load(yaml: &str) -> Result<Config, ConfigError> {
+    Fixture::new().load(yaml)
+}
+
+fn error_of(yaml: &str) -> String {
+    match load(yaml) {
+        Ok(config) => panic!("accepted:\n{yaml}\n→ {config:?}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+/// The minimal config with `issuers[0]` extended by `extra` (indented lines).
+fn with_issuer(extra: &str) -> String {
+    format!("{MINIMAL}{ISSUER}{extra}")
+}
+
+#[test]
+fn a_full_config_loads_with_every_value() {
+    let fixture = Fixture::new();
+    let yaml = "
+listen: 127.0.0.1:7000
+upstream:
+  address: orders.internal:8081
+  tls: false
+  http2: true
+  connect_timeout: 2s
+  read_timeout: 1m30s
+admin:
+  listen: 127.0.0.1:9901
+issuers:
+  - name: tsiam
+    issuer: https://tsiam.example.ts.net
+    preset: tsiam
+    jwks:
+      discovery: true
+      refresh: 10m
+      max_stale: 2h
+      refetch_min_interval: 1m
+    audiences: [orders, billing]
+    algorithms: [ES256, RS256]
+    leeway: 10s
+    max_lifetime: 12h
+    claims:
+      node_name: /italypaleale.me~1tsiam/name
+      groups: /groups
+  - name: legacy-k8s
+    issuer: kubernetes/serviceaccount
+    preset: kubernetes
+    jwks: { file: jwks.json }
+    audiences: [orders]
+    algorithms: [RS256]
+  - name: local
+    issuer: http://127.0.0.1:9000
+    jwks: { uri: 'http://localhost:9000/jwks.json' }
+    audiences: [orders]
+    algorithms: [EdDSA]
+trust_domains: [example.org, prod.example.org]
+authn:
+  require: jwt
+  max_token_bytes: 16KiB
+  token_cache: { max_bytes: 0 }
+policies:
+  dir: policies/
+  schema: policies/wisp.cedarschema
+  mode: dry-run
+  watch: false
+routes:
+  public: [/healthz, /docs/*]
+headers:
+  forward_token: true
+  identity:
+    subject: X-Caller
+    issuer: x-caller-issuer
+    tags: x-caller-tags
+    spiffe_id: x-caller-spiffe
+log: { format: text, decisions: all }
+threads: 4
+shutdown_grace: 10s
+";
+    let config = fixture.load(yaml).unwrap();
+    let dir = fixture.dir.path();
+    assert_eq!(config.source, fixture.config_path());
+    assert_eq!(config.listen, "127.0.0.1:7000".parse().unwrap());
+    assert_eq!(config.upstream.address, "orders.internal:8081");
+    assert!(!config.upstream.tls);
+    assert!(config.upstream.http2);
+    assert_eq!(config.upstream.connect_timeout, Duration::from_secs(2));
+    assert_eq!(config.upstream.read_timeout, Duration::from_secs(90));
+    assert_eq!(
+        config.admin.unwrap().listen,
+        "127.0.0.1:9901".parse().unwrap()
+    );
+
+    let tsiam = &config.issuers[0];
+    assert_eq!(tsiam.name, "tsiam");
+    assert_eq!(tsiam.issuer, "https://tsiam.example.ts.net");
+    assert_eq!(tsiam.preset, Preset::Tsiam);
+    assert_eq!(tsiam.jwks, JwksSource::Discovery);
+    assert_eq!(tsiam.refresh, Duration::from_secs(600));
+    assert_eq!(tsiam.max_stale, Duration::from_secs(7200));
+    assert_eq!(tsiam.refetch_min_interval, Duration::from_secs(60));
+    assert_eq!(tsiam.audiences, ["orders", "billing"]);
+    assert_eq!(tsiam.algorithms, [Algorithm::ES256, Algorithm::RS256]);
+    assert_eq!(tsiam.leeway, Duration::from_secs(10));
+    assert_eq!(tsiam.max_lifetime, Duration::from_secs(12 * 3600));
+    let claims: Vec<_> = tsiam
+        .claims
+        .iter()
+        .map(|c| (c.attribute.as_str(), c.pointer.as_str()))
+        .collect();
+    assert_eq!(
+        claims,
+        [
+            ("groups", "/groups"),
+            ("node_name", "/italypaleale.me~1tsiam/name")
+        ],
+        "sorted by attribute"
+    );
+    assert_eq!(config.issuers[1].preset, Preset::Kubernetes);
+    assert_eq!(
+        config.issuers[1].jwks,
+        JwksSource::File(dir.join("jwks.json"))
+    );
+    assert_eq!(
+        config.issuers[2].jwks,
+        JwksSource::Uri("http://localhost:9000/jwks.json".into())
+    );
+    assert_eq!(config.issuers[2].algorithms, [Algorithm::EdDSA]);
+
+    assert_eq!(config.trust_domains, ["example.org", "prod.example.org"]);
+    assert_eq!(config.authn.require, RequireCredentials::Jwt);
+    assert_eq!(config.authn.max_token_bytes, 16 * 1024);
+    assert_eq!(config.authn.token_cache_max_bytes, 0);
+    assert_eq!(config.policies.dir, dir.join("policies/"));
+    assert_eq!(
+        config.policies.schema,
+        dir.join("policies/wisp.cedarschema")
+    );
+    assert_eq!(config.policies.mode, PolicyMode::DryRun);
+    assert!(!config.policies.watch);
+    assert_eq!(
+        config.routes.public,
+        [
+            RoutePattern::Exact("/healthz".into()),
+            RoutePattern::Prefix("/docs/".into())
+        ]
+    );
+    assert!(config.headers.forward_token);
+    assert_eq!(config.headers.identity.subject, "x-caller", "lowercased");
+    assert_eq!(config.headers.identity.issuer, "x-caller-issuer");
+    assert_eq!(config.headers.identity.tags, "x-caller-tags");
+    assert_eq!(config.headers.identity.spiffe_id, "x-caller-spiffe");
+    assert_eq!(config.log.format, LogFormat::Text);
+    assert_eq!(config.log.decisions, DecisionLog::All);
+    assert_eq!(config.threads, 4);
+    assert_eq!(config.shutdown_grace, Duration::from_secs(10));
+}
+
+#[test]
+fn omitted_keys_take_their_documented_defaults() {
+    let fixture = Fixture::new();
+    let config = fixture.load(&with_issuer("")).unwrap();
+    assert_eq!(config.listen, "0.0.0.0:8080".parse().unwrap());
+    assert!(!config.upstream.http2);
+    assert_eq!(config.upstream.connect_timeout, Duration::from_secs(5));
+    assert_eq!(config.upstream.read_timeout, Duration::from_secs(60));
+    assert!(config.admin.is_none());
+    let issuer = &config.issuers[0];
+    assert_eq!(issuer.preset, Preset::Generic);
+    assert_eq!(issuer.refresh, Duration::from_secs(300));
+    assert_eq!(issuer.max_stale, Duration::from_secs(3600));
+    assert_eq!(issuer.refetch_min_interval, Duration::from_secs(30));
+    assert_eq!(issuer.leeway, Duration::from_secs(30));
+    assert_eq!(issuer.max_lifetime, Duration::from_secs(86_400));
+    assert!(issuer.claims.is_empty());
+    assert!(config.trust_domains.is_empty());
+    assert_eq!(config.authn.require, RequireCredentials::Any);
+    assert_eq!(config.authn.max_token_bytes, 8192);
+    assert_eq!(config.authn.token_cache_max_bytes, 64 << 20);
+    assert_eq!(config.policies.dir, fixture.dir.path().join("policies"));
+    assert_eq!(
+        config.policies.schema,
+        fixture.dir.path().join("policies/wisp.cedarschema")
+    );
+    assert_eq!(config.policies.mode, PolicyMode::Enforce);
+    assert!(config.policies.watch);
+    assert!(config.routes.public.is_empty());
+    assert!(!config.headers.forward_token);
+    assert_eq!(config.headers.identity.subject, "x-wisp-subject");
+    assert_eq!(config.headers.identity.issuer, "x-wisp-issuer");
+    assert_eq!(config.headers.identity.tags, "x-wisp-tags");
+    assert_eq!(config.headers.identity.spiffe_id, "x-wisp-spiffe-id");
+    assert_eq!(config.log.format, LogFormat::Json);
+    assert_eq!(config.log.decisions, DecisionLog::Deny);
+    assert!((1..=256).contains(&config.threads));
+    assert_eq!(config.shutdown_grace, Duration::from_secs(5));
+}
+
+#[test]
+fn an_empty_issuer_list_is_allowed() {
+    assert!(load(MINIMAL).unwrap().issuers.is_empty());
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_files_directory() {
+    let fixture = Fixture::new();
+    let nested = fixture.dir.path().join("etc/wisp");
+    std::fs::create_dir_all(&nested).unwrap();
+    std::fs::write(nested.join("keys.json"), "{}").unwrap();
+    let yaml = format!(
+        "{MINIMAL}policies: {{ dir: ../../policies }}\nissuers:\n  - {{ name: a, issuer: a, \
+         jwks: {{ file: keys.json }}, audiences: [x], algorithms: [ES256] }}\n"
+    );
+    let config = Config::from_yaml(&yaml, &nested.join("wisp.yaml")).unwrap();
+    assert_eq!(config.policies.dir, nested.join("../../policies"));
+    assert_eq!(
+        config.policies.schema,
+        nested.join("../../policies/wisp.cedarschema")
+    );
+    assert_eq!(
+        config.issuers[0].jwks,
+        JwksSource::File(nested.join("keys.json"))
+    );
+    // The same config loaded from elsewhere does not find its files.
+    let elsewhere = Config::from_yaml(&yaml, &fixture.config_path()).unwrap_err();
+    assert!(
+        elsewhere.to_string().contains("issuers[0].jwks.file"),
+        "{elsewhere}"
+    );
+}
+
+#[test]
+fn absolute_paths_are_kept() {
+    let fixture = Fixture::new();
+    let root = fixture.dir.path();
+    let yaml = format!(
+        "{MINIMAL}policies: {{ dir: '{}' }}\nissuers:\n  - {{ name: a, issuer: a, \
+         jwks: {{ file: '{}' }}, audiences: [x], algorithms: [ES256] }}\n",
+        root.join("policies").display(),
+        root.join("jwks.json").display()
+    );
+    let config = Config::from_yaml(&yaml, &root.join("etc/wisp.yaml")).unwrap();
+    assert_eq!(config.policies.dir, root.join("policies"));
+    assert_eq!(
+        config.issuers[0].jwks,
+        JwksSource::File(root.join("jwks.json"))
+    );
+}
+
+/// (what, yaml, key path the error must name, text it must contain)
+#[rustfmt::skip]
+fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
+    let issuer_with = |field: &str| with_issuer(&format!("    {field}\n"));
+    let without_algorithms = |field: &str| issuer_with(field).replace("    algorithms: [RS256]\n", "");
+    let with_jwks = |jwks: &str| with_issuer("").replace("{ discovery: true }", jwks);
+    let second_issuer = |from: &str, to: &str| format!("{}{}", with_issuer(""), ISSUER.replace("issuers:\n", "").replace(from, to));
+    let routes = |list: &str| format!("{MINIMAL}routes: {{ public: [{list}] }}\n");
+    let identity = |entry: &str| format!("{MINIMAL}headers: {{ identity: {{ {entry} }} }}\n");
+    vec![
+        ("unknown top-level key", format!("{MINIMAL}listne: 0.0.0.0:1\n"), "listne", "unknown field"),
+        ("unknown nested key", format!("{MINIMAL}  adress: x:1\n"), "upstream.adress", "unknown field"),
+        ("unknown issuer key", issuer_with("audience: [x]"), "issuers[0].audience", "unknown field"),
+        ("bad duration", format!("{MINIMAL}  read_timeout: 5x\n"), "upstream.read_timeout", "invalid duration"),
+        ("plain-number duration", issuer_with("leeway: 30"), "issuers[0].leeway", "ambiguous"),
+        ("zero timeout", format!("{MINIMAL}  connect_timeout: 0s\n"), "upstream.connect_timeout", "longer than 0s"),
+        ("bad size", format!("{MINIMAL}authn: {{ max_token_bytes: 8MB }}\n"), "authn.max_token_bytes", "invalid size"),
+        ("size out of range", format!("{MINIMAL}authn: {{ max_token_bytes: 2MiB }}\n"), "authn.max_token_bytes", "between"),
+        ("zero token size", format!("{MINIMAL}authn: {{ max_token_bytes: 0 }}\n"), "authn.max_token_bytes", "between"),
+        ("bad cache size", format!("{MINIMAL}authn: {{ token_cache: {{ max_bytes: lots }} }}\n"), "authn.token_cache.max_bytes", "invalid size"),
+        ("bad listen address", format!("{MINIMAL}listen: localhost:80\n"), "listen", "IP:port"),
+        ("bad upstream address", "upstream: { address: '127.0.0.1' }\n".into(), "upstream.address", "missing port"),
+        ("upstream port out of range", "upstream: { address: 'a:70000' }\n".into(), "upstream.address", "port"),
+        ("upstream host with a path", "upstream: { address: 'a/b:80' }\n".into(), "upstream.address", "not a hostname"),
+        ("missing upstream.address", "upstream: { http2: true }\n".into(), "upstream.address", "required"),
+        ("missing upstream section", "listen: 0.0.0.0:1\n".into(), "upstream.address", "required"),
+        ("upstream tls", format!("{MINIMAL}  tls: true\n"), "upstream.tls", "upstream TLS is not supported yet"),
+        ("tls section present", format!("{MINIMAL}tls:\n  cert: /x.pem\n"), "tls", "TLS listener is not supported yet"),
+        ("empty tls section", format!("{MINIMAL}tls:\n"), "tls", "TLS listener is not supported yet"),
+        ("admin without listen", format!("{MINIMAL}admin: {{}}\n"), "admin.listen", "required"),
+        ("admin same as listen", format!("{MINIMAL}admin: {{ listen: 0.0.0.0:8080 }}\n"), "admin.listen", "also the proxy"),
+        ("HS256", without_algorithms("algorithms: [HS256]"), "issuers[0].algorithms[0]", "allowed: RS256"),
+        ("none", without_algorithms("algorithms: [NoNe]"), "issuers[0].algorithms[0]", "never accepted"),
+        ("unknown algorithm", without_algorithms("algorithms: [ES512]"), "issuers[0].algorithms[0]", "allowed:"),
+        ("duplicate algorithm", without_algorithms("algorithms: [ES256, ES256]"), "issuers[0].algorithms[1]", "duplicate"),
+        ("empty algorithms", without_algorithms("algorithms: []"), "issuers[0].algorithms", "at least one"),
+        ("missing algorithms", without_algorithms(""), "issuers[0].algorithms", "required"),
+        ("duplicate issuer names", second_issuer("cluster.local", "cluster.local/2"), "issuers[1].name", "duplicate issuer name"),
+        ("duplicate issuer values", second_issuer("name: k8s", "name: k8s2"), "issuers[1].issuer", "duplicate issuer"),
+        ("bad issuer name", with_issuer("").replace("name: k8s", "name: 'k 8s'"), "issuers[0].name", "invalid name"),
+        ("missing issuer name", with_issuer("").replace("  - name: k8s\n    issuer", "  - issuer"), "issuers[0].name", "required"),
+        ("issuer with #", with_issuer("").replace("cluster.local", "cluster.local#x"), "issuers[0].issuer", "#"),
+        ("missing issuer", with_issuer("").replace("    issuer: https://kubernetes.default.svc.cluster.local\n", ""), "issuers[0].issuer", "required"),
+        ("spiffe-jwt preset", issuer_with("preset: spiffe-jwt"), "issuers[0].preset", "not supported yet"),
+        ("unknown preset", issuer_with("preset: okta"), "issuers[0].preset", "unknown variant"),
+        ("missing jwks", with_issuer("").replace("    jwks: { discovery: true }\n", ""), "issuers[0].jwks", "required"),
+        ("discovery on non-URL issuer", with_issuer("").replace("https://kubernetes.default.svc.cluster.local", "kubernetes/serviceaccount"), "issuers[0].jwks.discovery", "http(s) URL"),
+        ("discovery over http to a remote host", with_issuer("").replace("https://", "http://"), "issuers[0].jwks.discovery", "loopback"),
+        ("http non-loopback uri", with_jwks("{ uri: 'http://keys.example.com/jwks' }"), "issuers[0].jwks.uri", "must use https"),
+        ("http uri to a look-alike host", with_jwks("{ uri: 'http://127.0.0.1.example.com/jwks' }"), "issuers[0].jwks.uri", "loopback"),
+        ("non-http uri", with_jwks("{ uri: 'file:///etc/jwks.json' }"), "issuers[0].jwks.uri", "not an http(s) URL"),
+        ("two key sources", with_jwks("{ discovery: true, uri: 'https://x/jwks' }"), "issuers[0].jwks", "exactly one"),
+        ("no key source", with_jwks("{ refresh: 1m }"), "issuers[0].jwks", "exactly one"),
+        ("missing jwks file", with_jwks("{ file: nope.json }"), "issuers[0].jwks.file", "nope.json"),
+        ("refresh under 1s", with_jwks("{ discovery: true, refresh: 500ms }"), "issuers[0].jwks.refresh", "at least 1s"),
+        ("refetch interval under 1s", with_jwks("{ discovery: true, refetch_min_interval: 0s }"), "issuers[0].jwks.refetch_min_interval", "at least 1s"),
+        ("max_stale shorter than refresh", with_jwks("{ discovery: true, refresh: 2h }"), "issuers[0].jwks.max_stale", "at least `refresh`"),
+        ("missing audiences", with_issuer("").replace("    audiences: [orders]\n", ""), "issuers[0].audiences", "required"),
+        ("empty audiences", with_issuer("").replace("[orders]", "[]"), "issuers[0].audiences", "at least one"),
+        ("empty audience", with_issuer("").replace("[orders]", "[orders, '']"), "issuers[0].audiences[1]", "empty"),
+        ("leeway over 5m", issuer_with("leeway: 6m"), "issuers[0].leeway", "at most 5m"),
+        ("zero max lifetime", issuer_with("max_lifetime: 0s"), "issuers[0].max_lifetime", "at least 1s"),
+        ("bad claim pointer", issuer_with("claims: { namespace: kubernetes.io/namespace }"), "issuers[0].claims.namespace", "must start with `/`"),
+        ("bad claim pointer escape", issuer_with("claims: { node: /a~2b }"), "issuers[0].claims.node", "~1"),
+        ("reserved claim attribute", issuer_with("claims: { sub: /email }"), "issuers[0].claims.sub", "reserved"),
+        ("reserved authn attribute", issuer_with("claims: { authn: /amr }"), "issuers[0].claims.authn", "reserved"),
+        ("spiffe_id from a claim", issuer_with("claims: { spiffe_id: /sub }"), "issuers[0].claims.spiffe_id", "reserved"),
+        ("non-identifier attribute", issuer_with("claims: { node-name: /name }"), "issuers[0].claims.node-name", "Cedar identifier"),
+        ("cedar keyword attribute", issuer_with("claims: { like: /x }"), "issuers[0].claims.like", "keyword"),
+        ("duplicate claim attribute", issuer_with("claims: { a: /x, a: /y }"), "issuers[0].claims.a", "duplicate"),
+        ("uppercase trust domain", format!("{MINIMAL}trust_domains: [Example.org]\n"), "trust_domains[0]", "lowercase"),
+        ("mtls required", format!("{MINIMAL}authn: {{ require: mtls }}\n"), "authn.require", "needs the TLS listener, not supported yet"),
+        ("both required", format!("{MINIMAL}authn: {{ require: both }}\n"), "authn.require", "not supported yet"),
+        ("missing policies dir", format!("{MINIMAL}policies: {{ dir: nope }}\n"), "policies.dir", "not a directory"),
+        ("policies dir is a file", format!("{MINIMAL}policies: {{ dir: jwks.json }}\n"), "policies.dir", "not a directory"),
+        ("missing schema", format!("{MINIMAL}policies: {{ schema: nope.cedarschema }}\n"), "policies.schema", "nope.cedarschema"),
+        ("bad policy mode", format!("{MINIMAL}policies: {{ mode: audit }}\n"), "policies.mode", "unknown variant"),
+        ("yes as a boolean", format!("{MINIMAL}policies: {{ watch: yes }}\n"), "policies.watch", "boolean"),
+        ("route without slash", routes("healthz"), "routes.public[0]", "start with `/`"),
+        ("route with inner star", routes("/healthz, /a/*/b"), "routes.public[1]", "'*'"),
+        ("route without slash before star", routes("'/docs*'"), "routes.public[0]", "'*'"),
+        ("route with percent", routes("'/a%2Fb'"), "routes.public[0]", "'%'"),
+        ("route with query", routes("'/a?b'"), "routes.public[0]", "'?'"),
+        ("route with fragment", routes("'/a#b'"), "routes.public[0]", "'#'"),
+        ("route with space", routes("'/a b'"), "routes.public[0]", "' '"),
+        ("route with double slash", routes("'/a//b'"), "routes.public[0]", "//"),
+        ("route with dot-dot", routes("'/a/../b/*'"), "routes.public[0]", "`..`"),
+        ("route with dot", routes("'/a/./b'"), "routes.public[0]", "`..`"),
+        ("route with backslash", routes("'/a\\b'"), "routes.public[0]", "not allowed"),
+        ("invalid header name", identity("subject: 'x wisp'"), "headers.identity.subject", "not a valid HTTP header name"),
+        ("protected header name", identity("tags: Authorization"), "headers.identity.tags", "authorization"),
+        ("protected header with underscore", identity("tags: content_length"), "headers.identity.tags", "content-length"),
+        ("identical header names", identity("issuer: X-Wisp-Subject"), "headers.identity.issuer", "also identity.subject"),
+        ("header names equal after _ folding", identity("tags: x_wisp_issuer"), "headers.identity.tags", "also identity.issuer"),
+        ("bad log format", format!("{MINIMAL}log: {{ format: xml }}\n"), "log.format", "unknown variant"),
+        ("bad decision log", format!("{MINIMAL}log: {{ decisions: some }}\n"), "log.decisions", "unknown variant"),
+        ("zero threads", format!("{MINIMAL}threads: 0\n"), "threads", "between 1 and 256"),
+        ("too many threads", format!("{MINIMAL}threads: 1000\n"), "threads", "between 1 and 256"),
+        ("bad shutdown grace", format!("{MINIMAL}shutdown_grace: forever\n"), "shutdown_grace", "invalid duration"),
+        ("duplicate key", format!("{MINIMAL}listen: 0.0.0.0:1\nlisten: 0.0.0.0:2\n"), "listen", "duplicate"),
+        ("wrong type", format!("{MINIMAL}issuers: {{ name: a }}\n"), "issuers", ""),
+    ]
+}
+
+#[test]
+fn each_rejection_names_its_key_path() {
+    let mut failures = Vec::new();
+    for (what, yaml, key, fragment) in rejections() {
+        let error = match load(&yaml) {
+            Ok(_) => {
+                failures.push(format!("{what}: accepted"));
+                continue;
+            }
+            Err(error) => error.to_string(),
+        };
+        let names_key = error.contains(&format!(": {key}: "));
+        if !names_key || !error.contains(fragment) {
+            failures.push(format!(
+                "{what}: want `{key}` and {fragment:?}, got: {error}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn syntax_and_unknown_key_errors_give_line_and_column() {
+    let error = error_of(&format!("{MINIMAL}  adress: x:1\n"));
+    assert!(
+        error.contains("wisp.yaml:3:3: upstream.adress: unknown field `adress`"),
+        "{error}"
+    );
+    let error = error_of("upstream: [\n");
+    assert!(error.contains("wisp.yaml:"), "{error}");
+    assert!(
+        error
+            .split(':')
+            .nth(1)
+            .is_some_and(|line| line.parse::<u32>().is_ok()),
+        "{error}"
+    );
+}
+
+#[test]
+fn validation_errors_are_the_invalid_variant_with_the_key() {
+    match load(&with_issuer("    claims: { iss: /x }\n")) {
+        Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "issuers[0].claims.iss"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn control_characters_in_messages_are_escaped() {
+    let error = error_of(&format!("{MINIMAL}listen: \"\\e[31m\"\n"));
+    assert!(!error.contains('\u{1b}'), "{error:?}");
+}
+
+#[test]
+fn an_empty_file_asks_for_the_upstream() {
+    assert!(error_of("").contains("upstream.address: required"));
+    assert!(error_of("# only a comment\n").contains("upstream.address: required"));
+}
+
+#[test]
+fn load_reports_a_missing_file() {
+    let error = Config::load(Path::new("/nonexistent/wisp.yaml")).unwrap_err();
+    assert!(matches!(error, ConfigError::Io { .. }), "{error}");
+    assert!(
+        error.to_string().starts_with("/nonexistent/wisp.yaml: "),
+        "{error}"
+    );
+}
+
+/// The repo layout around a shipped config: `<root>/config/<name>` next to
+/// `<root>/policies/wisp.cedarschema`.
+fn load_shipped(name: &str, text: &str) -> Result<Config, ConfigError> {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("config")).unwrap();
+    std::fs::create_dir_all(root.path().join("policies")).unwrap();
+    std::fs::write(root.path().join("policies/wisp.cedarschema"), "").unwrap();
+    Config::from_yaml(text, &root.path().join("config").join(name))
+}
+
+#[test]
+fn the_reference_config_loads() {
+    let config = load_shipped("wisp.yaml", include_str!("../../config/wisp.yaml")).unwrap();
+    assert_eq!(config.listen, "0.0.0.0:8080".parse().unwrap());
+    assert!(config
+        .policies
+        .schema
+        .ends_with("policies/wisp.cedarschema"));
+    assert!(!config.issuers.is_empty());
+}
+
+#[test]
+fn the_kubernetes_example_loads() {
+    let config = load_shipped(
+        "kubernetes.yaml",
+        include_str!("../../config/kubernetes.yaml"),
+    )
+    .unwrap();
+    let issuer = &config.issuers[0];
+    assert_eq!(issuer.preset, Preset::Kubernetes);
+    assert_eq!(
+        issuer.issuer,
+        "https://kubernetes.default.svc.cluster.local"
+    );
+    assert_eq!(issuer.jwks, JwksSource::Discovery);
+    assert_eq!(issuer.audiences, ["orders"]);
+}
+
+proptest! {
+    #[test]
+    fn from_yaml_never_panics_on_arbitrary_text(text in "\\PC{0,200}") {
+        let _ = Config::from_yaml(&text, Path::new("/nonexistent/wisp.yaml"));
+    }
+
+    #[test]
+    fn from_yaml_never_panics_on_yaml_shaped_text(
+        lines in prop::collection::vec(
+            (0usize..3, prop::sample::select(vec![
+                "listen", "upstream", "address", "issuers", "- name", "jwks", "refresh",
+                "claims", "routes", "public", "tls", "threads", "headers", "identity", "x",
+            ]), "[ -~]{0,16}"),
+            0..12,
+        )
+    ) {
+        let text: String = lines
+            .iter()
+            .map(|(indent, key, value)| format!("{}{key}: {value}\n", "  ".repeat(*indent)))
+            .collect();
+        let _ = Config::from_yaml(&text, Path::new("/nonexistent/wisp.yaml"));
+    }
+}
+
+#[test]
+fn control_characters_in_unknown_keys_are_escaped() {
+    let error = error_of(&format!("{MINIMAL}\"a\\e[2Jb\": 1\n"));
+    assert!(!error.contains('\u{1b}'), "{error:?}");
+    assert!(error.contains("a\\u{1b}[2Jb"), "{error}");
+}

@@ -1,0 +1,86 @@
+//! The binary's CLI: `wisp check` and `wisp serve` refusing bad input.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn wisp(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wisp")).args(args).output().expect("run wisp")
+}
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path).display().to_string()
+}
+
+#[test]
+fn check_accepts_the_shipped_configs() {
+    for config in ["config/demo.yaml", "config/wisp.yaml", "config/kubernetes.yaml"] {
+        let output = wisp(&["check", "--config", &repo(config)]);
+        assert!(
+            output.status.success(),
+            "{config}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn check_names_file_and_line_of_a_typo_in_a_policy() {
+    let builder = WispBuilder::new("127.0.0.1:1".parse().unwrap()).policy(
+        "bad.cedar",
+        "// a typo below\n@id(\"typo\")\npermit (principal, action, resource)\nwhen { principal.subb like \"acme:*\" };\n",
+    );
+    let (dir, config, _, _) = builder.write();
+    let output = wisp(&["check", "--config", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let file = dir.path().join("policies/bad.cedar");
+    assert!(stderr.contains(&format!("{}:4:", file.display())), "{stderr}");
+    assert!(stderr.contains("subb"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_a_broken_policy_with_file_and_line() {
+    let builder = WispBuilder::new("127.0.0.1:1".parse().unwrap())
+        .policy("broken.cedar", "permit (principal, action, resource)\nwhen { principal.sub like };\n");
+    let (dir, config, listen, _) = builder.write();
+    let output = wisp(&["serve", "--config", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("{}:2:", dir.path().join("policies/broken.cedar").display())), "{stderr}");
+    assert!(std::net::TcpStream::connect(listen).is_err(), "nothing may be listening");
+}
+
+#[test]
+fn serve_refuses_unknown_keys_and_bad_values_naming_the_key() {
+    let cases = [
+        ("upstream: { address: 127.0.0.1:1 }\nlisten_addr: 1\n", "listen_addr"),
+        ("upstream: { address: 127.0.0.1:1, timeout: 5s }\n", "timeout"),
+        ("upstream: { address: 127.0.0.1:1 }\nlisten: nope\n", "listen"),
+        ("upstream: { address: 127.0.0.1:1 }\nissuers:\n  - name: a\n    issuer: https://a.example\n    jwks: { discovery: true, refresh: soon }\n    audiences: [x]\n    algorithms: [ES256]\n", "issuers[0].jwks.refresh"),
+        ("upstream: { address: 127.0.0.1:1 }\nissuers:\n  - name: a\n    issuer: https://a.example\n    jwks: { discovery: true }\n    audiences: [x]\n    algorithms: [HS256]\n", "issuers[0].algorithms"),
+        ("listen: 127.0.0.1:0\n", "upstream"),
+    ];
+    for (yaml, key) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("policies")).unwrap();
+        std::fs::write(dir.path().join("policies/wisp.cedarschema"), shipped_schema()).unwrap();
+        let config = dir.path().join("wisp.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let output = wisp(&["serve", "--config", config.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{yaml}: {stderr}");
+        assert!(stderr.contains(key), "{yaml}: expected the key {key} in: {stderr}");
+    }
+}
+
+#[test]
+fn serve_refuses_a_missing_config_file() {
+    let output = wisp(&["serve", "--config", "/nonexistent/wisp.yaml"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/wisp.yaml"));
+}
