@@ -20,7 +20,11 @@ pub struct AdminApp {
 
 impl AdminApp {
     /// Builds the admin app over the live state.
-    pub fn new(metrics: Metrics, authn: Arc<Authenticator>, policies: Arc<PolicyStore>) -> AdminApp {
+    pub fn new(
+        metrics: Metrics,
+        authn: Arc<Authenticator>,
+        policies: Arc<PolicyStore>,
+    ) -> AdminApp {
         AdminApp {
             metrics,
             authn,
@@ -63,12 +67,15 @@ fn response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<V
     let mut response = Response::new(body);
     *response.status_mut() = status;
     if let Ok(value) = http::HeaderValue::from_str(content_type) {
-        response.headers_mut().insert(http::header::CONTENT_TYPE, value);
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, value);
     }
     let length = response.body().len();
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(length));
+    response.headers_mut().insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(length),
+    );
     response
 }
 
@@ -82,7 +89,11 @@ impl ServeHttp for AdminApp {
                 "text/plain; version=0.0.4; charset=utf-8",
                 self.metrics_text(),
             ),
-            "/healthz" => response(StatusCode::OK, "application/json", br#"{"status":"ok"}"#.to_vec()),
+            "/healthz" => response(
+                StatusCode::OK,
+                "application/json",
+                br#"{"status":"ok"}"#.to_vec(),
+            ),
             "/readyz" => {
                 let (ready, detail) = self.readiness();
                 let status = if ready {
@@ -92,7 +103,11 @@ impl ServeHttp for AdminApp {
                 };
                 response(status, "application/json", detail.to_string().into_bytes())
             }
-            _ => response(StatusCode::NOT_FOUND, "application/json", br#"{"error":"not_found"}"#.to_vec()),
+            _ => response(
+                StatusCode::NOT_FOUND,
+                "application/json",
+                br#"{"error":"not_found"}"#.to_vec(),
+            ),
         }
     }
 }

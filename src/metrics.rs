@@ -82,22 +82,25 @@ impl Metrics {
             upstream: duration.with_label_values(&["upstream"]),
             total: duration.with_label_values(&["total"]),
         };
-        let token_cache_hits = IntCounter::new(
-            "wisp_token_cache_hits_total",
-            "Verified-token cache hits.",
-        )?;
+        let token_cache_hits =
+            IntCounter::new("wisp_token_cache_hits_total", "Verified-token cache hits.")?;
         let token_cache_misses = IntCounter::new(
             "wisp_token_cache_misses_total",
             "Verified-token cache misses (full verification).",
         )?;
-        let token_cache_entries =
-            IntGauge::new("wisp_token_cache_entries", "Tokens in the verified-token cache.")?;
+        let token_cache_entries = IntGauge::new(
+            "wisp_token_cache_entries",
+            "Tokens in the verified-token cache.",
+        )?;
         let token_cache_bytes = IntGauge::new(
             "wisp_token_cache_bytes",
             "Approximate bytes held by the verified-token cache.",
         )?;
         let jwks_refresh = IntCounterVec::new(
-            Opts::new("wisp_jwks_refresh_total", "JWKS fetches by issuer and result."),
+            Opts::new(
+                "wisp_jwks_refresh_total",
+                "JWKS fetches by issuer and result.",
+            ),
             &["issuer", "result"],
         )?;
         let jwks_keys = IntGaugeVec::new(
@@ -124,7 +127,10 @@ impl Metrics {
             &["decision"],
         )?;
         let build_info = IntGaugeVec::new(
-            Opts::new("wisp_build_info", "Build information; the value is always 1."),
+            Opts::new(
+                "wisp_build_info",
+                "Build information; the value is always 1.",
+            ),
             &["version"],
         )?;
         build_info
@@ -181,7 +187,10 @@ mod tests {
     #[test]
     fn registers_every_metric_once() {
         let metrics = Metrics::new().unwrap();
-        metrics.requests.with_label_values(&["allow", "policy"]).inc();
+        metrics
+            .requests
+            .with_label_values(&["allow", "policy"])
+            .inc();
         metrics.jwks_keys.with_label_values(&["demo"]).set(1);
         let text = String::from_utf8(metrics.render()).unwrap();
         for name in [

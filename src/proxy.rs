@@ -116,7 +116,11 @@ impl ProxyHttp for WispProxy {
         }
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<bool> {
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+    ) -> Result<bool> {
         // a. Normalize the path: policy and upstream must see the same one.
         let target = match normalized_target(session.req_header()) {
             Ok(target) => target,
@@ -185,7 +189,10 @@ impl ProxyHttp for WispProxy {
                 Ok(false)
             }
             (Effect::Deny, PolicyMode::DryRun) => {
-                self.metrics.dry_run_decisions.with_label_values(&["deny"]).inc();
+                self.metrics
+                    .dry_run_decisions
+                    .with_label_values(&["deny"])
+                    .inc();
                 ctx.outcome("allow", "dry_run");
                 Ok(false)
             }
@@ -197,7 +204,11 @@ impl ProxyHttp for WispProxy {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestContext) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestContext,
+    ) -> Result<Box<HttpPeer>> {
         ctx.upstream_started = Some(Instant::now());
         Ok(Box::new(self.upstream.clone()))
     }
@@ -215,7 +226,10 @@ impl ProxyHttp for WispProxy {
         }
         if let Some(caller) = &ctx.caller {
             headers::inject(upstream_request, &caller.identity, names).map_err(|message| {
-                Error::explain(ErrorType::InternalError, format!("identity header: {message}"))
+                Error::explain(
+                    ErrorType::InternalError,
+                    format!("identity header: {message}"),
+                )
             })?;
         }
         Ok(())
@@ -236,7 +250,12 @@ impl ProxyHttp for WispProxy {
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, error: &Error, ctx: &mut RequestContext) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        error: &Error,
+        ctx: &mut RequestContext,
+    ) -> FailToProxy {
         let (code, body) = match error.etype() {
             ErrorType::HTTPStatus(code) => (*code, r#"{"error":"bad_request"}"#),
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
@@ -267,7 +286,12 @@ impl ProxyHttp for WispProxy {
         }
     }
 
-    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestContext) {
+    async fn logging(
+        &self,
+        session: &mut Session,
+        error: Option<&Error>,
+        ctx: &mut RequestContext,
+    ) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
         self.metrics.durations.total.observe(elapsed);
@@ -276,7 +300,10 @@ impl ProxyHttp for WispProxy {
         } else {
             (ctx.decision, ctx.reason)
         };
-        self.metrics.requests.with_label_values(&[decision, reason]).inc();
+        self.metrics
+            .requests
+            .with_label_values(&[decision, reason])
+            .inc();
         let log = match self.config.log.decisions {
             DecisionLog::All => decision != "public" || status >= 400,
             DecisionLog::Deny => decision == "deny" || reason == "dry_run",
@@ -288,8 +315,16 @@ impl ProxyHttp for WispProxy {
         let request = session.req_header();
         let principal = ctx.caller.as_ref().map(|c| c.identity.uid.as_str());
         let issuer = ctx.caller.as_ref().map(|c| &*c.identity.issuer_name);
-        let policy_ids = ctx.authz.as_ref().map(|d| d.policy_ids.join(",")).unwrap_or_default();
-        let errors = ctx.authz.as_ref().map(|d| d.errors.join("; ")).unwrap_or_default();
+        let policy_ids = ctx
+            .authz
+            .as_ref()
+            .map(|d| d.policy_ids.join(","))
+            .unwrap_or_default();
+        let errors = ctx
+            .authz
+            .as_ref()
+            .map(|d| d.errors.join("; "))
+            .unwrap_or_default();
         tracing::info!(
             target: "wisp::decision",
             decision,
@@ -387,7 +422,12 @@ fn quoted_safe(text: &str) -> String {
 }
 
 /// Writes a complete JSON response. Failures to write (client gone) are logged only.
-async fn respond(session: &mut Session, status: u16, body: String, extra: Option<(&'static str, String)>) {
+async fn respond(
+    session: &mut Session,
+    status: u16,
+    body: String,
+    extra: Option<(&'static str, String)>,
+) {
     let body = Bytes::from(body);
     let result = async {
         let mut header = ResponseHeader::build(status, Some(4))?;
@@ -397,7 +437,9 @@ async fn respond(session: &mut Session, status: u16, body: String, extra: Option
         if let Some((name, value)) = extra {
             header.insert_header(name, value)?;
         }
-        session.write_response_header(Box::new(header), false).await?;
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
         session.write_response_body(Some(body), true).await?;
         Ok::<(), Box<Error>>(())
     }

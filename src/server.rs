@@ -80,9 +80,14 @@ impl Runtime {
     pub fn build(config: Config) -> Result<Runtime, StartError> {
         install_crypto();
         let metrics = Metrics::new().map_err(|e| StartError::Setup(e.to_string()))?;
-        let policies = PolicyStore::load(&config.policies.schema, &config.policies.dir, metrics.clone())
-            .map_err(StartError::Policies)?;
-        let http = crate::authn::jwks::http_client().map_err(|e| StartError::Setup(e.to_string()))?;
+        let policies = PolicyStore::load(
+            &config.policies.schema,
+            &config.policies.dir,
+            metrics.clone(),
+        )
+        .map_err(StartError::Policies)?;
+        let http =
+            crate::authn::jwks::http_client().map_err(|e| StartError::Setup(e.to_string()))?;
         let authn = Authenticator::new(&config, http, metrics.clone());
         Ok(Runtime {
             config: Arc::new(config),
@@ -121,7 +126,11 @@ impl BackgroundService for Background {
 fn check_bindable(key: &'static str, address: SocketAddr) -> Result<(), StartError> {
     TcpListener::bind(address)
         .map(drop)
-        .map_err(|source| StartError::Bind { key, address, source })
+        .map_err(|source| StartError::Bind {
+            key,
+            address,
+            source,
+        })
 }
 
 fn resolve_upstream(config: &Config) -> Result<HttpPeer, StartError> {
@@ -137,7 +146,10 @@ fn resolve_upstream(config: &Config) -> Result<HttpPeer, StartError> {
             address: address.clone(),
             message: "resolves to no address".into(),
         })?;
-    let sni = address.rsplit_once(':').map_or("", |(host, _)| host).to_string();
+    let sni = address
+        .rsplit_once(':')
+        .map_or("", |(host, _)| host)
+        .to_string();
     let mut peer = HttpPeer::new(resolved, false, sni);
     peer.options.connection_timeout = Some(config.upstream.connect_timeout);
     peer.options.read_timeout = Some(config.upstream.read_timeout);
@@ -178,12 +190,17 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         runtime.metrics.clone(),
         upstream,
     );
-    let mut proxy_service = pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "wisp proxy");
+    let mut proxy_service =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "wisp proxy");
     proxy_service.add_tcp(&config.listen.to_string());
     server.add_service(proxy_service);
 
     if let Some(admin) = &config.admin {
-        let app = AdminApp::new(runtime.metrics.clone(), runtime.authn.clone(), runtime.policies.clone());
+        let app = AdminApp::new(
+            runtime.metrics.clone(),
+            runtime.authn.clone(),
+            runtime.policies.clone(),
+        );
         let mut admin_service = Service::new("wisp admin".to_string(), HttpServer::new_app(app));
         admin_service.add_tcp(&admin.listen.to_string());
         server.add_service(admin_service);

@@ -64,7 +64,9 @@ async fn allows_and_denies_by_sub_prefix_tag_action_group_and_path() {
     ];
     for (method, path, token, want) in cases {
         let auth = format!("Bearer {token}");
-        let response = wisp.request(method, path, &[("authorization", &auth)]).await;
+        let response = wisp
+            .request(method, path, &[("authorization", &auth)])
+            .await;
         assert_eq!(response.status, *want, "{method} {path}: {}", response.body);
         if *want == 403 {
             assert_eq!(response.json(), json!({"error": "forbidden"}));
@@ -81,10 +83,19 @@ async fn allowed_request_reaches_the_upstream_with_verified_identity() {
     let body = response.json();
     assert_eq!(body["path"], "/api/orders");
     assert_eq!(body["query"], "limit=5");
-    assert_eq!(response.upstream_header("x-wisp-subject"), ["acme:frontend:web-1"]);
-    assert_eq!(response.upstream_header("x-wisp-issuer"), [issuer.issuer_url()]);
+    assert_eq!(
+        response.upstream_header("x-wisp-subject"),
+        ["acme:frontend:web-1"]
+    );
+    assert_eq!(
+        response.upstream_header("x-wisp-issuer"),
+        [issuer.issuer_url()]
+    );
     assert_eq!(response.upstream_header("x-wisp-tags"), ["tag:prod,tag:eu"]);
-    assert!(response.upstream_header("authorization").is_empty(), "token must not be forwarded");
+    assert!(
+        response.upstream_header("authorization").is_empty(),
+        "token must not be forwarded"
+    );
     assert_eq!(echo.requests(), 1);
 }
 
@@ -116,19 +127,62 @@ async fn metrics_move_and_pass_promtool() {
     assert_eq!(wisp.request("GET", "/api/orders", &[]).await.status, 401);
 
     let text = wisp.metrics().await;
-    let allowed = metric_value(&text, r#"wisp_requests_total{decision="allow",reason="policy"}"#);
-    let denied = metric_value(&text, r#"wisp_requests_total{decision="deny",reason="policy"}"#);
-    let missing = metric_value(&text, r#"wisp_requests_total{decision="deny",reason="missing_token"}"#);
+    let allowed = metric_value(
+        &text,
+        r#"wisp_requests_total{decision="allow",reason="policy"}"#,
+    );
+    let denied = metric_value(
+        &text,
+        r#"wisp_requests_total{decision="deny",reason="policy"}"#,
+    );
+    let missing = metric_value(
+        &text,
+        r#"wisp_requests_total{decision="deny",reason="missing_token"}"#,
+    );
     assert_eq!((allowed, denied, missing), (3.0, 1.0, 1.0), "{text}");
-    assert_eq!(metric_value(&text, "wisp_token_cache_misses_total"), 1.0, "{text}");
-    assert_eq!(metric_value(&text, "wisp_token_cache_hits_total"), 3.0, "{text}");
-    assert_eq!(metric_value(&text, "wisp_token_cache_entries"), 1.0, "{text}");
-    assert!(metric_value(&text, "wisp_token_cache_bytes") > 0.0, "{text}");
+    assert_eq!(
+        metric_value(&text, "wisp_token_cache_misses_total"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(&text, "wisp_token_cache_hits_total"),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(&text, "wisp_token_cache_entries"),
+        1.0,
+        "{text}"
+    );
+    assert!(
+        metric_value(&text, "wisp_token_cache_bytes") > 0.0,
+        "{text}"
+    );
     assert_eq!(metric_value(&text, "wisp_policies"), 4.0, "{text}");
-    assert_eq!(metric_value(&text, r#"wisp_jwks_keys{issuer="dev"}"#), 1.0, "{text}");
-    assert!(metric_value(&text, r#"wisp_jwks_refresh_total{issuer="dev",result="success"}"#) >= 1.0);
-    assert!(metric_value(&text, r#"wisp_jwks_last_success_timestamp_seconds{issuer="dev"}"#) > 1.7e9);
-    assert!(metric_value(&text, r#"wisp_request_duration_seconds_count{stage="total"}"#) >= 5.0);
+    assert_eq!(
+        metric_value(&text, r#"wisp_jwks_keys{issuer="dev"}"#),
+        1.0,
+        "{text}"
+    );
+    assert!(
+        metric_value(
+            &text,
+            r#"wisp_jwks_refresh_total{issuer="dev",result="success"}"#
+        ) >= 1.0
+    );
+    assert!(
+        metric_value(
+            &text,
+            r#"wisp_jwks_last_success_timestamp_seconds{issuer="dev"}"#
+        ) > 1.7e9
+    );
+    assert!(
+        metric_value(
+            &text,
+            r#"wisp_request_duration_seconds_count{stage="total"}"#
+        ) >= 5.0
+    );
     assert!(text.contains("wisp_build_info{version="), "{text}");
 
     let mut promtool = std::process::Command::new("promtool")
@@ -139,7 +193,12 @@ async fn metrics_move_and_pass_promtool() {
         .spawn()
         .expect("promtool must be installed (Debian package `prometheus`), see README");
     use std::io::Write;
-    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let output = promtool.wait_with_output().unwrap();
     assert!(
         output.status.success(),
@@ -170,7 +229,10 @@ async fn upstream_down_is_502_and_slow_upstream_is_504() {
     let echo = start_echo().await;
     let wisp = WispBuilder::new(echo.addr())
         .issuer(issuer_yaml("dev", &issuer, ""))
-        .policy("all.cedar", "@id(\"all\") permit (principal, action, resource);")
+        .policy(
+            "all.cedar",
+            "@id(\"all\") permit (principal, action, resource);",
+        )
         .start()
         .await;
     wisp.wait_ready().await;

@@ -8,16 +8,26 @@ use std::process::Command;
 use common::*;
 
 fn wisp(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_wisp")).args(args).output().expect("run wisp")
+    Command::new(env!("CARGO_BIN_EXE_wisp"))
+        .args(args)
+        .output()
+        .expect("run wisp")
 }
 
 fn repo(path: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path).display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(path)
+        .display()
+        .to_string()
 }
 
 #[test]
 fn check_accepts_the_shipped_configs() {
-    for config in ["config/demo.yaml", "config/wisp.yaml", "config/kubernetes.yaml"] {
+    for config in [
+        "config/demo.yaml",
+        "config/wisp.yaml",
+        "config/kubernetes.yaml",
+    ] {
         let output = wisp(&["check", "--config", &repo(config)]);
         assert!(
             output.status.success(),
@@ -39,20 +49,34 @@ fn check_names_file_and_line_of_a_typo_in_a_policy() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     let file = dir.path().join("policies/bad.cedar");
-    assert!(stderr.contains(&format!("{}:4:", file.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:4:", file.display())),
+        "{stderr}"
+    );
     assert!(stderr.contains("subb"), "{stderr}");
 }
 
 #[test]
 fn serve_refuses_a_broken_policy_with_file_and_line() {
-    let builder = WispBuilder::new("127.0.0.1:1".parse().unwrap())
-        .policy("broken.cedar", "permit (principal, action, resource)\nwhen { principal.sub like };\n");
+    let builder = WispBuilder::new("127.0.0.1:1".parse().unwrap()).policy(
+        "broken.cedar",
+        "permit (principal, action, resource)\nwhen { principal.sub like };\n",
+    );
     let (dir, config, listen, _) = builder.write();
     let output = wisp(&["serve", "--config", config.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(&format!("{}:2:", dir.path().join("policies/broken.cedar").display())), "{stderr}");
-    assert!(std::net::TcpStream::connect(listen).is_err(), "nothing may be listening");
+    assert!(
+        stderr.contains(&format!(
+            "{}:2:",
+            dir.path().join("policies/broken.cedar").display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        std::net::TcpStream::connect(listen).is_err(),
+        "nothing may be listening"
+    );
 }
 
 #[test]
@@ -68,13 +92,20 @@ fn serve_refuses_unknown_keys_and_bad_values_naming_the_key() {
     for (yaml, key) in cases {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("policies")).unwrap();
-        std::fs::write(dir.path().join("policies/wisp.cedarschema"), shipped_schema()).unwrap();
+        std::fs::write(
+            dir.path().join("policies/wisp.cedarschema"),
+            shipped_schema(),
+        )
+        .unwrap();
         let config = dir.path().join("wisp.yaml");
         std::fs::write(&config, yaml).unwrap();
         let output = wisp(&["serve", "--config", config.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{yaml}: {stderr}");
-        assert!(stderr.contains(key), "{yaml}: expected the key {key} in: {stderr}");
+        assert!(
+            stderr.contains(key),
+            "{yaml}: expected the key {key} in: {stderr}"
+        );
     }
 }
 

@@ -50,20 +50,44 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
     headers.push(("authorization", &auth));
     let response = wisp.request("GET", "/api/orders", &headers).await;
     assert_eq!(response.status, 200, "{}", response.body);
-    assert_eq!(response.upstream_header("x-caller"), ["acme:frontend:web-1"]);
+    assert_eq!(
+        response.upstream_header("x-caller"),
+        ["acme:frontend:web-1"]
+    );
     assert_eq!(response.upstream_header("x-caller-tags"), ["tag:prod"]);
-    assert_eq!(response.upstream_header("x-wisp-issuer"), [issuer.issuer_url()]);
+    assert_eq!(
+        response.upstream_header("x-wisp-issuer"),
+        [issuer.issuer_url()]
+    );
     for name in response.upstream_header_names() {
         let folded = name.replace('_', "-");
         assert!(
             !folded.starts_with("x-wisp-") || name == "x-wisp-issuer",
             "spoofed header {name} reached the upstream"
         );
-        assert_ne!(folded, "x-caller-tags".replace("-tags", "").to_string() + "_", "{name}");
+        assert_ne!(
+            folded,
+            "x-caller-tags".replace("-tags", "").to_string() + "_",
+            "{name}"
+        );
     }
     let names = response.upstream_header_names();
-    assert_eq!(names.iter().filter(|n| n.replace('_', "-") == "x-caller").count(), 1, "{names:?}");
-    assert_eq!(names.iter().filter(|n| n.replace('_', "-") == "x-wisp-issuer").count(), 1, "{names:?}");
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.replace('_', "-") == "x-caller")
+            .count(),
+        1,
+        "{names:?}"
+    );
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.replace('_', "-") == "x-wisp-issuer")
+            .count(),
+        1,
+        "{names:?}"
+    );
 
     // Public routes are forwarded without authentication, still stripped.
     let response = wisp.request("GET", "/public/docs", spoofed).await;
@@ -83,7 +107,10 @@ async fn the_token_is_forwarded_only_when_configured() {
     let (issuer, _echo, wisp) = deployment("headers: { forward_token: true }").await;
     let token = issuer.token(json!({"sub": "acme:frontend:web-1"}));
     let response = wisp.get_with_token("/api/x", &token).await;
-    assert_eq!(response.upstream_header("authorization"), [format!("Bearer {token}")]);
+    assert_eq!(
+        response.upstream_header("authorization"),
+        [format!("Bearer {token}")]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -91,20 +118,37 @@ async fn policy_decides_on_the_normalized_path_and_the_upstream_receives_it() {
     let (issuer, _echo, wisp) = deployment("").await;
     let admin = issuer.token(json!({"sub": "acme:admin:ops"}));
     let frontend = issuer.token(json!({"sub": "acme:frontend:web-1"}));
-    for raw in ["/a/../admin", "/a/%2e%2e/admin", "/a/%2E%2E/admin", "//admin", "/%61dmin", "/./admin", "/admin/."] {
+    for raw in [
+        "/a/../admin",
+        "/a/%2e%2e/admin",
+        "/a/%2E%2E/admin",
+        "//admin",
+        "/%61dmin",
+        "/./admin",
+        "/admin/.",
+    ] {
         let response = wisp.get_with_token(raw, &admin).await;
         assert_eq!(response.status, 200, "{raw}: {}", response.body);
         assert_eq!(response.json()["path"], "/admin", "{raw}");
         let response = wisp.get_with_token(raw, &frontend).await;
         assert_eq!(response.status, 403, "{raw} must be decided as /admin");
     }
-    for raw in ["/admin%2F", "/admin%2f", "/api/..%2Fadmin", "/api/%5C..%5Cadmin", "/api/%00", "/api/%zz"] {
+    for raw in [
+        "/admin%2F",
+        "/admin%2f",
+        "/api/..%2Fadmin",
+        "/api/%5C..%5Cadmin",
+        "/api/%00",
+        "/api/%zz",
+    ] {
         let response = wisp.get_with_token(raw, &admin).await;
         assert_eq!(response.status, 400, "{raw}: {}", response.body);
         assert_eq!(response.json()["error"], "bad_request", "{raw}");
     }
     // The query string is kept as sent.
-    let response = wisp.get_with_token("/api/../api/x?a=%2F&b=..", &frontend).await;
+    let response = wisp
+        .get_with_token("/api/../api/x?a=%2F&b=..", &frontend)
+        .await;
     assert_eq!(response.status, 200, "{}", response.body);
     assert_eq!(response.json()["path"], "/api/x");
     assert_eq!(response.json()["query"], "a=%2F&b=..");
@@ -116,7 +160,12 @@ async fn a_fragment_in_the_request_target_is_dropped_or_rejected_never_matched()
     let frontend = issuer.token(json!({"sub": "acme:frontend:web-1"}));
     let response = wisp.get_with_token("/admin#x", &frontend).await;
     // Either the HTTP parser rejects the `#` (400) or wisp drops the fragment and decides /admin (403).
-    assert!(matches!(response.status, 400 | 403), "{}: {}", response.status, response.body);
+    assert!(
+        matches!(response.status, 400 | 403),
+        "{}: {}",
+        response.status,
+        response.body
+    );
     let admin = issuer.token(json!({"sub": "acme:admin:ops"}));
     let response = wisp.get_with_token("/admin#x", &admin).await;
     if response.status == 200 {

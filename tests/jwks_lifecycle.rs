@@ -30,7 +30,11 @@ async fn accepts_a_rotated_key_after_one_refetch() {
     let new = issuer.token(json!({"sub": "acme:a:2"}));
     let response = wisp.get_with_token("/", &new).await;
     assert_eq!(response.status, 200, "{}", response.body);
-    assert_eq!(issuer.jwks_requests(), before + 1, "exactly one refetch for the new kid");
+    assert_eq!(
+        issuer.jwks_requests(),
+        before + 1,
+        "exactly one refetch for the new kid"
+    );
     // The old key is still published, so old tokens keep working.
     assert_eq!(wisp.get_with_token("/", &old).await.status, 200);
 }
@@ -58,7 +62,9 @@ async fn a_flood_of_unknown_kids_causes_at_most_one_fetch_per_interval() {
         let listen = wisp.listen;
         tasks.push(tokio::spawn(async move {
             let auth = format!("Bearer {token}");
-            request(listen, "GET", "/", &[("authorization", &auth)]).await.unwrap()
+            request(listen, "GET", "/", &[("authorization", &auth)])
+                .await
+                .unwrap()
         }));
     }
     for task in tasks {
@@ -67,7 +73,10 @@ async fn a_flood_of_unknown_kids_causes_at_most_one_fetch_per_interval() {
         assert_eq!(response.json()["reason"], "unknown_key");
     }
     let fetches = issuer.jwks_requests() - before;
-    assert!(fetches <= 1, "{fetches} JWKS fetches for 60 unknown kids within one interval");
+    assert!(
+        fetches <= 1,
+        "{fetches} JWKS fetches for 60 unknown kids within one interval"
+    );
     assert_eq!(echo.requests(), 0);
 }
 
@@ -82,7 +91,11 @@ async fn an_outage_keeps_known_keys_and_a_never_loaded_issuer_answers_503_alone(
     );
     let wisp = WispBuilder::new(echo.addr())
         .issuer(issuer_yaml("up", &up, ""))
-        .issuer(issuer_yaml("flaky", &flaky, "    jwks: { discovery: true, refresh: 1s, max_stale: 1h }\n"))
+        .issuer(issuer_yaml(
+            "flaky",
+            &flaky,
+            "    jwks: { discovery: true, refresh: 1s, max_stale: 1h }\n",
+        ))
         .issuer(dead)
         .policy("all.cedar", policy())
         .start()
@@ -110,9 +123,19 @@ async fn an_outage_keeps_known_keys_and_a_never_loaded_issuer_answers_503_alone(
     flaky.shutdown().await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let response = wisp.get_with_token("/", &token).await;
-    assert_eq!(response.status, 200, "known keys survive an outage: {}", response.body);
+    assert_eq!(
+        response.status, 200,
+        "known keys survive an outage: {}",
+        response.body
+    );
     let metrics = wisp.metrics().await;
-    assert!(metric_value(&metrics, r#"wisp_jwks_refresh_total{issuer="flaky",result="failure"}"#) >= 1.0, "{metrics}");
+    assert!(
+        metric_value(
+            &metrics,
+            r#"wisp_jwks_refresh_total{issuer="flaky",result="failure"}"#
+        ) >= 1.0,
+        "{metrics}"
+    );
 
     // The issuer that never loaded answers 503; the others are unaffected.
     let dead_token = up.raw(
@@ -132,7 +155,11 @@ async fn a_withdrawn_key_stops_cached_tokens_at_the_next_refresh() {
     let issuer = start_issuer().await;
     let echo = start_echo().await;
     let wisp = WispBuilder::new(echo.addr())
-        .issuer(issuer_yaml("dev", &issuer, "    jwks: { discovery: true, refresh: 1s }\n"))
+        .issuer(issuer_yaml(
+            "dev",
+            &issuer,
+            "    jwks: { discovery: true, refresh: 1s }\n",
+        ))
         .policy("all.cedar", policy())
         .start()
         .await;

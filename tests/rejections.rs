@@ -23,8 +23,15 @@ async fn deployment() -> (DevIssuer, EchoServer, Wisp) {
     let issuer = start_issuer().await;
     let echo = start_echo().await;
     let wisp = WispBuilder::new(echo.addr())
-        .issuer(issuer_yaml("dev", &issuer, "    max_lifetime: 1h\n    leeway: 5s\n"))
-        .policy("all.cedar", "@id(\"all\") permit (principal, action, resource);")
+        .issuer(issuer_yaml(
+            "dev",
+            &issuer,
+            "    max_lifetime: 1h\n    leeway: 5s\n",
+        ))
+        .policy(
+            "all.cedar",
+            "@id(\"all\") permit (principal, action, resource);",
+        )
         .extra("authn: { max_token_bytes: 4096 }")
         .start()
         .await;
@@ -34,11 +41,19 @@ async fn deployment() -> (DevIssuer, EchoServer, Wisp) {
 
 fn assert_rejected(response: &Response, status: u16, reason: &str, case: &str) {
     assert_eq!(response.status, status, "{case}: {}", response.body);
-    assert_eq!(response.json()["reason"], reason, "{case}: {}", response.body);
+    assert_eq!(
+        response.json()["reason"],
+        reason,
+        "{case}: {}",
+        response.body
+    );
     if status == 401 {
         assert_eq!(response.json()["error"], "unauthenticated", "{case}");
         let challenge = response.header("www-authenticate").unwrap_or_default();
-        assert!(challenge.starts_with("Bearer"), "{case}: challenge {challenge:?}");
+        assert!(
+            challenge.starts_with("Bearer"),
+            "{case}: challenge {challenge:?}"
+        );
     }
 }
 
@@ -48,9 +63,11 @@ async fn rejects_malformed_and_dangerous_tokens_with_reasons() {
     let kid = issuer.kid();
     let valid = issuer.token(json!({"sub": "acme:a:b"}));
     let parts: Vec<&str> = valid.split('.').collect();
-    let claims = json!({"sub": "acme:a:b", "iss": issuer.issuer_url(), "aud": "orders", "exp": now() + 300});
+    let claims =
+        json!({"sub": "acme:a:b", "iss": issuer.issuer_url(), "aud": "orders", "exp": now() + 300});
     let signed = |header: serde_json::Value| issuer.raw(&kid, header, claims.clone());
-    let unsigned = |header: &str, payload: &str| format!("{}.{}.{}", b64(header), b64(payload), parts[2]);
+    let unsigned =
+        |header: &str, payload: &str| format!("{}.{}.{}", b64(header), b64(payload), parts[2]);
 
     let cases: Vec<(&str, String, &str)> = vec![
         ("alg none", unsigned(r#"{"alg":"none"}"#, &claims.to_string()), "algorithm_not_allowed"),
@@ -81,7 +98,11 @@ async fn rejects_malformed_and_dangerous_tokens_with_reasons() {
         let response = wisp.get_with_token("/api", token).await;
         assert_rejected(&response, 401, reason, case);
     }
-    assert_eq!(echo.requests(), 0, "no rejected request may reach the upstream");
+    assert_eq!(
+        echo.requests(),
+        0,
+        "no rejected request may reach the upstream"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -89,15 +110,47 @@ async fn rejects_tokens_whose_claims_fail_the_issuer_rules() {
     let (issuer, echo, wisp) = deployment().await;
     let t = now();
     let cases: Vec<(&str, serde_json::Value, &str)> = vec![
-        ("expired", json!({"sub":"a","exp": t - 60, "iat": t - 120}), "token_expired"),
-        ("exp a string", json!({"sub":"a","exp": (t + 60).to_string()}), "invalid_claim"),
+        (
+            "expired",
+            json!({"sub":"a","exp": t - 60, "iat": t - 120}),
+            "token_expired",
+        ),
+        (
+            "exp a string",
+            json!({"sub":"a","exp": (t + 60).to_string()}),
+            "invalid_claim",
+        ),
         ("exp null", json!({"sub":"a","exp": null}), "invalid_claim"),
-        ("not yet valid", json!({"sub":"a","nbf": t + 600}), "token_not_yet_valid"),
-        ("issued in the future", json!({"sub":"a","iat": t + 600, "exp": t + 900}), "token_issued_in_future"),
-        ("lifetime over max_lifetime", json!({"sub":"a","iat": t, "exp": t + 7200}), "token_lifetime_too_long"),
-        ("wrong audience", json!({"sub":"a","aud":"payments"}), "bad_audience"),
-        ("audience array without ours", json!({"sub":"a","aud":["payments","billing"]}), "bad_audience"),
-        ("unknown issuer", json!({"sub":"a","iss":"https://evil.example"}), "unknown_issuer"),
+        (
+            "not yet valid",
+            json!({"sub":"a","nbf": t + 600}),
+            "token_not_yet_valid",
+        ),
+        (
+            "issued in the future",
+            json!({"sub":"a","iat": t + 600, "exp": t + 900}),
+            "token_issued_in_future",
+        ),
+        (
+            "lifetime over max_lifetime",
+            json!({"sub":"a","iat": t, "exp": t + 7200}),
+            "token_lifetime_too_long",
+        ),
+        (
+            "wrong audience",
+            json!({"sub":"a","aud":"payments"}),
+            "bad_audience",
+        ),
+        (
+            "audience array without ours",
+            json!({"sub":"a","aud":["payments","billing"]}),
+            "bad_audience",
+        ),
+        (
+            "unknown issuer",
+            json!({"sub":"a","iss":"https://evil.example"}),
+            "unknown_issuer",
+        ),
         ("sub missing", json!({"client": "a"}), "invalid_claim"),
         ("sub not a string", json!({"sub": 42}), "invalid_claim"),
     ];
@@ -120,30 +173,66 @@ async fn rejects_missing_duplicate_and_foreign_credentials() {
 
     let none = wisp.request("GET", "/api", &[]).await;
     assert_rejected(&none, 401, "missing_token", "no token");
-    assert_eq!(none.header("www-authenticate"), Some(r#"Bearer realm="wisp""#));
+    assert_eq!(
+        none.header("www-authenticate"),
+        Some(r#"Bearer realm="wisp""#)
+    );
 
     let two_headers = wisp
-        .request("GET", "/api", &[("authorization", &bearer), ("Authorization", &bearer)])
+        .request(
+            "GET",
+            "/api",
+            &[("authorization", &bearer), ("Authorization", &bearer)],
+        )
         .await;
     assert_rejected(&two_headers, 401, "multiple_credentials", "two headers");
 
     let two_tokens = format!("Bearer {token} {token}");
-    let response = wisp.request("GET", "/api", &[("authorization", &two_tokens)]).await;
-    assert_rejected(&response, 401, "multiple_credentials", "two tokens in one header");
+    let response = wisp
+        .request("GET", "/api", &[("authorization", &two_tokens)])
+        .await;
+    assert_rejected(
+        &response,
+        401,
+        "multiple_credentials",
+        "two tokens in one header",
+    );
 
-    let basic = wisp.request("GET", "/api", &[("authorization", "Basic dXNlcjpwYXNz")]).await;
+    let basic = wisp
+        .request("GET", "/api", &[("authorization", "Basic dXNlcjpwYXNz")])
+        .await;
     assert_rejected(&basic, 401, "unsupported_scheme", "basic");
 
     let lower = format!("bearer {token}");
-    let response = wisp.request("GET", "/api", &[("authorization", &lower)]).await;
-    assert_eq!(response.status, 200, "scheme is case-insensitive: {}", response.body);
+    let response = wisp
+        .request("GET", "/api", &[("authorization", &lower)])
+        .await;
+    assert_eq!(
+        response.status, 200,
+        "scheme is case-insensitive: {}",
+        response.body
+    );
 
     let query = format!("/api?access_token={token}");
     let response = wisp.request("GET", &query, &[]).await;
-    assert_rejected(&response, 401, "missing_token", "token in the query is never read");
+    assert_rejected(
+        &response,
+        401,
+        "missing_token",
+        "token in the query is never read",
+    );
     let response = wisp
-        .request("GET", "/api", &[("cookie", &format!("access_token={token}"))])
+        .request(
+            "GET",
+            "/api",
+            &[("cookie", &format!("access_token={token}"))],
+        )
         .await;
-    assert_rejected(&response, 401, "missing_token", "token in a cookie is never read");
+    assert_rejected(
+        &response,
+        401,
+        "missing_token",
+        "token in a cookie is never read",
+    );
     assert_eq!(echo.requests(), 1);
 }

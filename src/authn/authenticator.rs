@@ -82,14 +82,19 @@ impl Authenticator {
         }
         if let Some(cache) = &self.cache {
             if let Some(entry) = cache.get(token) {
-                if let Some(hit) = self.revalidate(cache, token, entry, authorizer, policy_generation, now)? {
+                if let Some(hit) =
+                    self.revalidate(cache, token, entry, authorizer, policy_generation, now)?
+                {
                     self.metrics.token_cache_hits.inc();
                     return Ok(hit);
                 }
             }
             self.metrics.token_cache_misses.inc();
         }
-        let entry = Arc::new(self.verify(token, authorizer, policy_generation, now).await?);
+        let entry = Arc::new(
+            self.verify(token, authorizer, policy_generation, now)
+                .await?,
+        );
         if let Some(cache) = &self.cache {
             cache.insert(token, entry.clone());
         }
@@ -158,7 +163,9 @@ impl Authenticator {
             .ok_or(AuthnError::UnknownIssuer)?;
         let issuer_index = *self.by_iss.get(iss).ok_or(AuthnError::UnknownIssuer)?;
         let issuer = &self.issuers[issuer_index];
-        let keys = self.usable_keys(issuer, parsed.header.kid.as_deref()).await?;
+        let keys = self
+            .usable_keys(issuer, parsed.header.kid.as_deref())
+            .await?;
         let verified = verify::verify(&parsed, issuer.config(), &keys.set, now)?;
         let identity = presets::identity(issuer.config(), &verified.claims, verified.expires_at)?;
         let principal = authorizer

@@ -139,12 +139,18 @@ impl IssuerKeys {
                 self.last_success.store(now, Ordering::Relaxed);
                 set_error(&self.last_error, None);
                 let metrics = &self.metrics;
-                metrics.jwks_refresh.with_label_values(&[issuer, "success"]).inc();
+                metrics
+                    .jwks_refresh
+                    .with_label_values(&[issuer, "success"])
+                    .inc();
                 metrics
                     .jwks_keys
                     .with_label_values(&[issuer])
                     .set(i64::try_from(count).unwrap_or(i64::MAX));
-                metrics.jwks_last_success.with_label_values(&[issuer]).set(now);
+                metrics
+                    .jwks_last_success
+                    .with_label_values(&[issuer])
+                    .set(now);
                 tracing::info!(issuer, keys = count, "jwks loaded");
                 Ok(count)
             }

@@ -58,10 +58,10 @@ pub fn identity_weight(identity: &Identity) -> usize {
 
 struct ExpireAtValidUntil;
 
-impl moka::Expiry<Box<str>, Arc<CachedToken>> for ExpireAtValidUntil {
+impl moka::Expiry<Arc<str>, Arc<CachedToken>> for ExpireAtValidUntil {
     fn expire_after_create(
         &self,
-        _key: &Box<str>,
+        _key: &Arc<str>,
         value: &Arc<CachedToken>,
         _created_at: Instant,
     ) -> Option<Duration> {
@@ -73,7 +73,7 @@ impl moka::Expiry<Box<str>, Arc<CachedToken>> for ExpireAtValidUntil {
 /// The cache.
 #[derive(Clone)]
 pub struct TokenCache {
-    cache: Cache<Box<str>, Arc<CachedToken>>,
+    cache: Cache<Arc<str>, Arc<CachedToken>>,
 }
 
 impl TokenCache {
@@ -81,7 +81,7 @@ impl TokenCache {
     pub fn new(max_bytes: u64) -> TokenCache {
         let cache = Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|key: &Box<str>, value: &Arc<CachedToken>| {
+            .weigher(|key: &Arc<str>, value: &Arc<CachedToken>| {
                 u32::try_from(key.len())
                     .unwrap_or(u32::MAX)
                     .saturating_add(value.weight)

@@ -38,7 +38,11 @@ impl PolicyStore {
     ///
     /// # Errors
     /// Every diagnostic when the schema or a policy is invalid (nothing starts).
-    pub fn load(schema: &Path, dir: &Path, metrics: Metrics) -> Result<PolicyStore, Vec<Diagnostic>> {
+    pub fn load(
+        schema: &Path,
+        dir: &Path,
+        metrics: Metrics,
+    ) -> Result<PolicyStore, Vec<Diagnostic>> {
         let authorizer = Authorizer::load(schema, dir).inspect_err(|_| {
             metrics.policy_reload.with_label_values(&["failure"]).inc();
         })?;
@@ -76,7 +80,10 @@ impl PolicyStore {
                     authorizer,
                     generation,
                 }));
-                self.metrics.policy_reload.with_label_values(&["success"]).inc();
+                self.metrics
+                    .policy_reload
+                    .with_label_values(&["success"])
+                    .inc();
                 self.metrics
                     .policies
                     .set(i64::try_from(count).unwrap_or(i64::MAX));
@@ -84,7 +91,10 @@ impl PolicyStore {
                 Ok(generation)
             }
             Err(diagnostics) => {
-                self.metrics.policy_reload.with_label_values(&["failure"]).inc();
+                self.metrics
+                    .policy_reload
+                    .with_label_values(&["failure"])
+                    .inc();
                 for diagnostic in &diagnostics {
                     tracing::error!(%diagnostic, "policy update rejected; keeping the previous policies");
                 }

@@ -32,9 +32,15 @@ pub fn run(path: &Path) -> ExitCode {
         if let JwksSource::File(file) = &issuer.jwks {
             let result = std::fs::read(file)
                 .map_err(|e| e.to_string())
-                .and_then(|bytes| KeySet::from_jwks_json(&bytes, &issuer.algorithms).map_err(|e| e.to_string()));
+                .and_then(|bytes| {
+                    KeySet::from_jwks_json(&bytes, &issuer.algorithms).map_err(|e| e.to_string())
+                });
             if let Err(message) = result {
-                eprintln!("{}: issuers[{}].jwks.file: {message}", file.display(), issuer.name);
+                eprintln!(
+                    "{}: issuers[{}].jwks.file: {message}",
+                    file.display(),
+                    issuer.name
+                );
                 problems += 1;
             }
         }

@@ -51,9 +51,11 @@ pub fn run(config: Config) -> ExitCode {
         .issuer
         .strip_prefix("http://")
         .and_then(|rest| socket_addr(rest.trim_end_matches('/')));
-    let (Some(issuer_addr), Some(upstream_addr), JwksSource::Discovery) =
-        (issuer_addr, socket_addr(&config.upstream.address), &issuer.jwks)
-    else {
+    let (Some(issuer_addr), Some(upstream_addr), JwksSource::Discovery) = (
+        issuer_addr,
+        socket_addr(&config.upstream.address),
+        &issuer.jwks,
+    ) else {
         eprintln!("error: the demo config needs an http://host:port issuer with discovery and a host:port upstream");
         return ExitCode::from(1);
     };
@@ -112,7 +114,10 @@ pub fn run(config: Config) -> ExitCode {
     eprintln!("{banner}");
     let proxy = format!("http://{}", config.listen);
     let issuer_url = issuer.issuer.clone();
-    let admin = config.admin.as_ref().map(|a| format!("http://{}", a.listen));
+    let admin = config
+        .admin
+        .as_ref()
+        .map(|a| format!("http://{}", a.listen));
     std::thread::spawn(move || show_examples(&issuer_url, &proxy, admin.as_deref()));
     match wisp::server::serve(config) {
         Ok(()) => ExitCode::SUCCESS,
@@ -125,7 +130,10 @@ pub fn run(config: Config) -> ExitCode {
 
 /// Waits for the proxy, then prints ready-to-paste commands and their live results.
 fn show_examples(issuer: &str, proxy: &str, admin: Option<&str>) {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(_) => return,
     };
@@ -151,7 +159,12 @@ fn show_examples(issuer: &str, proxy: &str, admin: Option<&str>) {
         let denied_claims = mint("acme:batch:job-7", "");
         let mut outcomes = Vec::new();
         for claims in [&allowed_claims, &denied_claims] {
-            let token = match client.post(format!("{issuer}/token")).body(claims.clone()).send().await {
+            let token = match client
+                .post(format!("{issuer}/token"))
+                .body(claims.clone())
+                .send()
+                .await
+            {
                 Ok(response) => response.text().await.unwrap_or_default(),
                 Err(_) => String::new(),
             };

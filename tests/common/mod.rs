@@ -44,7 +44,9 @@ pub async fn start_issuer() -> DevIssuer {
 
 /// Starts an echo upstream on a random port.
 pub async fn start_echo() -> EchoServer {
-    EchoServer::start("127.0.0.1:0".parse().unwrap()).await.expect("echo upstream")
+    EchoServer::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("echo upstream")
 }
 
 /// A test deployment: a temp dir with config + policies, and the running binary.
@@ -159,7 +161,11 @@ impl WispBuilder {
                     break;
                 }
             }
-            assert!(Instant::now() < deadline, "wisp did not start:\n{}", wisp.log());
+            assert!(
+                Instant::now() < deadline,
+                "wisp did not start:\n{}",
+                wisp.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         wisp
@@ -188,18 +194,24 @@ impl Wisp {
 
     /// Sends a request through the proxy.
     pub async fn request(&self, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
-        request(self.listen, method, target, headers).await.expect("request through wisp")
+        request(self.listen, method, target, headers)
+            .await
+            .expect("request through wisp")
     }
 
     /// GET with a bearer token.
     pub async fn get_with_token(&self, target: &str, token: &str) -> Response {
         let auth = format!("Bearer {token}");
-        self.request("GET", target, &[("authorization", &auth)]).await
+        self.request("GET", target, &[("authorization", &auth)])
+            .await
     }
 
     /// Scrapes `/metrics`.
     pub async fn metrics(&self) -> String {
-        get(self.admin, "/metrics", &[]).await.expect("metrics").body
+        get(self.admin, "/metrics", &[])
+            .await
+            .expect("metrics")
+            .body
     }
 }
 
@@ -248,7 +260,11 @@ impl Response {
 }
 
 /// GET a path on an address.
-pub async fn get(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
+pub async fn get(
+    addr: SocketAddr,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
     request(addr, "GET", target, headers).await
 }
 
@@ -296,14 +312,24 @@ fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
     let chunked = headers
         .iter()
         .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_string() };
-    Ok(Response { status, headers, body })
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if size == 0 || rest.len() < size {
             break;
         }
