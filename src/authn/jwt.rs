@@ -1,9 +1,25 @@
 //! Strict parsing of compact JWS tokens (untrusted input). No signature work here.
+//!
+//! Stricter than RFC 7515 requires, on purpose: exactly three non-empty,
+//! canonical, unpadded base64url segments; header and payload JSON objects
+//! that never repeat a key (two parsers could otherwise disagree on which
+//! `exp` counts); asymmetric algorithms only; no key references in the header;
+//! no critical extensions (we understand none).
 
+use std::fmt;
+use std::str::FromStr;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use jsonwebtoken::Algorithm;
-use serde_json::{Map, Value};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 
 use super::AuthnError;
+
+/// Header parameters that carry or point to a key. Keys come only from the
+/// issuer's configured JWKS, so a token naming one is rejected outright.
+const KEY_HEADERS: [&str; 4] = ["jwk", "jku", "x5u", "x5c"];
 
 /// The protected header fields wisp uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +48,618 @@ pub struct UnverifiedToken<'a> {
 /// Parses a compact JWS strictly.
 ///
 /// # Errors
-/// [`AuthnError`] for anything but a well-formed token with an acceptable header.
-pub fn parse(_token: &str, _max_bytes: usize) -> Result<UnverifiedToken<'_>, AuthnError> {
-    todo!("helper B")
+/// [`AuthnError`] for anything but a well-formed token with an acceptable header:
+/// [`TokenTooLarge`](AuthnError::TokenTooLarge) (checked before anything else),
+/// [`Malformed`](AuthnError::Malformed) for segments, base64url and JSON,
+/// [`AlgorithmNotAllowed`](AuthnError::AlgorithmNotAllowed) for `none`, HMAC and
+/// unknown algorithms, [`HeaderKeyNotAllowed`](AuthnError::HeaderKeyNotAllowed) and
+/// [`UnsupportedCritical`](AuthnError::UnsupportedCritical).
+pub fn parse(token: &str, max_bytes: usize) -> Result<UnverifiedToken<'_>, AuthnError> {
+    if token.len() > max_bytes {
+        return Err(AuthnError::TokenTooLarge { max: max_bytes });
+    }
+    let mut segments = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return Err(malformed(format!(
+            "expected 3 segments, found {}",
+            token.split('.').count()
+        )));
+    };
+
+    let header = parse_header(&decode_segment(header_b64, "header")?)?;
+    let claims = json_object(&decode_segment(payload_b64, "payload")?, "payload")?;
+    // Decoded only to prove it is canonical base64url; the verifier decodes it again.
+    decode_segment(signature, "signature")?;
+
+    Ok(UnverifiedToken {
+        signing_input: &token[..header_b64.len() + 1 + payload_b64.len()],
+        signature,
+        header,
+        claims,
+    })
+}
+
+fn malformed(reason: impl Into<String>) -> AuthnError {
+    AuthnError::Malformed(reason.into())
+}
+
+/// Strict unpadded base64url: the alphabet check comes first so that `=`,
+/// `+`, `/` and whitespace get a precise message; the engine then rejects
+/// impossible lengths and non-zero trailing bits (non-canonical encodings).
+fn decode_segment(segment: &str, part: &str) -> Result<Vec<u8>, AuthnError> {
+    if segment.is_empty() {
+        return Err(malformed(format!("empty {part} segment")));
+    }
+    if !segment
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(malformed(format!(
+            "{part} segment has characters outside unpadded base64url"
+        )));
+    }
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| malformed(format!("{part} segment is not canonical base64url")))
+}
+
+fn parse_header(bytes: &[u8]) -> Result<TokenHeader, AuthnError> {
+    let header = json_object(bytes, "header")?;
+    let alg = match header.get("alg") {
+        Some(Value::String(alg)) => header_algorithm(alg)?,
+        Some(_) => return Err(malformed("header alg is not a string")),
+        None => return Err(malformed("header has no alg")),
+    };
+    if let Some(name) = KEY_HEADERS.iter().find(|name| header.contains_key(**name)) {
+        return Err(AuthnError::HeaderKeyNotAllowed((*name).to_owned()));
+    }
+    if let Some(crit) = header.get("crit") {
+        check_crit(crit)?;
+    }
+    Ok(TokenHeader {
+        alg,
+        kid: optional_string(&header, "kid")?,
+        typ: optional_string(&header, "typ")?,
+    })
+}
+
+fn header_algorithm(alg: &str) -> Result<Algorithm, AuthnError> {
+    if alg.eq_ignore_ascii_case("none") {
+        return Err(AuthnError::AlgorithmNotAllowed("none".to_owned()));
+    }
+    match Algorithm::from_str(alg) {
+        Ok(Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) | Err(_) => {
+            Err(AuthnError::AlgorithmNotAllowed(printable(alg)))
+        }
+        Ok(alg) => Ok(alg),
+    }
+}
+
+/// RFC 7515 §4.1.11: a non-empty array of names. We implement no extension,
+/// so any name at all is one we must refuse.
+fn check_crit(crit: &Value) -> Result<(), AuthnError> {
+    let Value::Array(names) = crit else {
+        return Err(malformed("header crit is not an array"));
+    };
+    let names: Option<Vec<&str>> = names.iter().map(Value::as_str).collect();
+    match names.as_deref() {
+        None => Err(malformed("header crit has a non-string entry")),
+        Some([]) => Err(malformed("header crit is empty")),
+        Some([first, ..]) => Err(AuthnError::UnsupportedCritical(printable(first))),
+    }
+}
+
+fn optional_string(header: &Map<String, Value>, name: &str) -> Result<Option<String>, AuthnError> {
+    match header.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(malformed(format!("header {name} is not a string"))),
+    }
+}
+
+/// Parses one JSON object, rejecting repeated keys at any depth.
+fn json_object(bytes: &[u8], part: &str) -> Result<Map<String, Value>, AuthnError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = StrictValue
+        .deserialize(&mut deserializer)
+        .and_then(|value| deserializer.end().map(|()| value))
+        .map_err(|e| malformed(format!("{part}: {e}")))?;
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(malformed(format!("{part} is not a JSON object"))),
+    }
+}
+
+/// Attacker-chosen text, made safe and short for error messages and logs.
+fn printable(text: &str) -> String {
+    const MAX_CHARS: usize = 40;
+    let mut out: String = text
+        .chars()
+        .take(MAX_CHARS)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().nth(MAX_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// A `serde_json::Value` seed that fails on a repeated object key.
+/// (serde_json's own `Value` keeps the last one silently.) Nesting depth is
+/// bounded by serde_json's recursion limit.
+struct StrictValue;
+
+impl<'de> DeserializeSeed<'de> for StrictValue {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("non-finite number"))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(item) = seq.next_element_seed(StrictValue)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format_args!(
+                    "repeated key \"{}\"",
+                    printable(&key)
+                )));
+            }
+            let value = map.next_value_seed(StrictValue)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    const MAX: usize = 8192;
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// A token from raw header and payload JSON text, with a dummy signature.
+    fn token(header: &str, payload: &str) -> String {
+        format!(
+            "{}.{}.{}",
+            b64(header.as_bytes()),
+            b64(payload.as_bytes()),
+            b64(b"signature")
+        )
+    }
+
+    fn with_header(header: &str) -> String {
+        token(header, r#"{"sub":"a","exp":1}"#)
+    }
+
+    fn with_payload(payload: &str) -> String {
+        token(r#"{"alg":"ES256","kid":"k1"}"#, payload)
+    }
+
+    fn parse_err(token: &str) -> AuthnError {
+        match parse(token, MAX) {
+            Ok(parsed) => panic!("accepted {token}: {parsed:?}"),
+            Err(e) => e,
+        }
+    }
+
+    fn assert_malformed(token: &str, needle: &str) {
+        match parse_err(token) {
+            AuthnError::Malformed(reason) => {
+                assert!(reason.contains(needle), "{reason:?} lacks {needle:?}")
+            }
+            other => panic!("expected malformed_token, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_a_well_formed_token_and_exposes_its_parts() {
+        let t = token(
+            r#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#,
+            r#"{"sub":"a","exp":1}"#,
+        );
+        let parsed = parse(&t, MAX).expect("valid token");
+        assert_eq!(
+            parsed.header,
+            TokenHeader {
+                alg: Algorithm::ES256,
+                kid: Some("k1".into()),
+                typ: Some("JWT".into()),
+            }
+        );
+        assert_eq!(parsed.claims["sub"], "a");
+        let (input, signature) = t.rsplit_once('.').expect("dots");
+        assert_eq!(parsed.signing_input, input);
+        assert_eq!(parsed.signature, signature);
+    }
+
+    #[test]
+    fn accepts_every_asymmetric_algorithm() {
+        for alg in [
+            "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+        ] {
+            let t = with_header(&format!(r#"{{"alg":"{alg}"}}"#));
+            let parsed = parse(&t, MAX);
+            assert!(parsed.is_ok(), "{alg}: {parsed:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_token_over_max_bytes_before_anything_else() {
+        let t = "!".repeat(MAX + 1);
+        assert_eq!(parse_err(&t), AuthnError::TokenTooLarge { max: MAX });
+        assert_eq!(parse_err(&t).reason(), "token_too_large");
+        let valid = with_payload(r#"{"sub":"a"}"#);
+        assert!(parse(&valid, valid.len()).is_ok());
+        assert_eq!(
+            parse(&valid, valid.len() - 1).err(),
+            Some(AuthnError::TokenTooLarge {
+                max: valid.len() - 1
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_two_and_four_segments() {
+        let t = with_payload("{}");
+        let (two, _) = t.rsplit_once('.').expect("dots");
+        assert_malformed(two, "expected 3 segments, found 2");
+        assert_malformed(&format!("{t}.AAAA"), "expected 3 segments, found 4");
+        assert_malformed("", "expected 3 segments, found 1");
+        assert_eq!(parse_err(two).reason(), "malformed_token");
+    }
+
+    #[test]
+    fn rejects_empty_segments() {
+        let t = with_payload("{}");
+        let (input, _) = t.rsplit_once('.').expect("dots");
+        assert_malformed(&format!("{input}."), "empty signature segment");
+        assert_malformed("..", "empty header segment");
+    }
+
+    #[test]
+    fn rejects_padding() {
+        // `{}` encodes to `e30`; padded it is `e30=`.
+        let t = format!("{}.e30=.{}", b64(br#"{"alg":"ES256"}"#), b64(b"sig"));
+        assert_malformed(
+            &t,
+            "payload segment has characters outside unpadded base64url",
+        );
+        let padded_sig = format!("{}=", with_payload("{}"));
+        assert_malformed(&padded_sig, "signature segment");
+    }
+
+    #[test]
+    fn rejects_standard_base64_characters() {
+        let t = with_payload("{}");
+        let (input, _) = t.rsplit_once('.').expect("dots");
+        assert_malformed(&format!("{input}.ab+d"), "outside unpadded base64url");
+        assert_malformed(&format!("{input}.ab/d"), "outside unpadded base64url");
+        assert_malformed(&format!("{input}.ab d"), "outside unpadded base64url");
+    }
+
+    #[test]
+    fn rejects_non_canonical_trailing_bits() {
+        // `e30` is `{}`; `e31` decodes to the same bytes with a non-zero trailing bit.
+        let t = format!("{}.e31.{}", b64(br#"{"alg":"ES256"}"#), b64(b"sig"));
+        assert_malformed(&t, "payload segment is not canonical base64url");
+    }
+
+    #[test]
+    fn rejects_impossible_base64_length() {
+        let t = format!("{}.e30.abcde", b64(br#"{"alg":"ES256"}"#));
+        assert_malformed(&t, "signature segment is not canonical base64url");
+    }
+
+    #[test]
+    fn rejects_alg_none_in_any_letter_case() {
+        for alg in ["none", "NONE", "nOnE", "None"] {
+            let err = parse_err(&with_header(&format!(r#"{{"alg":"{alg}"}}"#)));
+            assert_eq!(err, AuthnError::AlgorithmNotAllowed("none".into()), "{alg}");
+            assert_eq!(err.reason(), "algorithm_not_allowed");
+        }
+    }
+
+    #[test]
+    fn rejects_hmac_algorithms() {
+        for alg in ["HS256", "HS384", "HS512"] {
+            let err = parse_err(&with_header(&format!(r#"{{"alg":"{alg}"}}"#)));
+            assert_eq!(err, AuthnError::AlgorithmNotAllowed(alg.into()));
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_algorithms() {
+        for alg in ["RS1", "es256", "ES512", "Ed25519", ""] {
+            let err = parse_err(&with_header(&format!(r#"{{"alg":"{alg}"}}"#)));
+            assert_eq!(err, AuthnError::AlgorithmNotAllowed(alg.into()));
+        }
+    }
+
+    #[test]
+    fn rejects_missing_or_non_string_alg() {
+        assert_malformed(&with_header(r#"{"kid":"k"}"#), "header has no alg");
+        assert_malformed(&with_header(r#"{"alg":256}"#), "header alg is not a string");
+        assert_malformed(
+            &with_header(r#"{"alg":null}"#),
+            "header alg is not a string",
+        );
+    }
+
+    #[test]
+    fn rejects_keys_referenced_from_the_header() {
+        for (name, value) in [
+            ("jwk", json!({"kty":"EC"})),
+            ("jku", json!("https://evil.example/jwks")),
+            ("x5u", json!("https://evil.example/cert")),
+            ("x5c", json!(["MIIB"])),
+        ] {
+            let header = json!({"alg": "ES256", name: value}).to_string();
+            let err = parse_err(&with_header(&header));
+            assert_eq!(err, AuthnError::HeaderKeyNotAllowed(name.into()));
+            assert_eq!(err.reason(), "header_key_not_allowed");
+        }
+    }
+
+    #[test]
+    fn rejects_any_critical_extension() {
+        let err = parse_err(&with_header(
+            r#"{"alg":"ES256","crit":["exp","b64"],"exp":1}"#,
+        ));
+        assert_eq!(err, AuthnError::UnsupportedCritical("exp".into()));
+        assert_eq!(err.reason(), "unsupported_crit");
+    }
+
+    #[test]
+    fn rejects_malformed_crit() {
+        assert_malformed(
+            &with_header(r#"{"alg":"ES256","crit":[]}"#),
+            "crit is empty",
+        );
+        assert_malformed(
+            &with_header(r#"{"alg":"ES256","crit":"b64"}"#),
+            "crit is not an array",
+        );
+        assert_malformed(
+            &with_header(r#"{"alg":"ES256","crit":["b64",1]}"#),
+            "crit has a non-string entry",
+        );
+    }
+
+    #[test]
+    fn rejects_non_string_kid_and_typ() {
+        assert_malformed(
+            &with_header(r#"{"alg":"ES256","kid":1}"#),
+            "kid is not a string",
+        );
+        assert_malformed(
+            &with_header(r#"{"alg":"ES256","typ":["JWT"]}"#),
+            "typ is not a string",
+        );
+    }
+
+    #[test]
+    fn rejects_duplicate_exp_in_payload() {
+        assert_malformed(
+            &with_payload(r#"{"sub":"a","exp":1,"exp":99999999999}"#),
+            r#"payload: repeated key "exp""#,
+        );
+    }
+
+    #[test]
+    fn rejects_duplicate_key_in_header() {
+        assert_malformed(
+            &with_header(r#"{"alg":"ES256","alg":"none"}"#),
+            r#"header: repeated key "alg""#,
+        );
+    }
+
+    #[test]
+    fn rejects_duplicate_key_spelled_with_escapes() {
+        assert_malformed(
+            &with_header(r#"{"alg":"ES256","\u0061lg":"none"}"#),
+            r#"header: repeated key "alg""#,
+        );
+        assert_malformed(
+            &with_payload(r#"{"exp":1,"\u0065xp":99999999999}"#),
+            r#"payload: repeated key "exp""#,
+        );
+    }
+
+    #[test]
+    fn rejects_duplicate_key_at_any_depth() {
+        assert_malformed(
+            &with_payload(r#"{"sub":"a","cnf":{"x5t#S256":"a","x5t#S256":"b"}}"#),
+            "repeated key",
+        );
+        assert_malformed(&with_payload(r#"{"a":[{"b":1,"b":1}]}"#), "repeated key");
+    }
+
+    #[test]
+    fn rejects_payloads_that_are_not_objects() {
+        for payload in ["[]", r#""x""#, "1", "null", "true"] {
+            assert_eq!(
+                parse_err(&with_payload(payload)),
+                AuthnError::Malformed("payload is not a JSON object".into()),
+                "{payload}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_headers_that_are_not_objects() {
+        assert_eq!(
+            parse_err(&with_header(r#"["ES256"]"#)),
+            AuthnError::Malformed("header is not a JSON object".into())
+        );
+    }
+
+    #[test]
+    fn rejects_invalid_json() {
+        assert_malformed(&with_payload(r#"{"sub":"a""#), "payload: ");
+        assert_malformed(
+            &with_payload(r#"{"sub":"a"} x"#),
+            "payload: trailing characters",
+        );
+        assert_malformed(&with_payload(r#"{"sub":"\ud800"}"#), "payload: ");
+        assert_malformed(&with_header("not json"), "header: ");
+        let invalid_utf8 = format!(
+            "{}.{}.{}",
+            b64(br#"{"alg":"ES256"}"#),
+            b64(b"{\"sub\":\"\xff\"}"),
+            b64(b"sig")
+        );
+        assert_malformed(&invalid_utf8, "payload: ");
+    }
+
+    #[test]
+    fn error_messages_quote_attacker_text_safely() {
+        let long = format!("\\u0000{}", "A".repeat(100));
+        let err = parse_err(&with_header(&format!(r#"{{"alg":"{long}"}}"#)));
+        let AuthnError::AlgorithmNotAllowed(shown) = err else {
+            panic!("expected algorithm_not_allowed, got {err:?}");
+        };
+        assert!(shown.starts_with("\\0"), "{shown}");
+        assert!(shown.ends_with('…'));
+        assert!(shown.chars().count() < 50);
+    }
+
+    fn valid_token() -> String {
+        token(
+            r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#,
+            r#"{"iss":"https://issuer.example","sub":"a","aud":["x"],"exp":1700000000,"n":{"a":[1,2.5,null]}}"#,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics_on_arbitrary_strings(s in ".{0,300}") {
+            let _ = parse(&s, MAX);
+        }
+
+        #[test]
+        fn parse_never_panics_on_token_shaped_strings(s in "[A-Za-z0-9_=+/.-]{0,200}") {
+            let _ = parse(&s, MAX);
+        }
+
+        #[test]
+        fn parse_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let s = String::from_utf8_lossy(&bytes);
+            let _ = parse(&s, MAX);
+        }
+
+        #[test]
+        fn parse_never_panics_on_mutated_tokens(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<char>(), 0..3u8), 1..4)
+        ) {
+            let mut chars: Vec<char> = valid_token().chars().collect();
+            for (index, c, op) in edits {
+                let i = index.index(chars.len() + 1);
+                match op {
+                    0 if i < chars.len() => chars[i] = c,
+                    1 if i < chars.len() => { chars.remove(i); }
+                    _ => chars.insert(i, c),
+                }
+            }
+            let s: String = chars.into_iter().collect();
+            let _ = parse(&s, MAX);
+        }
+
+        #[test]
+        fn parse_never_panics_on_mutated_json(
+            index in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let mut payload = br#"{"sub":"a","exp":1,"aud":["x",{"k":[true]}]}"#.to_vec();
+            let i = index.index(payload.len());
+            payload[i] = byte;
+            let t = format!("{}.{}.{}", b64(br#"{"alg":"ES256"}"#), b64(&payload), b64(b"s"));
+            let _ = parse(&t, MAX);
+        }
+
+        #[test]
+        fn claims_round_trip_through_parse(
+            strings in proptest::collection::btree_map("[a-zA-Z0-9_./:~-]{1,12}", ".{0,20}", 0..6),
+            numbers in proptest::collection::btree_map("#[a-z]{1,6}", any::<i64>(), 0..4),
+            flag in any::<bool>(),
+        ) {
+            let mut claims = Map::new();
+            for (k, v) in strings {
+                claims.insert(k, Value::String(v));
+            }
+            for (k, v) in numbers {
+                claims.insert(k, Value::Number(v.into()));
+            }
+            claims.insert("flag".into(), Value::Bool(flag));
+            claims.insert("nested".into(), json!({"list": [1, "two", null], "obj": {}}));
+            let payload = serde_json::to_string(&claims).expect("serialize");
+            let t = with_payload(&payload);
+            let parsed = parse(&t, usize::MAX).expect("valid token");
+            prop_assert_eq!(parsed.claims, claims);
+        }
+    }
 }

@@ -74,10 +74,16 @@ pub struct WispBuilder {
     extra: String,
 }
 
-/// YAML for one issuer using discovery on a dev issuer.
+/// YAML for one issuer using discovery on a dev issuer; `extra` may replace
+/// the default `jwks:` line by carrying its own.
 pub fn issuer_yaml(name: &str, issuer: &DevIssuer, extra: &str) -> String {
+    let jwks = if extra.contains("    jwks:") {
+        ""
+    } else {
+        "    jwks: { discovery: true, refresh: 5m, refetch_min_interval: 30s }\n"
+    };
     format!(
-        "  - name: {name}\n    issuer: {url}\n    jwks: {{ discovery: true, refresh: 5m, refetch_min_interval: 30s }}\n    audiences: [orders]\n    algorithms: [ES256, RS256, PS256, EdDSA]\n{extra}",
+        "  - name: {name}\n    issuer: {url}\n{jwks}    audiences: [orders]\n    algorithms: [ES256, RS256, PS256, EdDSA]\n{extra}",
         url = issuer.issuer_url()
     )
 }
