@@ -70,6 +70,16 @@ impl PathError {
 /// # Errors
 /// [`PathError`] for ambiguous targets: not starting with `/`, encoded `/`,
 /// `\` or NUL, invalid escapes, a literal `\`, or control characters.
+///
+/// # Examples
+/// ```
+/// use wisp::path::{normalize, PathError};
+///
+/// let target = normalize("/a/%2e%2e//%61dmin?x=%2F#frag").unwrap();
+/// assert_eq!(target.path, "/admin");
+/// assert_eq!(target.query.as_deref(), Some("x=%2F"));
+/// assert_eq!(normalize("/admin%2Fx"), Err(PathError::EncodedSlash));
+/// ```
 pub fn normalize(target: &str) -> Result<NormalizedTarget, PathError> {
     // A fragment is never sent by clients; if one is, it ends path and query alike.
     let target = target.split_once('#').map_or(target, |(before, _)| before);

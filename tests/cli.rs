@@ -115,3 +115,51 @@ fn serve_refuses_a_missing_config_file() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/wisp.yaml"));
 }
+
+#[test]
+fn demo_shows_an_allow_and_a_deny() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(repo("config/demo.yaml")).unwrap();
+    let (issuer, echo, listen, admin) = (free_port(), free_port(), free_port(), free_port());
+    let config = shipped
+        .replace("127.0.0.1:9400", &format!("127.0.0.1:{issuer}"))
+        .replace("127.0.0.1:9401", &format!("127.0.0.1:{echo}"))
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{listen}"))
+        .replace("127.0.0.1:9901", &format!("127.0.0.1:{admin}"))
+        .replace("dir: ../policies", &format!("dir: {}", repo("policies")));
+    let path = dir.path().join("demo.yaml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wisp"))
+        .args(["demo", "--config", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            text.push_str(&line);
+            text.push('\n');
+            if line.contains("Press Ctrl-C") {
+                break;
+            }
+        }
+        let _ = tx.send(text);
+    });
+    let text = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains("got HTTP 200"), "{text}");
+    assert!(text.contains("got HTTP 403"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "curl -i -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:{listen}/api/orders"
+        )),
+        "{text}"
+    );
+}

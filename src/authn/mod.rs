@@ -93,6 +93,14 @@ pub enum AuthnError {
 impl AuthnError {
     /// The stable, machine-readable reason: used in the 401 body, the
     /// `reason` metric label and the decision log.
+    ///
+    /// ```
+    /// use wisp::authn::AuthnError;
+    ///
+    /// assert_eq!(AuthnError::Expired.reason(), "token_expired");
+    /// assert_eq!(AuthnError::Expired.status(), 401);
+    /// assert_eq!(AuthnError::IssuerUnavailable("k8s".into()).status(), 503);
+    /// ```
     pub fn reason(&self) -> &'static str {
         match self {
             AuthnError::MissingCredentials => "missing_token",

@@ -131,8 +131,13 @@ impl WispBuilder {
         } else {
             format!("issuers:\n{}", self.issuers.join(""))
         };
+        let policies_line = if self.extra.contains("policies:") {
+            ""
+        } else {
+            "policies: { dir: policies, watch: true }\n"
+        };
         let config = format!(
-            "listen: {listen}\nadmin: {{ listen: {admin} }}\nupstream: {{ address: {upstream}, read_timeout: 2s }}\nthreads: 2\n{issuers}policies: {{ dir: policies, watch: true }}\nlog: {{ format: json, decisions: all }}\n{extra}",
+            "listen: {listen}\nadmin: {{ listen: {admin} }}\nupstream: {{ address: {upstream}, read_timeout: 2s }}\nthreads: 2\n{issuers}{policies_line}log: {{ format: json, decisions: all }}\n{extra}",
             upstream = self.upstream,
             extra = self.extra,
         );
