@@ -1,9 +1,9 @@
 //! The token verification path: parse + signature + claims, per algorithm.
 //!
 //! - `fresh_*`: a token never seen before (minted outside the timed section).
-//! - `repeat_*`: the same token again and again. No verified-token cache
-//!   exists yet, so this costs what `fresh_*` does; once a cache lands it
-//!   shows the hit path.
+//! - `repeat_*`: the same token again and again. `verify::verify` has no
+//!   cache of its own, so this costs what `fresh_*` does; the token cache's
+//!   hit path is measured in `benches/authenticate.rs`.
 //! - `parse_only_*`: the strict parser alone.
 //!
 //! `cargo bench --bench verify -- --warm-up-time 1 --measurement-time 3`

@@ -1,0 +1,123 @@
+//! The whole in-process decision for one request, as the proxy runs it:
+//! authenticate (token cache hit vs. full verification) and authorize with
+//! the shipped demo policies.
+//!
+//! - `authn_cache_hit_es256`: a token seen before — a cache lookup plus the
+//!   key-still-published check.
+//! - `authn_cache_off_es256`: the cache disabled — parse, ES256 signature,
+//!   claims, preset mapping and the Cedar principal entity, every time.
+//! - `decision_cache_hit_es256`: cache hit + Cedar authorization.
+//!
+//! `cargo bench --bench authenticate -- --warm-up-time 1 --measurement-time 3`
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use serde_json::json;
+use wisp::authn::authenticator::Authenticator;
+use wisp::authn::unix_now;
+use wisp::authz::{Authorizer, RequestInfo};
+use wisp::config::Config;
+use wisp::devtools::issuer::{DevIssuer, DevIssuerOptions};
+use wisp::metrics::Metrics;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    runtime: tokio::runtime::Runtime,
+    authorizer: Authorizer,
+    token: String,
+    cached: Authenticator,
+    uncached: Authenticator,
+}
+
+fn setup() -> Setup {
+    wisp::server::install_crypto();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let issuer = runtime.block_on(async {
+        DevIssuer::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            DevIssuerOptions {
+                issuer: Some("https://issuer.example".into()),
+                default_audience: "orders".into(),
+                ..DevIssuerOptions::default()
+            },
+        )
+        .await
+        .expect("issuer")
+    });
+    let token = issuer
+        .mint(json!({"sub": "acme:frontend:web-1", "tags": ["tag:prod", "tag:eu"]}))
+        .expect("mint");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("jwks.json"), issuer.jwks_json()).expect("jwks");
+    let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/policies");
+    let config = |cache: &str| {
+        let yaml = format!(
+            "upstream: {{ address: 127.0.0.1:1 }}\n\
+             issuers:\n  - name: bench\n    issuer: https://issuer.example\n    jwks: {{ file: jwks.json }}\n    audiences: [orders]\n    algorithms: [ES256]\n    claims: {{ tags: /tags }}\n\
+             authn: {{ token_cache: {{ max_bytes: {cache} }} }}\n\
+             policies: {{ dir: {policies} }}\n"
+        );
+        Config::from_yaml(&yaml, &dir.path().join("wisp.yaml")).expect("config")
+    };
+    let http = wisp::authn::jwks::http_client().expect("http client");
+    let metrics = Metrics::new().expect("metrics");
+    let cached = Authenticator::new(&config("64MiB"), http.clone(), metrics.clone());
+    let uncached = Authenticator::new(&config("0"), http, metrics);
+    runtime.block_on(async {
+        cached.issuers()[0].refresh().await.expect("keys");
+        uncached.issuers()[0].refresh().await.expect("keys");
+    });
+    let authorizer = Authorizer::load(
+        &std::path::Path::new(policies).join("wisp.cedarschema"),
+        std::path::Path::new(policies),
+    )
+    .expect("policies");
+    Setup {
+        _dir: dir,
+        runtime,
+        authorizer,
+        token,
+        cached,
+        uncached,
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let s = setup();
+    let authenticate = |authn: &Authenticator| {
+        s.runtime
+            .block_on(authn.authenticate(black_box(&s.token), &s.authorizer, 1, unix_now()))
+            .expect("authenticated")
+    };
+    c.bench_function("authn_cache_hit_es256", |b| {
+        b.iter(|| authenticate(&s.cached))
+    });
+    c.bench_function("authn_cache_off_es256", |b| {
+        b.iter(|| authenticate(&s.uncached))
+    });
+    let request = RequestInfo {
+        method: "GET",
+        path: "/api/orders",
+        host: "orders.internal",
+        query: "",
+        source_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        mtls: false,
+    };
+    c.bench_function("decision_cache_hit_es256", |b| {
+        b.iter(|| {
+            let caller = authenticate(&s.cached);
+            black_box(
+                s.authorizer
+                    .authorize(&caller.principal, black_box(&request)),
+            )
+        })
+    });
+}
+
+criterion_group!(authenticate_benches, benches);
+criterion_main!(authenticate_benches);
