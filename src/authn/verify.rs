@@ -93,7 +93,13 @@ fn check_claims(
     if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
         return Err(AuthnError::IssuedInFuture);
     }
-    if exp.saturating_sub(iat.unwrap_or(now)) > seconds(issuer.max_lifetime) {
+    // Without `iat` the lifetime is measured from our clock, so the issuer's
+    // clock skew (leeway) is allowed on top.
+    let (start, allowance) = match iat {
+        Some(iat) => (iat, 0),
+        None => (now, leeway),
+    };
+    if exp.saturating_sub(start) > seconds(issuer.max_lifetime).saturating_add(allowance) {
         return Err(AuthnError::LifetimeTooLong);
     }
     if !audience_accepted(claims.get("aud"), &issuer.audiences) {
