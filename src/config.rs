@@ -35,8 +35,10 @@ mod tests;
 pub struct Config {
     /// The file it was loaded from (for messages).
     pub source: PathBuf,
-    /// Proxy listener (plaintext HTTP/1.1 in this version).
+    /// Proxy listener address.
     pub listen: SocketAddr,
+    /// TLS on the proxy listener (`None`: plaintext HTTP/1.1 and h2c).
+    pub tls: Option<TlsConfig>,
     /// The one upstream service.
     pub upstream: UpstreamConfig,
     /// Admin listener (`/metrics`, `/healthz`, `/readyz`); `None` disables it.
@@ -66,14 +68,52 @@ pub struct Config {
 pub struct UpstreamConfig {
     /// `host:port` (hostname or IP); validated to have a port.
     pub address: String,
-    /// Speak TLS to the upstream (later issue; `false` only in this version).
-    pub tls: bool,
+    /// Speak TLS to the upstream (`None`: plaintext).
+    pub tls: Option<UpstreamTlsConfig>,
     /// Speak HTTP/2 to the upstream.
     pub http2: bool,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
     /// Timeout waiting for upstream response bytes (→ 504).
     pub read_timeout: Duration,
+}
+
+/// TLS towards the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTlsConfig {
+    /// CA bundle (PEM) the upstream's certificate must chain to; `None`: the system roots.
+    pub ca: Option<PathBuf>,
+    /// SNI and the name the certificate must carry; `None`: the host of `upstream.address`.
+    pub server_name: Option<String>,
+    /// Client certificate chain and key (PEM) for upstream mTLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// Whether the TLS listener asks for client certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// A client certificate that verifies against `client_ca` is required for the handshake.
+    Required,
+    /// A client certificate is verified when presented; clients without one may use a token.
+    Optional,
+    /// Client certificates are not requested.
+    None,
+}
+
+/// The TLS listener (DESIGN.md §3 `tls:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Server certificate chain (PEM), re-read when it changes.
+    pub cert: PathBuf,
+    /// Server private key (PEM), re-read when it changes.
+    pub key: PathBuf,
+    /// Trust bundle(s) (PEM, one or more CAs) for client certificates; required
+    /// unless `client_auth` is `none`. Re-read when it changes.
+    pub client_ca: Option<PathBuf>,
+    /// Client certificate policy.
+    pub client_auth: ClientAuth,
+    /// How often the files are checked for changes.
+    pub reload_interval: Duration,
 }
 
 /// The admin listener.
@@ -97,6 +137,8 @@ pub enum Preset {
     GithubActions,
     /// Fly.io (oidc.fly.io).
     Fly,
+    /// SPIFFE JWT-SVIDs (SPIRE, Teleport tbot).
+    SpiffeJwt,
 }
 
 /// Where an issuer's keys come from.

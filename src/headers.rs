@@ -160,6 +160,7 @@ mod tests {
             authn: AuthnMethod::Jwt,
             attrs,
             expires_at: 0,
+            bound_certificate: None,
         }
     }
 

@@ -67,4 +67,8 @@ pub struct Identity {
     pub attrs: BTreeMap<String, AttrValue>,
     /// The token's `exp` as Unix seconds (`i64::MAX` when not bounded by a token).
     pub expires_at: i64,
+    /// RFC 8705 certificate binding: the SHA-256 thumbprint from the token's
+    /// `cnf.x5t#S256`. A bound token is valid only on a connection whose client
+    /// certificate has this thumbprint.
+    pub bound_certificate: Option<[u8; 32]>,
 }

@@ -37,3 +37,4 @@ pub mod metrics;
 pub mod path;
 pub mod proxy;
 pub mod server;
+pub mod tls;

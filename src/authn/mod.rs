@@ -15,6 +15,8 @@ pub mod jwks;
 pub mod jwt;
 pub mod keys;
 pub mod presets;
+pub mod spiffe;
+pub mod svid;
 pub mod token_cache;
 pub mod verify;
 

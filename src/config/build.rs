@@ -75,6 +75,7 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problem> {
     let headers = HeadersConfig::try_from(raw.headers).map_err(|p| p.under("headers"))?;
     let threads = build_threads(raw.threads).map_err(|m| Problem::at("threads", m))?;
     Ok(Config {
+        tls: None,
         source: source.to_path_buf(),
         listen,
         upstream,
@@ -111,7 +112,7 @@ impl TryFrom<RawUpstream> for UpstreamConfig {
             .map_err(|m| Problem::at("read_timeout", m))?;
         Ok(UpstreamConfig {
             address: address.0 .0,
-            tls: false,
+            tls: None,
             http2: raw.http2,
             connect_timeout,
             read_timeout,

@@ -123,7 +123,7 @@ shutdown_grace: 10s
     assert_eq!(config.source, fixture.config_path());
     assert_eq!(config.listen, "127.0.0.1:7000".parse().unwrap());
     assert_eq!(config.upstream.address, "orders.internal:8081");
-    assert!(!config.upstream.tls);
+    assert!(config.upstream.tls.is_none());
     assert!(config.upstream.http2);
     assert_eq!(config.upstream.connect_timeout, Duration::from_secs(2));
     assert_eq!(config.upstream.read_timeout, Duration::from_secs(90));

@@ -69,6 +69,7 @@ fn identity(sub: &str) -> Identity {
         authn: AuthnMethod::Jwt,
         attrs: BTreeMap::new(),
         expires_at: i64::MAX,
+        bound_certificate: None,
     }
 }
 
