@@ -21,7 +21,8 @@
 //! - [`authn`]: token parsing, keys, verification, presets, JWKS refresh, token cache.
 //! - [`authz`]: Cedar schema/policies, principal entities, [`authz::Decision`]; live reload.
 //! - [`path`], [`headers`]: request-target normalization, identity header hygiene.
-//! - [`proxy`]: the thin `ProxyHttp` impl calling the stages above.
+//! - [`proxy`]: the thin `ProxyHttp` impl calling the stages above; [`responses`]:
+//!   what wisp answers itself (JSON for HTTP clients, `grpc-status` for gRPC).
 //! - [`admin`], [`metrics`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`server`]: wiring everything into a pingora server.
 //! - [`devtools`]: the development issuer and echo upstream (`wisp dev-issuer`, `wisp demo`, tests).
@@ -36,5 +37,6 @@ pub mod identity;
 pub mod metrics;
 pub mod path;
 pub mod proxy;
+pub mod responses;
 pub mod server;
 pub mod tls;

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -25,6 +24,7 @@ use crate::authz::reload::PolicyStore;
 use crate::authz::{Decision, Effect, RequestInfo};
 use crate::config::{Config, DecisionLog, PolicyMode, RoutePattern};
 use crate::metrics::Metrics;
+use crate::responses::{reject, Rejection};
 use crate::{headers, path};
 
 /// The proxy: shared, immutable per process (policies swap inside the store).
@@ -126,8 +126,7 @@ impl ProxyHttp for WispProxy {
             Ok(target) => target,
             Err(reason) => {
                 ctx.outcome("deny", reason);
-                let body = format!(r#"{{"error":"bad_request","reason":"{reason}"}}"#);
-                respond(session, 400, body, None).await;
+                reject(session, Rejection::BadRequest(reason)).await;
                 return Ok(true);
             }
         };
@@ -153,7 +152,7 @@ impl ProxyHttp for WispProxy {
             Ok(caller) => caller,
             Err(error) => {
                 ctx.outcome("deny", error.reason());
-                respond_unauthenticated(session, &error).await;
+                reject(session, Rejection::Unauthenticated(&error)).await;
                 return Ok(true);
             }
         };
@@ -198,7 +197,7 @@ impl ProxyHttp for WispProxy {
             }
             (Effect::Deny, PolicyMode::Enforce) => {
                 ctx.outcome("deny", if errored { "policy_error" } else { "policy" });
-                respond(session, 403, r#"{"error":"forbidden"}"#.to_string(), None).await;
+                reject(session, Rejection::Forbidden).await;
                 Ok(true)
             }
         }
@@ -256,26 +255,38 @@ impl ProxyHttp for WispProxy {
         error: &Error,
         ctx: &mut RequestContext,
     ) -> FailToProxy {
-        let (code, body) = match error.etype() {
-            ErrorType::HTTPStatus(code) => (*code, r#"{"error":"bad_request"}"#),
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
-                if error.esource() == &ErrorSource::Upstream =>
-            {
-                (504, r#"{"error":"upstream_timeout"}"#)
-            }
-            _ => match error.esource() {
-                ErrorSource::Upstream => (502, r#"{"error":"bad_gateway"}"#),
-                ErrorSource::Downstream => match error.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
-                        (0, "")
-                    }
-                    _ => (400, r#"{"error":"bad_request"}"#),
-                },
-                ErrorSource::Internal | ErrorSource::Unset => (500, r#"{"error":"internal"}"#),
-            },
+        let rejection = match (error.etype(), error.esource()) {
+            (
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
+                ErrorSource::Upstream,
+            ) => Some(Rejection::Upstream {
+                status: 504,
+                error: "upstream_timeout",
+            }),
+            (_, ErrorSource::Upstream) => Some(Rejection::Upstream {
+                status: 502,
+                error: "bad_gateway",
+            }),
+            // The client went away: nobody to answer.
+            (
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed,
+                ErrorSource::Downstream,
+            ) => None,
+            (_, ErrorSource::Downstream) => Some(Rejection::BadRequest("bad_request")),
+            (_, ErrorSource::Internal | ErrorSource::Unset) => Some(Rejection::Upstream {
+                status: 500,
+                error: "internal",
+            }),
         };
-        if code > 0 && session.response_written().is_none() {
-            respond(session, code, body.to_string(), None).await;
+        let mut code = 0;
+        if let Some(rejection) = rejection {
+            code = match &rejection {
+                Rejection::Upstream { status, .. } => *status,
+                _ => 400,
+            };
+            if session.response_written().is_none() {
+                reject(session, rejection).await;
+            }
         }
         if ctx.decision.is_empty() {
             ctx.outcome("deny", "bad_request");
@@ -390,65 +401,6 @@ fn request_host(request: &RequestHeader) -> String {
     without_port.to_ascii_lowercase()
 }
 
-async fn respond_unauthenticated(session: &mut Session, error: &AuthnError) {
-    let status = error.status();
-    let reason = error.reason();
-    if status == 503 {
-        let body = format!(r#"{{"error":"unavailable","reason":"{reason}"}}"#);
-        respond(session, 503, body, Some(("retry-after", "5".to_string()))).await;
-        return;
-    }
-    let challenge = match error {
-        AuthnError::MissingCredentials => r#"Bearer realm="wisp""#.to_string(),
-        AuthnError::MultipleCredentials | AuthnError::UnsupportedScheme => format!(
-            r#"Bearer realm="wisp", error="invalid_request", error_description="{}""#,
-            quoted_safe(&error.to_string())
-        ),
-        _ => format!(
-            r#"Bearer realm="wisp", error="invalid_token", error_description="{}""#,
-            quoted_safe(&error.to_string())
-        ),
-    };
-    let body = format!(r#"{{"error":"unauthenticated","reason":"{reason}"}}"#);
-    respond(session, 401, body, Some(("www-authenticate", challenge))).await;
-}
-
-/// Keeps only characters RFC 6750 allows in `error_description` (no `"` or `\`).
-fn quoted_safe(text: &str) -> String {
-    text.chars()
-        .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
-        .take(200)
-        .collect()
-}
-
-/// Writes a complete JSON response. Failures to write (client gone) are logged only.
-async fn respond(
-    session: &mut Session,
-    status: u16,
-    body: String,
-    extra: Option<(&'static str, String)>,
-) {
-    let body = Bytes::from(body);
-    let result = async {
-        let mut header = ResponseHeader::build(status, Some(4))?;
-        header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-        header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-        header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-        if let Some((name, value)) = extra {
-            header.insert_header(name, value)?;
-        }
-        session
-            .write_response_header(Box::new(header), false)
-            .await?;
-        session.write_response_body(Some(body), true).await?;
-        Ok::<(), Box<Error>>(())
-    }
-    .await;
-    if let Err(error) = result {
-        tracing::debug!(%error, status, "could not write response");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,10 +418,5 @@ mod tests {
             request.insert_header("host", raw).unwrap();
             assert_eq!(request_host(&request), want, "{raw}");
         }
-    }
-
-    #[test]
-    fn error_descriptions_cannot_break_out_of_the_quoted_string() {
-        assert_eq!(quoted_safe("alg \"x\\\" \r\n"), "alg x ");
     }
 }

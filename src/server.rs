@@ -190,8 +190,13 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         runtime.metrics.clone(),
         upstream,
     );
-    let mut proxy_service =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "wisp proxy");
+    let mut server_options = pingora::apps::HttpServerOptions::default();
+    // Plaintext HTTP/2 (prior knowledge) for gRPC clients; HTTP/1.1 otherwise.
+    server_options.h2c = true;
+    let mut proxy_service = pingora::proxy::ProxyServiceBuilder::new(&server.configuration, proxy)
+        .name("wisp proxy")
+        .server_options(server_options)
+        .build();
     proxy_service.add_tcp(&config.listen.to_string());
     server.add_service(proxy_service);
 
