@@ -40,3 +40,4 @@ pub mod proxy;
 pub mod responses;
 pub mod server;
 pub mod tls;
+pub mod upstream;

@@ -2,9 +2,8 @@
 //! metrics), then runs pingora with three services: the proxy, the admin
 //! listener and a background service for JWKS refresh and policy watching.
 
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
@@ -12,7 +11,6 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
-use pingora::upstreams::peer::HttpPeer;
 
 use crate::admin::AdminApp;
 use crate::authn::authenticator::Authenticator;
@@ -29,14 +27,9 @@ pub enum StartError {
     /// The schema or a policy is invalid.
     #[error("invalid policies:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Policies(Vec<Diagnostic>),
-    /// The upstream address does not resolve.
-    #[error("upstream.address {address}: {message}")]
-    Upstream {
-        /// The configured address.
-        address: String,
-        /// What went wrong.
-        message: String,
-    },
+    /// The upstream address does not resolve or its TLS files are unusable.
+    #[error("{0}")]
+    Upstream(crate::upstream::UpstreamError),
     /// A listen address cannot be bound.
     #[error("{key} {address}: {source}")]
     Bind {
@@ -133,34 +126,6 @@ fn check_bindable(key: &'static str, address: SocketAddr) -> Result<(), StartErr
         })
 }
 
-fn resolve_upstream(config: &Config) -> Result<HttpPeer, StartError> {
-    let address = &config.upstream.address;
-    let resolved = address
-        .to_socket_addrs()
-        .map_err(|e| StartError::Upstream {
-            address: address.clone(),
-            message: e.to_string(),
-        })?
-        .next()
-        .ok_or_else(|| StartError::Upstream {
-            address: address.clone(),
-            message: "resolves to no address".into(),
-        })?;
-    let sni = address
-        .rsplit_once(':')
-        .map_or("", |(host, _)| host)
-        .to_string();
-    let mut peer = HttpPeer::new(resolved, false, sni);
-    peer.options.connection_timeout = Some(config.upstream.connect_timeout);
-    peer.options.read_timeout = Some(config.upstream.read_timeout);
-    peer.options.idle_timeout = Some(Duration::from_secs(60));
-    if config.upstream.http2 {
-        // h2c with prior knowledge.
-        peer.options.set_http_version(2, 2);
-    }
-    Ok(peer)
-}
-
 /// Runs the proxy until SIGTERM/SIGINT.
 ///
 /// # Errors
@@ -170,7 +135,7 @@ pub fn serve(config: Config) -> Result<(), StartError> {
     if let Some(admin) = &config.admin {
         check_bindable("admin.listen", admin.listen)?;
     }
-    let upstream = resolve_upstream(&config)?;
+    let upstream = crate::upstream::peer(&config.upstream).map_err(StartError::Upstream)?;
     let runtime = Runtime::build(config)?;
     let config = runtime.config.clone();
 

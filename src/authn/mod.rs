@@ -10,6 +10,7 @@
 
 pub mod authenticator;
 pub mod bearer;
+pub mod credentials;
 pub mod crypto;
 pub mod jwks;
 pub mod jwt;
@@ -90,6 +91,17 @@ pub enum AuthnError {
     /// The principal built from the claims does not fit the Cedar schema.
     #[error("identity does not fit the schema: {0}")]
     SchemaMismatch(String),
+    /// The client certificate is not an acceptable X.509-SVID.
+    #[error("client certificate rejected: {0}")]
+    ClientCertificate(svid::SvidError),
+    /// A client certificate is required (`authn.require: mtls|both`, or a
+    /// certificate-bound token) but none was presented.
+    #[error("a client certificate is required")]
+    CertificateRequired,
+    /// The token is bound (RFC 8705 `cnf.x5t#S256`) to another certificate than
+    /// the one presented, or its SPIFFE ID differs from the certificate's.
+    #[error("token is not bound to the presented client certificate")]
+    CertificateMismatch,
 }
 
 impl AuthnError {
@@ -124,6 +136,9 @@ impl AuthnError {
             AuthnError::BadAudience => "bad_audience",
             AuthnError::InvalidClaim { .. } => "invalid_claim",
             AuthnError::SchemaMismatch(_) => "schema_mismatch",
+            AuthnError::ClientCertificate(error) => error.reason(),
+            AuthnError::CertificateRequired => "client_certificate_required",
+            AuthnError::CertificateMismatch => "token_certificate_mismatch",
         }
     }
 

@@ -1,0 +1,171 @@
+//! Which credentials a request carries, what `authn.require` demands of them,
+//! and how a bearer token and a client certificate combine into one caller
+//! (DESIGN.md §4, §6; RFC 8705 certificate-bound tokens).
+
+use std::sync::Arc;
+
+use super::authenticator::Authenticator;
+use super::svid::PeerIdentity;
+use super::token_cache::{identity_weight, CachedToken};
+use super::AuthnError;
+use crate::authz::Authorizer;
+use crate::config::RequireCredentials;
+use crate::identity::{AttrValue, AuthnMethod, Identity};
+
+/// The credentials of one request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    /// The bearer token, if any.
+    pub token: Option<&'a str>,
+    /// The verified client certificate identity, if any.
+    pub peer: Option<&'a PeerIdentity>,
+}
+
+/// The issuer name reported for callers authenticated by certificate alone.
+pub const MTLS_ISSUER_NAME: &str = "mtls";
+
+/// Authenticates a request's credentials under `require`.
+///
+/// - token only: the token's identity (`authn = "jwt"`);
+/// - certificate only: the SVID's identity (`sub` = SPIFFE ID, `iss` =
+///   `spiffe://<trust domain>`, `authn = "mtls"`);
+/// - both: the token's identity with `spiffe_id`/`trust_domain` from the
+///   certificate and `authn = "jwt+mtls"`; a token whose own `spiffe_id`
+///   (spiffe-jwt) differs from the certificate's is rejected.
+///
+/// A token bound to a certificate (`cnf.x5t#S256`) is accepted only together
+/// with that certificate.
+///
+/// # Errors
+/// [`AuthnError`]: missing credentials for `require`, token failures, a
+/// binding mismatch, or an identity that does not fit the schema.
+pub async fn authenticate(
+    authn: &Authenticator,
+    credentials: Credentials<'_>,
+    require: RequireCredentials,
+    authorizer: &Authorizer,
+    policy_generation: u64,
+    now: i64,
+) -> Result<Arc<CachedToken>, AuthnError> {
+    let Credentials { token, peer } = credentials;
+    match require {
+        RequireCredentials::Jwt if token.is_none() => return Err(AuthnError::MissingCredentials),
+        RequireCredentials::Mtls if peer.is_none() => return Err(AuthnError::CertificateRequired),
+        RequireCredentials::Both if token.is_none() => return Err(AuthnError::MissingCredentials),
+        RequireCredentials::Both if peer.is_none() => return Err(AuthnError::CertificateRequired),
+        RequireCredentials::Any if token.is_none() && peer.is_none() => {
+            return Err(AuthnError::MissingCredentials)
+        }
+        _ => {}
+    }
+    // With `require: mtls` a token is not consulted (nor forwarded as identity).
+    let token = if require == RequireCredentials::Mtls {
+        None
+    } else {
+        token
+    };
+    let verified = match token {
+        Some(token) => Some(
+            authn
+                .authenticate(token, authorizer, policy_generation, now)
+                .await?,
+        ),
+        None => None,
+    };
+    if let Some(bound) = verified.as_ref().and_then(|v| v.identity.bound_certificate) {
+        match peer {
+            None => return Err(AuthnError::CertificateRequired),
+            Some(peer) if peer.thumbprint != bound => return Err(AuthnError::CertificateMismatch),
+            Some(_) => {}
+        }
+    }
+    match (verified, peer) {
+        (Some(verified), None) => Ok(verified),
+        (Some(verified), Some(peer)) => {
+            let identity = combined_identity(&verified.identity, peer)?;
+            caller(
+                identity,
+                authorizer,
+                policy_generation,
+                verified.key_fingerprint,
+                verified.issuer_index,
+            )
+        }
+        (None, Some(peer)) => caller(
+            peer_identity(peer),
+            authorizer,
+            policy_generation,
+            0,
+            usize::MAX,
+        ),
+        (None, None) => Err(AuthnError::MissingCredentials),
+    }
+}
+
+/// The identity of a caller authenticated by its X.509-SVID alone.
+pub fn peer_identity(peer: &PeerIdentity) -> Identity {
+    let spiffe_id = peer.spiffe_id.as_str().to_owned();
+    let trust_domain = peer.spiffe_id.trust_domain().to_owned();
+    let mut attrs = std::collections::BTreeMap::new();
+    attrs.insert("spiffe_id".to_owned(), AttrValue::String(spiffe_id.clone()));
+    attrs.insert(
+        "trust_domain".to_owned(),
+        AttrValue::String(trust_domain.clone()),
+    );
+    Identity {
+        uid: spiffe_id.clone(),
+        sub: spiffe_id,
+        iss: format!("spiffe://{trust_domain}"),
+        issuer_name: Arc::from(MTLS_ISSUER_NAME),
+        tags: Vec::new(),
+        authn: AuthnMethod::Mtls,
+        attrs,
+        expires_at: peer.not_after,
+        bound_certificate: None,
+    }
+}
+
+/// The token's identity, enriched with the certificate's SPIFFE ID.
+fn combined_identity(token: &Identity, peer: &PeerIdentity) -> Result<Identity, AuthnError> {
+    let spiffe_id = peer.spiffe_id.as_str();
+    if let Some(AttrValue::String(own)) = token.attrs.get("spiffe_id") {
+        if own != spiffe_id {
+            return Err(AuthnError::CertificateMismatch);
+        }
+    }
+    let mut identity = token.clone();
+    identity.authn = AuthnMethod::JwtAndMtls;
+    identity.attrs.insert(
+        "spiffe_id".to_owned(),
+        AttrValue::String(spiffe_id.to_owned()),
+    );
+    identity.attrs.insert(
+        "trust_domain".to_owned(),
+        AttrValue::String(peer.spiffe_id.trust_domain().to_owned()),
+    );
+    identity.expires_at = identity.expires_at.min(peer.not_after);
+    Ok(identity)
+}
+
+/// Builds the principal for a per-request identity (certificate callers).
+fn caller(
+    identity: Identity,
+    authorizer: &Authorizer,
+    policy_generation: u64,
+    key_fingerprint: u64,
+    issuer_index: usize,
+) -> Result<Arc<CachedToken>, AuthnError> {
+    let principal = authorizer
+        .principal(&identity)
+        .map_err(AuthnError::SchemaMismatch)?;
+    let weight = u32::try_from(identity_weight(&identity)).unwrap_or(u32::MAX);
+    Ok(Arc::new(CachedToken {
+        valid_until: identity.expires_at,
+        identity,
+        principal,
+        policy_generation,
+        issuer_index,
+        key_fingerprint,
+        weight,
+    }))
+}
