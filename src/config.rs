@@ -11,8 +11,9 @@
 //! - while converting ([`ConfigError::Invalid`]): missing required keys,
 //!   cross-field rules, and files that must exist.
 //!
-//! Submodules: `raw` (the YAML shape), `units` (durations and sizes), `build`
-//! and `issuer` (the conversion), `problem` (key paths).
+//! Submodules: `raw` (the YAML shape), `scalar` and `units` (values with a
+//! syntax of their own: durations, sizes, addresses, algorithms), `build`,
+//! `issuer` and `tls` (the conversion), `problem` (key paths).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,8 @@ mod issuer;
 pub use issuer::check_fetch_url;
 mod problem;
 mod raw;
+mod scalar;
+mod tls;
 mod units;
 
 #[cfg(test)]
@@ -45,7 +48,9 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Token issuers, matched by the token's `iss`. Names and `issuer` URLs are unique.
     pub issuers: Vec<IssuerConfig>,
-    /// Accepted SPIFFE trust domains (mTLS; later issue).
+    /// Accepted SPIFFE trust domains for client certificates and JWT-SVIDs;
+    /// non-empty when client certificates are accepted or a `spiffe-jwt`
+    /// issuer is configured.
     pub trust_domains: Vec<String>,
     /// Authentication settings.
     pub authn: AuthnConfig,
@@ -137,7 +142,8 @@ pub enum Preset {
     GithubActions,
     /// Fly.io (oidc.fly.io).
     Fly,
-    /// SPIFFE JWT-SVIDs (SPIRE, Teleport tbot).
+    /// SPIFFE JWT-SVIDs (SPIRE, Teleport tbot): RS/ES/PS algorithms only, and
+    /// at least one of `trust_domains` configured.
     SpiffeJwt,
 }
 
@@ -197,9 +203,9 @@ pub enum RequireCredentials {
     Any,
     /// A bearer token.
     Jwt,
-    /// A client certificate.
+    /// A client certificate (needs `tls.client_auth` other than `none`).
     Mtls,
-    /// Both.
+    /// Both (needs `tls.client_auth` other than `none`).
     Both,
 }
 

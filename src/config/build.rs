@@ -1,7 +1,7 @@
 //! [`RawConfig`] → [`Config`]: defaults, cross-field rules and file checks.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::issuer::build_issuers;
@@ -9,6 +9,9 @@ use super::problem::{element, Problem};
 use super::raw::{
     RawAdmin, RawAuthn, RawConfig, RawDecisionLog, RawHeaders, RawLog, RawLogFormat, RawPolicies,
     RawPolicyMode, RawRequire, RawRoutes, RawUpstream,
+};
+use super::tls::{
+    build_tls, build_trust_domains, build_upstream_tls, check_require, check_trust_domains_needed,
 };
 use super::units::format_size;
 use super::{
@@ -50,17 +53,16 @@ const PROTECTED_HEADERS: [&str; 12] = [
 /// anchors relative paths).
 pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problem> {
     let base_dir = source.parent().unwrap_or(Path::new(""));
-    if raw.tls.0 {
-        return Err(Problem::at(
-            "tls",
-            "TLS listener is not supported yet; remove the `tls:` section (this version listens in plaintext)",
-        ));
-    }
     let listen = raw.listen.map_or(DEFAULT_LISTEN, |a| a.0 .0);
     let upstream = raw
         .upstream
         .ok_or_else(|| Problem::at("upstream.address", "required: the service's host:port"))?;
-    let upstream = UpstreamConfig::try_from(upstream).map_err(|p| p.under("upstream"))?;
+    let tls = raw
+        .tls
+        .map(|tls| build_tls(tls, base_dir))
+        .transpose()
+        .map_err(|p| p.under("tls"))?;
+    let upstream = build_upstream(upstream, base_dir).map_err(|p| p.under("upstream"))?;
     let admin = raw
         .admin
         .map(|admin| build_admin(admin, listen))
@@ -69,15 +71,17 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problem> {
     let issuers = build_issuers(raw.issuers, base_dir)?;
     let trust_domains =
         build_trust_domains(raw.trust_domains).map_err(|p| p.under("trust_domains"))?;
+    check_trust_domains_needed(&trust_domains, tls.as_ref(), &issuers)?;
     let authn = AuthnConfig::try_from(raw.authn).map_err(|p| p.under("authn"))?;
+    check_require(authn.require, tls.as_ref())?;
     let policies = build_policies(raw.policies, base_dir).map_err(|p| p.under("policies"))?;
     let routes = RoutesConfig::try_from(raw.routes).map_err(|p| p.under("routes"))?;
     let headers = HeadersConfig::try_from(raw.headers).map_err(|p| p.under("headers"))?;
     let threads = build_threads(raw.threads).map_err(|m| Problem::at("threads", m))?;
     Ok(Config {
-        tls: None,
         source: source.to_path_buf(),
         listen,
+        tls,
         upstream,
         admin,
         issuers,
@@ -92,31 +96,40 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problem> {
     })
 }
 
-impl TryFrom<RawUpstream> for UpstreamConfig {
-    type Error = Problem;
+/// Converts `upstream:`; problem keys are relative to it.
+fn build_upstream(raw: RawUpstream, base_dir: &Path) -> Result<UpstreamConfig, Problem> {
+    let address = raw
+        .address
+        .ok_or_else(|| Problem::at("address", "required: the service's host:port"))?;
+    let tls = raw
+        .tls
+        .map(|tls| build_upstream_tls(tls, base_dir))
+        .transpose()
+        .map_err(|p| p.under("tls"))?;
+    let connect_timeout = positive(raw.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0))
+        .map_err(|m| Problem::at("connect_timeout", m))?;
+    let read_timeout = positive(raw.read_timeout.map_or(DEFAULT_READ_TIMEOUT, |d| d.0))
+        .map_err(|m| Problem::at("read_timeout", m))?;
+    Ok(UpstreamConfig {
+        address: address.0 .0,
+        tls,
+        http2: raw.http2,
+        connect_timeout,
+        read_timeout,
+    })
+}
 
-    fn try_from(raw: RawUpstream) -> Result<Self, Problem> {
-        let address = raw
-            .address
-            .ok_or_else(|| Problem::at("address", "required: the service's host:port"))?;
-        if raw.tls {
-            return Err(Problem::at(
-                "tls",
-                "upstream TLS is not supported yet; set `tls: false`",
-            ));
-        }
-        let connect_timeout =
-            positive(raw.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0))
-                .map_err(|m| Problem::at("connect_timeout", m))?;
-        let read_timeout = positive(raw.read_timeout.map_or(DEFAULT_READ_TIMEOUT, |d| d.0))
-            .map_err(|m| Problem::at("read_timeout", m))?;
-        Ok(UpstreamConfig {
-            address: address.0 .0,
-            tls: None,
-            http2: raw.http2,
-            connect_timeout,
-            read_timeout,
-        })
+/// `path` if it is an existing file; the message says how relative paths
+/// are resolved.
+pub(super) fn existing_file(path: PathBuf) -> Result<PathBuf, String> {
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "`{}` does not exist or is not a file \
+             (relative paths are resolved against the config file's directory)",
+            path.display()
+        ))
     }
 }
 
@@ -148,28 +161,6 @@ fn build_admin(raw: RawAdmin, proxy_listen: SocketAddr) -> Result<AdminConfig, P
     Ok(AdminConfig { listen })
 }
 
-fn build_trust_domains(raw: Vec<String>) -> Result<Vec<String>, Problem> {
-    for (index, domain) in raw.iter().enumerate() {
-        let valid = !domain.is_empty()
-            && domain.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-            });
-        if !valid {
-            return Err(Problem::at(
-                element("", index),
-                format!("invalid trust domain `{domain}`: use lowercase letters, digits, `.`, `_` and `-` (e.g. example.org)"),
-            ));
-        }
-        if raw[..index].contains(domain) {
-            return Err(Problem::at(
-                element("", index),
-                format!("duplicate trust domain `{domain}`"),
-            ));
-        }
-    }
-    Ok(raw)
-}
-
 impl TryFrom<RawAuthn> for AuthnConfig {
     type Error = Problem;
 
@@ -177,8 +168,8 @@ impl TryFrom<RawAuthn> for AuthnConfig {
         let require = match raw.require.unwrap_or(RawRequire::Any) {
             RawRequire::Any => RequireCredentials::Any,
             RawRequire::Jwt => RequireCredentials::Jwt,
-            RawRequire::Mtls => return Err(needs_tls_listener("mtls")),
-            RawRequire::Both => return Err(needs_tls_listener("both")),
+            RawRequire::Mtls => RequireCredentials::Mtls,
+            RawRequire::Both => RequireCredentials::Both,
         };
         let max_token_bytes = raw
             .max_token_bytes
@@ -205,13 +196,6 @@ impl TryFrom<RawAuthn> for AuthnConfig {
     }
 }
 
-fn needs_tls_listener(value: &str) -> Problem {
-    Problem::at(
-        "require",
-        format!("`{value}` needs the TLS listener, not supported yet; use `any` or `jwt`"),
-    )
-}
-
 fn build_policies(raw: RawPolicies, base_dir: &Path) -> Result<PolicyConfig, Problem> {
     let dir = base_dir.join(raw.dir.as_deref().unwrap_or(DEFAULT_POLICY_DIR));
     if !dir.is_dir() {
@@ -227,15 +211,7 @@ fn build_policies(raw: RawPolicies, base_dir: &Path) -> Result<PolicyConfig, Pro
         Some(schema) => base_dir.join(schema),
         None => dir.join(SCHEMA_FILE_NAME),
     };
-    if !schema.is_file() {
-        return Err(Problem::at(
-            "schema",
-            format!(
-                "`{}` does not exist or is not a file (relative paths are resolved against the config file's directory)",
-                schema.display()
-            ),
-        ));
-    }
+    let schema = existing_file(schema).map_err(|m| Problem::at("schema", m))?;
     let mode = match raw.mode.unwrap_or(RawPolicyMode::Enforce) {
         RawPolicyMode::Enforce => PolicyMode::Enforce,
         RawPolicyMode::DryRun => PolicyMode::DryRun,

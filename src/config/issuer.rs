@@ -5,10 +5,11 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::time::Duration;
 
+use super::build::existing_file;
 use super::problem::{element, Problem};
 use super::raw::{Parsed, RawIssuer, RawJwks, RawPreset};
 use super::units::format_duration;
-use super::{ClaimMapping, IssuerConfig, JwksSource, Preset};
+use super::{Algorithm, ClaimMapping, IssuerConfig, JwksSource, Preset};
 
 const DEFAULT_REFRESH: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_MAX_STALE: Duration = Duration::from_secs(60 * 60);
@@ -22,6 +23,19 @@ const ONE_SECOND: Duration = Duration::from_secs(1);
 /// overwrite them. `spiffe_id` and `trust_domain` are reserved too: they must
 /// come from a verified SVID, never from an arbitrary token claim.
 const RESERVED_ATTRIBUTES: [&str; 5] = ["sub", "iss", "authn", "spiffe_id", "trust_domain"];
+
+/// The JWT-SVID spec's algorithms that wisp verifies (ES512 is not
+/// supported by the JOSE library; EdDSA is not allowed by the spec).
+const JWT_SVID_ALGORITHMS: [Algorithm; 8] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
 
 /// Cedar keywords that cannot follow a `.` in a policy.
 const CEDAR_KEYWORDS: [&str; 10] = [
@@ -76,12 +90,7 @@ fn build_issuer(raw: RawIssuer, base_dir: &Path) -> Result<IssuerConfig, Problem
         RawPreset::Kubernetes => Preset::Kubernetes,
         RawPreset::GithubActions => Preset::GithubActions,
         RawPreset::Fly => Preset::Fly,
-        RawPreset::SpiffeJwt => {
-            return Err(Problem::at(
-                "preset",
-                "preset `spiffe-jwt` is not supported yet (it comes with the mTLS listener)",
-            ))
-        }
+        RawPreset::SpiffeJwt => Preset::SpiffeJwt,
     };
     let raw_jwks = raw.jwks.ok_or_else(|| {
         Problem::at(
@@ -97,7 +106,7 @@ fn build_issuer(raw: RawIssuer, base_dir: &Path) -> Result<IssuerConfig, Problem
             "required: a non-empty list such as [ES256, RS256]",
         )
     })?;
-    let algorithms = build_algorithms(algorithms).map_err(|p| p.under("algorithms"))?;
+    let algorithms = build_algorithms(algorithms, preset).map_err(|p| p.under("algorithms"))?;
     let leeway = raw.leeway.map_or(DEFAULT_LEEWAY, |d| d.0);
     if leeway > MAX_LEEWAY {
         return Err(Problem::at(
@@ -182,17 +191,7 @@ fn build_jwks(raw: RawJwks, issuer: &str, base_dir: &Path) -> Result<Jwks, Probl
             JwksSource::Uri(uri)
         }
         (false, None, Some(file)) => {
-            let path = base_dir.join(file);
-            if !path.is_file() {
-                return Err(Problem::at(
-                    "file",
-                    format!(
-                        "`{}` does not exist or is not a file \
-                         (relative paths are resolved against the config file's directory)",
-                        path.display()
-                    ),
-                ));
-            }
+            let path = existing_file(base_dir.join(file)).map_err(|m| Problem::at("file", m))?;
             JwksSource::File(path)
         }
         _ => {
@@ -224,7 +223,8 @@ fn build_jwks(raw: RawJwks, issuer: &str, base_dir: &Path) -> Result<Jwks, Probl
     })
 }
 
-fn at_least_one_second(
+/// `value` (or `default` when absent), refused below one second.
+pub(super) fn at_least_one_second(
     value: Option<Parsed<Duration>>,
     default: Duration,
 ) -> Result<Duration, String> {
@@ -296,8 +296,9 @@ fn build_audiences(raw: Option<Vec<String>>) -> Result<Vec<String>, Problem> {
 }
 
 fn build_algorithms(
-    raw: Vec<Parsed<jsonwebtoken::Algorithm>>,
-) -> Result<Vec<jsonwebtoken::Algorithm>, Problem> {
+    raw: Vec<Parsed<Algorithm>>,
+    preset: Preset,
+) -> Result<Vec<Algorithm>, Problem> {
     if raw.is_empty() {
         return Err(Problem::here(
             "must list at least one algorithm, e.g. [ES256, RS256]",
@@ -309,6 +310,15 @@ fn build_algorithms(
             return Err(Problem::at(
                 element("", index),
                 format!("duplicate algorithm {algorithm:?}"),
+            ));
+        }
+        if preset == Preset::SpiffeJwt && !JWT_SVID_ALGORITHMS.contains(algorithm) {
+            return Err(Problem::at(
+                element("", index),
+                format!(
+                    "{algorithm:?} is not allowed for JWT-SVIDs (preset spiffe-jwt); \
+                     allowed: RS256, RS384, RS512, ES256, ES384, PS256, PS384, PS512"
+                ),
             ));
         }
     }

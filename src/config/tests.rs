@@ -5,7 +5,8 @@ use proptest::prelude::*;
 use tempfile::TempDir;
 
 /// A directory holding what a config refers to: `policies/` with a schema,
-/// and `jwks.json`. Configs are "loaded from" `<dir>/wisp.yaml`.
+/// `jwks.json`, and PEM placeholders (the config layer only checks that files
+/// exist). Configs are "loaded from" `<dir>/wisp.yaml`.
 struct Fixture {
     dir: TempDir,
 }
@@ -16,6 +17,9 @@ impl Fixture {
         std::fs::create_dir(dir.path().join("policies")).unwrap();
         std::fs::write(dir.path().join("policies/wisp.cedarschema"), "").unwrap();
         std::fs::write(dir.path().join("jwks.json"), r#"{"keys":[]}"#).unwrap();
+        for pem in PEM_FILES {
+            std::fs::write(dir.path().join(pem), "-----BEGIN PLACEHOLDER-----\n").unwrap();
+        }
         Fixture { dir }
     }
 
@@ -29,6 +33,41 @@ impl Fixture {
 }
 
 const MINIMAL: &str = "upstream:\n  address: 127.0.0.1:8081\n";
+
+const PEM_FILES: [&str; 6] = [
+    "svid.pem",
+    "svid_key.pem",
+    "bundle.pem",
+    "upstream_ca.pem",
+    "client.pem",
+    "client_key.pem",
+];
+
+/// A TLS listener asking for client certificates (`client_auth` defaults to
+/// `optional`), and the trust domain that then becomes required.
+const TLS: &str = "tls:\n  cert: svid.pem\n  key: svid_key.pem\n  client_ca: bundle.pem\n";
+const TRUST_DOMAINS: &str = "trust_domains: [example.org]\n";
+
+/// The minimal config with a TLS listener, its `tls:` section extended by
+/// `extra` (one `key: value`), and a trust domain.
+fn with_tls(extra: &str) -> String {
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!("  {extra}\n")
+    };
+    format!("{MINIMAL}{TLS}{extra}{TRUST_DOMAINS}")
+}
+
+/// The minimal config with `upstream.tls:` set to `value` (YAML flow style).
+fn with_upstream_tls(value: &str) -> String {
+    format!("{MINIMAL}  tls: {value}\n")
+}
+
+/// The minimal config with a `spiffe-jwt` issuer whose extra lines are `extra`.
+fn with_spiffe_issuer(extra: &str) -> String {
+    with_issuer(&format!("    preset: spiffe-jwt\n{extra}"))
+}
 
 const ISSUER: &str = "
 issuers:
@@ -202,6 +241,8 @@ fn omitted_keys_take_their_documented_defaults() {
     let fixture = Fixture::new();
     let config = fixture.load(&with_issuer("")).unwrap();
     assert_eq!(config.listen, "0.0.0.0:8080".parse().unwrap());
+    assert!(config.tls.is_none(), "no `tls:` section: plaintext");
+    assert!(config.upstream.tls.is_none());
     assert!(!config.upstream.http2);
     assert_eq!(config.upstream.connect_timeout, Duration::from_secs(5));
     assert_eq!(config.upstream.read_timeout, Duration::from_secs(60));
@@ -288,6 +329,190 @@ fn absolute_paths_are_kept() {
     );
 }
 
+#[test]
+fn a_tls_section_loads_with_every_value() {
+    let fixture = Fixture::new();
+    let dir = fixture.dir.path();
+    let config = fixture
+        .load(&format!(
+            "{MINIMAL}{TLS}  client_auth: required\n  reload_interval: 1m\n{TRUST_DOMAINS}"
+        ))
+        .unwrap();
+    assert_eq!(
+        config.tls,
+        Some(TlsConfig {
+            cert: dir.join("svid.pem"),
+            key: dir.join("svid_key.pem"),
+            client_ca: Some(dir.join("bundle.pem")),
+            client_auth: ClientAuth::Required,
+            reload_interval: Duration::from_secs(60),
+        })
+    );
+    assert_eq!(config.trust_domains, ["example.org"]);
+}
+
+#[test]
+fn a_tls_section_defaults_to_optional_client_auth_and_a_30s_reload() {
+    let tls = load(&with_tls("")).unwrap().tls.unwrap();
+    assert_eq!(tls.client_auth, ClientAuth::Optional);
+    assert_eq!(tls.reload_interval, Duration::from_secs(30));
+}
+
+#[test]
+fn tls_without_client_auth_needs_neither_a_bundle_nor_trust_domains() {
+    let yaml =
+        format!("{MINIMAL}tls: {{ cert: svid.pem, key: svid_key.pem, client_auth: none }}\n");
+    let tls = load(&yaml).unwrap().tls.unwrap();
+    assert_eq!(tls.client_auth, ClientAuth::None);
+    assert_eq!(tls.client_ca, None);
+}
+
+#[test]
+fn tls_files_resolve_against_the_config_files_directory() {
+    let fixture = Fixture::new();
+    let nested = fixture.dir.path().join("etc");
+    std::fs::create_dir(&nested).unwrap();
+    let yaml = format!(
+        "{}policies: {{ dir: ../policies }}\n",
+        with_tls("")
+            .replace(": svid", ": ../svid")
+            .replace(": bundle", ": ../bundle")
+    );
+    let tls = Config::from_yaml(&yaml, &nested.join("wisp.yaml"))
+        .unwrap()
+        .tls
+        .unwrap();
+    assert_eq!(tls.cert, nested.join("../svid.pem"));
+    assert_eq!(tls.client_ca, Some(nested.join("../bundle.pem")));
+}
+
+#[test]
+fn upstream_tls_false_means_plaintext_and_true_means_system_roots() {
+    assert_eq!(
+        load(&with_upstream_tls("false")).unwrap().upstream.tls,
+        None
+    );
+    assert_eq!(
+        load(&with_upstream_tls("true")).unwrap().upstream.tls,
+        Some(UpstreamTlsConfig {
+            ca: None,
+            server_name: None,
+            client_cert: None,
+        })
+    );
+}
+
+#[test]
+fn upstream_tls_as_a_section_loads_every_value() {
+    let fixture = Fixture::new();
+    let dir = fixture.dir.path();
+    let yaml = "upstream:
+  address: 10.0.0.5:8443
+  tls:
+    ca: upstream_ca.pem
+    server_name: orders.internal
+    cert: client.pem
+    key: client_key.pem
+";
+    assert_eq!(
+        fixture.load(yaml).unwrap().upstream.tls,
+        Some(UpstreamTlsConfig {
+            ca: Some(dir.join("upstream_ca.pem")),
+            server_name: Some("orders.internal".into()),
+            client_cert: Some((dir.join("client.pem"), dir.join("client_key.pem"))),
+        })
+    );
+}
+
+#[test]
+fn upstream_tls_accepts_an_ip_address_as_the_server_name() {
+    for name in ["10.0.0.5", "::1"] {
+        let yaml = with_upstream_tls(&format!("{{ server_name: '{name}' }}"));
+        let tls = load(&yaml).unwrap().upstream.tls.unwrap();
+        assert_eq!(tls.server_name.as_deref(), Some(name));
+        assert_eq!(tls.ca, None);
+    }
+}
+
+#[test]
+fn each_require_value_loads_with_client_certificates() {
+    let cases = [
+        ("any", RequireCredentials::Any),
+        ("jwt", RequireCredentials::Jwt),
+        ("mtls", RequireCredentials::Mtls),
+        ("both", RequireCredentials::Both),
+    ];
+    for (value, expected) in cases {
+        let yaml = format!("{}authn: {{ require: {value} }}\n", with_tls(""));
+        assert_eq!(load(&yaml).unwrap().authn.require, expected, "{value}");
+    }
+}
+
+#[test]
+fn require_mtls_with_issuers_configured_is_accepted() {
+    let yaml = format!("{}{}authn: {{ require: mtls }}\n", with_tls(""), ISSUER);
+    let config = load(&yaml).unwrap();
+    assert_eq!(config.authn.require, RequireCredentials::Mtls);
+    assert_eq!(config.issuers.len(), 1);
+}
+
+#[test]
+fn a_spiffe_jwt_issuer_loads_with_every_key_source_and_its_algorithms() {
+    let algorithms = "[RS256, RS384, RS512, ES256, ES384, PS256, PS384, PS512]";
+    let jwks_sources = [
+        ("{ discovery: true }", JwksSource::Discovery),
+        (
+            "{ uri: 'https://oidc-discovery.example.org/keys' }",
+            JwksSource::Uri("https://oidc-discovery.example.org/keys".into()),
+        ),
+    ];
+    for (jwks, expected) in jwks_sources {
+        let yaml = format!(
+            "{}{TRUST_DOMAINS}",
+            with_spiffe_issuer("")
+                .replace("{ discovery: true }", jwks)
+                .replace("[RS256]", algorithms)
+        );
+        let config = load(&yaml).unwrap();
+        let issuer = &config.issuers[0];
+        assert_eq!(issuer.preset, Preset::SpiffeJwt);
+        assert_eq!(issuer.jwks, expected);
+        assert_eq!(issuer.algorithms.len(), 8);
+    }
+    let fixture = Fixture::new();
+    let yaml = format!(
+        "{}{TRUST_DOMAINS}",
+        with_spiffe_issuer("").replace("{ discovery: true }", "{ file: jwks.json }")
+    );
+    assert_eq!(
+        fixture.load(&yaml).unwrap().issuers[0].jwks,
+        JwksSource::File(fixture.dir.path().join("jwks.json"))
+    );
+}
+
+#[test]
+fn tls_problems_are_the_invalid_variant_with_the_full_key_path() {
+    match load(&with_tls("").replace("svid_key.pem", "nope.pem")) {
+        Err(ConfigError::Invalid { key, message, .. }) => {
+            assert_eq!(key, "tls.key");
+            assert!(message.contains("nope.pem"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    match load(&with_upstream_tls("{ cert: client.pem }")) {
+        Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "upstream.tls.key"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_disabled_tls_section_is_refused_with_its_position() {
+    let error = error_of(&format!("{MINIMAL}tls: false\n"));
+    assert!(error.contains("wisp.yaml:3:"), "{error}");
+    assert!(error.contains(": tls: "), "{error}");
+    assert!(error.contains("remove the `tls:` section"), "{error}");
+}
+
 /// (what, yaml, key path the error must name, text it must contain)
 #[rustfmt::skip]
 fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
@@ -314,9 +539,32 @@ fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("upstream host with a path", "upstream: { address: 'a/b:80' }\n".into(), "upstream.address", "not a hostname"),
         ("missing upstream.address", "upstream: { http2: true }\n".into(), "upstream.address", "required"),
         ("missing upstream section", "listen: 0.0.0.0:1\n".into(), "upstream.address", "required"),
-        ("upstream tls", format!("{MINIMAL}  tls: true\n"), "upstream.tls", "upstream TLS is not supported yet"),
-        ("tls section present", format!("{MINIMAL}tls:\n  cert: /x.pem\n"), "tls", "TLS listener is not supported yet"),
-        ("empty tls section", format!("{MINIMAL}tls:\n"), "tls", "TLS listener is not supported yet"),
+        ("empty tls section", format!("{MINIMAL}tls:\n"), "tls", "remove the `tls:` section"),
+        ("tls: false", format!("{MINIMAL}tls: false\n"), "tls", "remove the `tls:` section"),
+        ("tls: true", format!("{MINIMAL}tls: true\n"), "tls", "`cert` and `key`"),
+        ("tls as a string", format!("{MINIMAL}tls: 'no'\n"), "tls", "invalid type"),
+        ("unknown tls key", with_tls("certificate: svid.pem"), "tls.certificate", "unknown field"),
+        ("tls without cert", with_tls("").replace("  cert: svid.pem\n", ""), "tls.cert", "required"),
+        ("tls without key", with_tls("").replace("  key: svid_key.pem\n", ""), "tls.key", "required"),
+        ("missing tls cert file", with_tls("").replace("cert: svid.pem", "cert: nope.pem"), "tls.cert", "nope.pem` does not exist"),
+        ("missing tls key file", with_tls("").replace("svid_key.pem", "nope.pem"), "tls.key", "does not exist"),
+        ("missing client_ca file", with_tls("").replace("bundle.pem", "nope.pem"), "tls.client_ca", "does not exist"),
+        ("optional client auth without client_ca", with_tls("").replace("  client_ca: bundle.pem\n", ""), "tls.client_ca", "required"),
+        ("required client auth without client_ca", with_tls("client_auth: required").replace("  client_ca: bundle.pem\n", ""), "tls.client_ca", "required"),
+        ("client_ca unused without client auth", with_tls("client_auth: none"), "tls.client_ca", "unused"),
+        ("unknown client_auth", with_tls("client_auth: request"), "tls.client_auth", "unknown variant"),
+        ("tls reload under 1s", with_tls("reload_interval: 500ms"), "tls.reload_interval", "at least 1s"),
+        ("tls reload as a plain number", with_tls("reload_interval: 30"), "tls.reload_interval", "ambiguous"),
+        ("empty upstream tls", format!("{MINIMAL}  tls:\n"), "upstream.tls", "`true`, `false` or a section"),
+        ("upstream tls as a string", with_upstream_tls("'yes'"), "upstream.tls", "invalid type"),
+        ("unknown upstream tls key", with_upstream_tls("{ sni: orders }"), "upstream.tls.sni", "unknown field"),
+        ("missing upstream ca file", with_upstream_tls("{ ca: nope.pem }"), "upstream.tls.ca", "nope.pem"),
+        ("upstream cert without key", with_upstream_tls("{ cert: client.pem }"), "upstream.tls.key", "required with `cert`"),
+        ("upstream key without cert", with_upstream_tls("{ key: client_key.pem }"), "upstream.tls.cert", "required with `key`"),
+        ("missing upstream client cert file", with_upstream_tls("{ cert: nope.pem, key: client_key.pem }"), "upstream.tls.cert", "nope.pem"),
+        ("upstream server name with a port", with_upstream_tls("{ server_name: 'orders:443' }"), "upstream.tls.server_name", "invalid server name"),
+        ("upstream server name with a space", with_upstream_tls("{ server_name: 'orders internal' }"), "upstream.tls.server_name", "invalid server name"),
+        ("upstream server name in brackets", with_upstream_tls("{ server_name: '[::1]' }"), "upstream.tls.server_name", "no brackets"),
         ("admin without listen", format!("{MINIMAL}admin: {{}}\n"), "admin.listen", "required"),
         ("admin same as listen", format!("{MINIMAL}admin: {{ listen: 0.0.0.0:8080 }}\n"), "admin.listen", "also the proxy"),
         ("HS256", without_algorithms("algorithms: [HS256]"), "issuers[0].algorithms[0]", "allowed: RS256"),
@@ -331,7 +579,8 @@ fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("missing issuer name", with_issuer("").replace("  - name: k8s\n    issuer", "  - issuer"), "issuers[0].name", "required"),
         ("issuer with #", with_issuer("").replace("cluster.local", "cluster.local#x"), "issuers[0].issuer", "#"),
         ("missing issuer", with_issuer("").replace("    issuer: https://kubernetes.default.svc.cluster.local\n", ""), "issuers[0].issuer", "required"),
-        ("spiffe-jwt preset", issuer_with("preset: spiffe-jwt"), "issuers[0].preset", "not supported yet"),
+        ("spiffe-jwt without trust domains", with_spiffe_issuer(""), "trust_domains", "required by issuers[0] (preset spiffe-jwt)"),
+        ("spiffe-jwt with EdDSA", format!("{}{TRUST_DOMAINS}", with_spiffe_issuer("").replace("[RS256]", "[RS256, EdDSA]")), "issuers[0].algorithms[1]", "not allowed for JWT-SVIDs"),
         ("unknown preset", issuer_with("preset: okta"), "issuers[0].preset", "unknown variant"),
         ("missing jwks", with_issuer("").replace("    jwks: { discovery: true }\n", ""), "issuers[0].jwks", "required"),
         ("discovery on non-URL issuer", with_issuer("").replace("https://kubernetes.default.svc.cluster.local", "kubernetes/serviceaccount"), "issuers[0].jwks.discovery", "http(s) URL"),
@@ -359,8 +608,15 @@ fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("cedar keyword attribute", issuer_with("claims: { like: /x }"), "issuers[0].claims.like", "keyword"),
         ("duplicate claim attribute", issuer_with("claims: { a: /x, a: /y }"), "issuers[0].claims.a", "duplicate"),
         ("uppercase trust domain", format!("{MINIMAL}trust_domains: [Example.org]\n"), "trust_domains[0]", "lowercase"),
-        ("mtls required", format!("{MINIMAL}authn: {{ require: mtls }}\n"), "authn.require", "needs the TLS listener, not supported yet"),
-        ("both required", format!("{MINIMAL}authn: {{ require: both }}\n"), "authn.require", "not supported yet"),
+        ("trust domain as a SPIFFE ID", format!("{MINIMAL}trust_domains: ['spiffe://example.org']\n"), "trust_domains[0]", "without `spiffe://`"),
+        ("trust domain over 255 bytes", format!("{MINIMAL}trust_domains: [{}]\n", "a".repeat(256)), "trust_domains[0]", "255 bytes"),
+        ("duplicate trust domain", format!("{MINIMAL}trust_domains: [example.org, example.org]\n"), "trust_domains[1]", "duplicate"),
+        ("client certificates without trust domains", format!("{MINIMAL}{TLS}"), "trust_domains", "`required` or `optional`"),
+        ("required client certificates without trust domains", format!("{MINIMAL}{TLS}  client_auth: required\n"), "trust_domains", "trust domains"),
+        ("mtls without tls", format!("{MINIMAL}authn: {{ require: mtls }}\n"), "authn.require", "no `tls:` section"),
+        ("both without tls", format!("{MINIMAL}authn: {{ require: both }}\n"), "authn.require", "`both` needs client certificates"),
+        ("mtls without client auth", format!("{}authn: {{ require: mtls }}\n", with_tls("client_auth: none").replace("  client_ca: bundle.pem\n", "")), "authn.require", "`tls.client_auth` is `none`"),
+        ("both without client auth", format!("{}authn: {{ require: both }}\n", with_tls("client_auth: none").replace("  client_ca: bundle.pem\n", "")), "authn.require", "`none`"),
         ("missing policies dir", format!("{MINIMAL}policies: {{ dir: nope }}\n"), "policies.dir", "not a directory"),
         ("policies dir is a file", format!("{MINIMAL}policies: {{ dir: jwks.json }}\n"), "policies.dir", "not a directory"),
         ("missing schema", format!("{MINIMAL}policies: {{ schema: nope.cedarschema }}\n"), "policies.schema", "nope.cedarschema"),
@@ -499,6 +755,28 @@ fn the_kubernetes_example_loads() {
     assert_eq!(issuer.audiences, ["orders"]);
 }
 
+#[test]
+fn the_spiffe_example_loads_when_its_files_exist() {
+    let root = tempfile::tempdir().unwrap();
+    let spire = root.path().join("run/spire");
+    std::fs::create_dir_all(&spire).unwrap();
+    for pem in ["svid.pem", "svid_key.pem", "bundle.pem"] {
+        std::fs::write(spire.join(pem), "").unwrap();
+    }
+    // The example's absolute paths, moved under the temporary root.
+    let text = include_str!("../../config/spiffe.yaml")
+        .replace("/run/spire/", &format!("{}/", spire.display()));
+    let config = load_shipped("spiffe.yaml", &text).unwrap();
+    let tls = config.tls.unwrap();
+    assert_eq!(tls.client_auth, ClientAuth::Required);
+    assert_eq!(tls.cert, spire.join("svid.pem"));
+    assert_eq!(config.trust_domains, ["example.org"]);
+    assert_eq!(config.authn.require, RequireCredentials::Any);
+    let issuer = &config.issuers[0];
+    assert_eq!(issuer.preset, Preset::SpiffeJwt);
+    assert_eq!(issuer.issuer, "https://oidc-discovery.example.org");
+}
+
 proptest! {
     #[test]
     fn from_yaml_never_panics_on_arbitrary_text(text in "\\PC{0,200}") {
@@ -511,6 +789,7 @@ proptest! {
             (0usize..3, prop::sample::select(vec![
                 "listen", "upstream", "address", "issuers", "- name", "jwks", "refresh",
                 "claims", "routes", "public", "tls", "threads", "headers", "identity", "x",
+                "cert", "key", "client_ca", "client_auth", "server_name", "trust_domains",
             ]), "[ -~]{0,16}"),
             0..12,
         )
