@@ -49,6 +49,9 @@ pub struct Metrics {
     pub policies: IntGauge,
     /// `wisp_dry_run_decisions_total{decision}`.
     pub dry_run_decisions: IntCounterVec,
+    /// `wisp_tls_cert_expiry_timestamp_seconds{cert}`: `server` (the listener's
+    /// leaf) and `client_ca` (the earliest CA in the client trust bundle).
+    pub tls_cert_expiry: IntGaugeVec,
 }
 
 /// Request latency buckets: 50 µs … 10 s.
@@ -126,6 +129,13 @@ impl Metrics {
             ),
             &["decision"],
         )?;
+        let tls_cert_expiry = IntGaugeVec::new(
+            Opts::new(
+                "wisp_tls_cert_expiry_timestamp_seconds",
+                "Unix time at which the loaded TLS certificate expires (server leaf; earliest client CA).",
+            ),
+            &["cert"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "wisp_build_info",
@@ -149,6 +159,7 @@ impl Metrics {
         registry.register(Box::new(policy_reload.clone()))?;
         registry.register(Box::new(policies.clone()))?;
         registry.register(Box::new(dry_run_decisions.clone()))?;
+        registry.register(Box::new(tls_cert_expiry.clone()))?;
         registry.register(Box::new(build_info))?;
 
         Ok(Metrics {
@@ -165,6 +176,7 @@ impl Metrics {
             policy_reload,
             policies,
             dry_run_decisions,
+            tls_cert_expiry,
         })
     }
 

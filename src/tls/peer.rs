@@ -1,0 +1,93 @@
+//! The client certificate's SPIFFE identity, computed once per connection in
+//! pingora's handshake callback and read back per request from the session.
+//!
+//! pingora's rustls `SslDigest` carries neither SANs nor the DER (DESIGN.md §8),
+//! so the callback stores the result in the digest's extension.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::listeners::TlsAccept;
+use pingora::protocols::tls::SslDigest;
+use pingora::protocols::tls::TlsRef;
+
+use crate::authn::svid::{self, PeerIdentity, SvidError};
+
+/// What the client presented, after rustls verified its chain against the
+/// trust bundle. No client certificate at all means no `PeerCertificate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerCertificate {
+    /// An X.509-SVID in a configured trust domain.
+    Valid(PeerIdentity),
+    /// A chain-verified certificate that breaks an X509-SVID rule. The request
+    /// is refused (401 with [`SvidError::reason`]), never given a guessed identity.
+    Invalid(SvidError),
+}
+
+impl PeerCertificate {
+    /// Applies the X509-SVID rules to a client leaf whose chain rustls has
+    /// verified; a rejection is logged with its reason.
+    pub fn from_verified_leaf(leaf_der: &[u8], trust_domains: &[String]) -> PeerCertificate {
+        match svid::peer_identity(leaf_der, trust_domains) {
+            Ok(identity) => PeerCertificate::Valid(identity),
+            Err(error) => {
+                tracing::warn!(
+                    reason = error.reason(),
+                    %error,
+                    "client certificate is not an acceptable X.509-SVID"
+                );
+                PeerCertificate::Invalid(error)
+            }
+        }
+    }
+
+    /// The identity, or why the certificate was refused.
+    ///
+    /// # Errors
+    /// The [`SvidError`] of an [`Invalid`](PeerCertificate::Invalid) certificate.
+    pub fn identity(&self) -> Result<&PeerIdentity, &SvidError> {
+        match self {
+            PeerCertificate::Valid(identity) => Ok(identity),
+            PeerCertificate::Invalid(error) => Err(error),
+        }
+    }
+}
+
+/// The digest extension value. A private type, so only this module's callback
+/// can produce what [`peer_certificate`] recognizes; it holds an `Arc` so
+/// callers get an owned handle that does not borrow the session.
+struct PeerExtension(Arc<PeerCertificate>);
+
+/// pingora's post-handshake hook: turns the verified client leaf into a
+/// [`PeerCertificate`] stored with the connection.
+pub(super) struct PeerCertificateCallback {
+    pub(super) trust_domains: Arc<[String]>,
+}
+
+#[async_trait]
+impl TlsAccept for PeerCertificateCallback {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &TlsRef,
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
+        let leaf = tls.peer_certificate_der()?;
+        let peer = PeerCertificate::from_verified_leaf(leaf, &self.trust_domains);
+        Some(Arc::new(PeerExtension(Arc::new(peer))))
+    }
+}
+
+/// The client certificate of the request's connection, if the connection is
+/// TLS and the client presented one.
+pub fn peer_certificate(session: &pingora::proxy::Session) -> Option<Arc<PeerCertificate>> {
+    peer_certificate_in(session.digest()?.ssl_digest.as_deref()?)
+}
+
+/// [`peer_certificate`] for a TLS connection's digest (also available from a
+/// `pingora::protocols::tls::TlsStream`).
+pub fn peer_certificate_in(ssl_digest: &SslDigest) -> Option<Arc<PeerCertificate>> {
+    ssl_digest
+        .extension
+        .get::<PeerExtension>()
+        .map(|extension| extension.0.clone())
+}
