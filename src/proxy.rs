@@ -18,13 +18,16 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::authn::authenticator::Authenticator;
 use crate::authn::bearer::bearer_token;
+use crate::authn::credentials::{self, Credentials};
 use crate::authn::token_cache::CachedToken;
 use crate::authn::{unix_now, AuthnError};
 use crate::authz::reload::PolicyStore;
 use crate::authz::{Decision, Effect, RequestInfo};
-use crate::config::{Config, DecisionLog, PolicyMode, RoutePattern};
+use crate::config::{Config, DecisionLog, PolicyMode, RequireCredentials, RoutePattern};
+use crate::identity::AuthnMethod;
 use crate::metrics::Metrics;
 use crate::responses::{reject, Rejection};
+use crate::tls::PeerCertificate;
 use crate::{headers, path};
 
 /// The proxy: shared, immutable per process (policies swap inside the store).
@@ -86,22 +89,44 @@ impl WispProxy {
         })
     }
 
-    /// Authenticates the request's bearer token.
+    /// Authenticates the request: its client certificate (captured at the TLS
+    /// handshake) and/or its bearer token, as `authn.require` demands.
     async fn authenticate(
         &self,
-        request: &RequestHeader,
+        session: &Session,
         policies: &crate::authz::reload::LoadedPolicies,
     ) -> Result<Arc<CachedToken>, AuthnError> {
-        let values: Vec<&[u8]> = request
-            .headers
-            .get_all(http::header::AUTHORIZATION)
-            .iter()
-            .map(|value| value.as_bytes())
-            .collect();
-        let token = bearer_token(&values)?.ok_or(AuthnError::MissingCredentials)?;
-        self.authn
-            .authenticate(token, &policies.authorizer, policies.generation, unix_now())
-            .await
+        let peer_certificate = crate::tls::peer_certificate(session);
+        let peer = match peer_certificate.as_deref() {
+            None => None,
+            Some(PeerCertificate::Valid(peer)) => Some(peer),
+            // Never accepted with a guessed identity, whatever else is presented.
+            Some(PeerCertificate::Invalid(error)) => {
+                return Err(AuthnError::ClientCertificate(error.clone()))
+            }
+        };
+        let require = self.config.authn.require;
+        let token = if require == RequireCredentials::Mtls {
+            None
+        } else {
+            let values: Vec<&[u8]> = session
+                .req_header()
+                .headers
+                .get_all(http::header::AUTHORIZATION)
+                .iter()
+                .map(|value| value.as_bytes())
+                .collect();
+            bearer_token(&values)?
+        };
+        credentials::authenticate(
+            &self.authn,
+            Credentials { token, peer },
+            require,
+            &policies.authorizer,
+            policies.generation,
+            unix_now(),
+        )
+        .await
     }
 }
 
@@ -143,7 +168,7 @@ impl ProxyHttp for WispProxy {
         // c. Authenticate.
         let policies = self.policies.current();
         let authn_started = Instant::now();
-        let result = self.authenticate(session.req_header(), &policies).await;
+        let result = self.authenticate(session, &policies).await;
         self.metrics
             .durations
             .authn
@@ -171,7 +196,10 @@ impl ProxyHttp for WispProxy {
             host: &host,
             query: target.query.as_deref().unwrap_or(""),
             source_ip,
-            mtls: false,
+            mtls: matches!(
+                caller.identity.authn,
+                AuthnMethod::Mtls | AuthnMethod::JwtAndMtls
+            ),
         };
         let decision = policies.authorizer.authorize(&caller.principal, &info);
         self.metrics

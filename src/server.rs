@@ -30,6 +30,9 @@ pub enum StartError {
     /// The upstream address does not resolve or its TLS files are unusable.
     #[error("{0}")]
     Upstream(crate::upstream::UpstreamError),
+    /// The TLS listener's certificate, key or trust bundle is unusable.
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// A listen address cannot be bound.
     #[error("{key} {address}: {source}")]
     Bind {
@@ -96,6 +99,7 @@ struct Background {
     authn: Arc<Authenticator>,
     policies: Arc<PolicyStore>,
     watch_policies: bool,
+    tls: Option<Arc<crate::tls::TlsMaterial>>,
 }
 
 #[async_trait]
@@ -111,6 +115,10 @@ impl BackgroundService for Background {
             let policies = self.policies.clone();
             let shutdown = shutdown.clone();
             tasks.spawn(async move { policies.watch(shutdown).await });
+        }
+        if let Some(tls) = self.tls.clone() {
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { tls.watch(shutdown).await });
         }
         while tasks.join_next().await.is_some() {}
     }
@@ -162,7 +170,22 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         .name("wisp proxy")
         .server_options(server_options)
         .build();
-    proxy_service.add_tcp(&config.listen.to_string());
+    let tls = match &config.tls {
+        Some(tls) => Some(crate::tls::TlsMaterial::load(
+            tls,
+            &config.trust_domains,
+            runtime.metrics.clone(),
+        )?),
+        None => None,
+    };
+    match &tls {
+        Some(material) => proxy_service.add_tls_with_settings(
+            &config.listen.to_string(),
+            None,
+            material.settings(),
+        ),
+        None => proxy_service.add_tcp(&config.listen.to_string()),
+    }
     server.add_service(proxy_service);
 
     if let Some(admin) = &config.admin {
@@ -182,6 +205,7 @@ pub fn serve(config: Config) -> Result<(), StartError> {
             authn: runtime.authn.clone(),
             policies: runtime.policies.clone(),
             watch_policies: config.policies.watch,
+            tls,
         },
     ));
 

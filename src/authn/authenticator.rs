@@ -10,7 +10,7 @@ use super::jwks::{IssuerKeys, LoadedKeys, REFETCH_WAIT};
 use super::token_cache::{identity_weight, CachedToken, TokenCache};
 use super::{jwt, presets, verify, AuthnError};
 use crate::authz::Authorizer;
-use crate::config::Config;
+use crate::config::{Config, Preset};
 use crate::metrics::Metrics;
 
 /// The authentication stage.
@@ -19,6 +19,7 @@ pub struct Authenticator {
     by_iss: HashMap<String, usize>,
     cache: Option<TokenCache>,
     max_token_bytes: usize,
+    trust_domains: Vec<String>,
     metrics: Metrics,
 }
 
@@ -49,6 +50,7 @@ impl Authenticator {
             by_iss,
             cache,
             max_token_bytes: config.authn.max_token_bytes,
+            trust_domains: config.trust_domains.clone(),
             metrics,
         }
     }
@@ -167,7 +169,15 @@ impl Authenticator {
             .usable_keys(issuer, parsed.header.kid.as_deref())
             .await?;
         let verified = verify::verify(&parsed, issuer.config(), &keys.set, now)?;
-        let identity = presets::identity(issuer.config(), &verified.claims, verified.expires_at)?;
+        if issuer.config().preset == Preset::SpiffeJwt {
+            check_jwt_svid_type(parsed.header.typ.as_deref())?;
+        }
+        let identity = presets::identity(
+            issuer.config(),
+            &verified.claims,
+            verified.expires_at,
+            &self.trust_domains,
+        )?;
         let principal = authorizer
             .principal(&identity)
             .map_err(AuthnError::SchemaMismatch)?;
@@ -205,5 +215,30 @@ impl Authenticator {
             .await
             .unwrap_or_else(|_| issuer.keys());
         refreshed.or(current).ok_or_else(unavailable)
+    }
+}
+
+/// JWT-SVID §3: `typ`, when present, is `JWT` or `JOSE`.
+fn check_jwt_svid_type(typ: Option<&str>) -> Result<(), AuthnError> {
+    match typ {
+        None | Some("JWT") | Some("JOSE") => Ok(()),
+        Some(_) => Err(AuthnError::InvalidClaim {
+            claim: "typ".to_owned(),
+            detail: "a JWT-SVID's typ header must be JWT or JOSE".to_owned(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwt_svid_type_must_be_jwt_or_jose_when_present() {
+        assert!(check_jwt_svid_type(None).is_ok());
+        assert!(check_jwt_svid_type(Some("JWT")).is_ok());
+        assert!(check_jwt_svid_type(Some("JOSE")).is_ok());
+        assert!(check_jwt_svid_type(Some("at+jwt")).is_err());
+        assert!(check_jwt_svid_type(Some("jwt")).is_err());
     }
 }

@@ -15,7 +15,10 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use self::claims::{invalid, optional_object, optional_str, optional_strings, required_str};
+use self::claims::{
+    bound_certificate, invalid, optional_object, optional_str, optional_strings, required_str,
+};
+use super::spiffe::SpiffeId;
 use super::AuthnError;
 use crate::config::{ClaimMapping, IssuerConfig, Preset};
 use crate::identity::{AttrValue, AuthnMethod, Identity};
@@ -43,6 +46,12 @@ const TAGS: &str = "tags";
 /// - `github-actions`: `repository` (required), `ref`, `environment`, `workflow_ref`.
 /// - `fly`: `org`, `app`, `machine`, `region`, `image_digest`; `sub` must be
 ///   `<org>:<app>:<machine>` and agree with those claims.
+/// - `spiffe-jwt`: `spiffe_id` (= `sub`) and `trust_domain`; `sub` must be a
+///   SPIFFE ID whose trust domain is one of `trust_domains`.
+///
+/// For every preset, an RFC 8705 `cnf.x5t#S256` claim (the base64url SHA-256
+/// thumbprint of a client certificate) sets [`Identity::bound_certificate`];
+/// other `cnf` members are ignored (DPoP's `jkt` is not supported).
 ///
 /// # Errors
 /// [`AuthnError::InvalidClaim`] when
@@ -52,11 +61,14 @@ const TAGS: &str = "tags";
 /// - a preset's required claim is missing, a claim it reads has the wrong JSON
 ///   type, or its consistency checks fail (see above);
 /// - a mapped claim has a type Cedar cannot hold (null, float, mixed array, …),
-///   or a mapping to `tags` is not an array of strings.
+///   or a mapping to `tags` is not an array of strings;
+/// - `cnf` is not an object, or its `x5t#S256` is not a base64url (unpadded)
+///   SHA-256 thumbprint (claim `/cnf/x5t#S256`).
 pub fn identity(
     issuer: &IssuerConfig,
     claims: &Map<String, Value>,
     expires_at: i64,
+    trust_domains: &[String],
 ) -> Result<Identity, AuthnError> {
     let sub = required_str(claims, "sub", "/sub")?;
     let iss = required_str(claims, "iss", "/iss")?;
@@ -69,13 +81,7 @@ pub fn identity(
         Preset::Kubernetes => kubernetes(sub, claims)?,
         Preset::GithubActions => github_actions(claims)?,
         Preset::Fly => fly(sub, claims)?,
-        // Not accepted by config in this version (the spiffe-jwt preset comes with mTLS).
-        Preset::SpiffeJwt => {
-            return Err(invalid(
-                "/sub",
-                "the spiffe-jwt preset is not supported yet",
-            ))
-        }
+        Preset::SpiffeJwt => spiffe_jwt(sub, trust_domains)?,
     };
     for mapping in &issuer.claims {
         apply_mapping(&mut mapped, claims, mapping)?;
@@ -83,6 +89,7 @@ pub fn identity(
     for tag in &mapped.tags {
         check_tag(&mapped.tags_pointer, tag)?;
     }
+    let bound_certificate = bound_certificate(claims)?;
 
     Ok(Identity {
         uid: format!("{iss}#{sub}"),
@@ -93,7 +100,7 @@ pub fn identity(
         authn: AuthnMethod::Jwt,
         attrs: mapped.attrs,
         expires_at,
-        bound_certificate: None,
+        bound_certificate,
     })
 }
 
@@ -379,6 +386,40 @@ fn fly(sub: &str, claims: &Map<String, Value>) -> Result<Attributes, AuthnError>
         "image_digest",
         optional_str(claims, "image_digest", "/image_digest")?,
     );
+    Ok(out)
+}
+
+/// JWT-SVIDs (github.com/spiffe/spiffe `standards/JWT-SVID.md`): `sub` is
+/// the workload's SPIFFE ID, e.g. as minted by SPIRE:
+///
+/// ```json
+/// { "iss": "https://oidc-discovery.example.org", "aud": ["orders"],
+///   "sub": "spiffe://example.org/ns/prod/sa/frontend", "exp": 1735707600, "iat": 1735707300 }
+/// ```
+///
+/// Attributes: `spiffe_id` ← `sub`, `trust_domain` ← its trust domain.
+/// Checks: `sub` is a valid SPIFFE ID (SPIFFE-ID spec) in one of the
+/// configured `trust_domains`. The other JWT-SVID rules (algorithms, `aud`,
+/// `exp`, header `typ`) concern the token, not its claims: they belong to
+/// config validation and [`verify`](super::verify), not here.
+fn spiffe_jwt(sub: &str, trust_domains: &[String]) -> Result<Attributes, AuthnError> {
+    let id = SpiffeId::parse(sub)
+        .map_err(|e| invalid("/sub", format!("not a SPIFFE ID: {e} ({})", e.reason())))?;
+    if !trust_domains
+        .iter()
+        .any(|domain| domain == id.trust_domain())
+    {
+        return Err(invalid(
+            "/sub",
+            format!(
+                "trust domain `{}` is not configured in `trust_domains`",
+                id.trust_domain()
+            ),
+        ));
+    }
+    let mut out = Attributes::default();
+    out.set_str("trust_domain", Some(id.trust_domain()));
+    out.set_str("spiffe_id", Some(id.as_str()));
     Ok(out)
 }
 

@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use crate::authn::AuthnError;
@@ -88,6 +90,51 @@ pub(super) fn optional_strings(
             )
         }),
     }
+}
+
+/// RFC 8705 §3.1 certificate-bound tokens: `cnf.x5t#S256` is the base64url
+/// (unpadded) SHA-256 of the DER of the client certificate the token is bound
+/// to. `None` when the token carries no `cnf` or no `x5t#S256` in it.
+///
+/// Other confirmation methods are ignored. In particular DPoP (RFC 9449,
+/// `cnf.jkt`) is not supported: wisp checks no DPoP proof, so a `jkt`-bound
+/// token is treated as a plain bearer token.
+///
+/// # Errors
+/// [`AuthnError::InvalidClaim`] for `/cnf/x5t#S256` when `cnf` is not an
+/// object, or `x5t#S256` is not a string, not unpadded base64url, or not 32
+/// bytes: a binding that cannot be read must never be dropped (the token would
+/// become a bearer token).
+pub(super) fn bound_certificate(
+    claims: &Map<String, Value>,
+) -> Result<Option<[u8; 32]>, AuthnError> {
+    const POINTER: &str = "/cnf/x5t#S256";
+    let cnf = match claims.get("cnf") {
+        None => return Ok(None),
+        Some(Value::Object(cnf)) => cnf,
+        Some(other) => {
+            return Err(invalid(
+                POINTER,
+                format!("`cnf` must be an object, found {}", kind(other)),
+            ))
+        }
+    };
+    let Some(thumbprint) = optional_str(cnf, "x5t#S256", POINTER)? else {
+        return Ok(None);
+    };
+    let bytes = URL_SAFE_NO_PAD
+        .decode(thumbprint)
+        .map_err(|e| invalid(POINTER, format!("not unpadded base64url: {e}")))?;
+    let thumbprint: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+        invalid(
+            POINTER,
+            format!(
+                "a SHA-256 thumbprint is 32 bytes, this one is {}",
+                bytes.len()
+            ),
+        )
+    })?;
+    Ok(Some(thumbprint))
 }
 
 /// Resolves an RFC 6901 JSON Pointer against the claims: the first reference

@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use serde_json::json;
 
 use super::*;
@@ -36,7 +38,16 @@ fn claims(value: Value) -> Map<String, Value> {
 }
 
 fn build(preset: Preset, mappings: &[(&str, &str)], token: Value) -> Result<Identity, AuthnError> {
-    identity(&issuer(preset, mappings), &claims(token), 1_735_704_000)
+    identity(
+        &issuer(preset, mappings),
+        &claims(token),
+        1_735_704_000,
+        &trust_domains(),
+    )
+}
+
+fn trust_domains() -> Vec<String> {
+    vec!["example.org".into(), "prod.example.org".into()]
 }
 
 fn attr(identity: &Identity, name: &str) -> Option<AttrValue> {
@@ -669,6 +680,192 @@ fn fly_rejects_a_sub_that_disagrees_with_the_claims() {
     assert_invalid(build(Preset::Fly, &[], token), "/region", "string");
 }
 
+// ---- spiffe-jwt ----
+
+fn jwt_svid(sub: &str) -> Value {
+    json!({"iss": "https://oidc-discovery.example.org", "sub": sub, "aud": ["orders"]})
+}
+
+#[test]
+fn spiffe_jwt_maps_the_spiffe_id_and_its_trust_domain() {
+    let sub = "spiffe://example.org/ns/prod/sa/frontend";
+    let id = build(Preset::SpiffeJwt, &[], jwt_svid(sub)).unwrap();
+    assert_eq!(id.uid, format!("https://oidc-discovery.example.org#{sub}"));
+    assert_eq!(id.sub, sub);
+    assert_eq!(attr(&id, "spiffe_id"), string(sub));
+    assert_eq!(attr(&id, "trust_domain"), string("example.org"));
+    assert!(id.tags.is_empty());
+    assert_eq!(id.bound_certificate, None);
+}
+
+#[test]
+fn spiffe_jwt_accepts_any_configured_trust_domain() {
+    let sub = "spiffe://prod.example.org/orders";
+    let id = build(Preset::SpiffeJwt, &[], jwt_svid(sub)).unwrap();
+    assert_eq!(attr(&id, "trust_domain"), string("prod.example.org"));
+}
+
+#[test]
+fn spiffe_jwt_rejects_a_sub_that_is_not_a_spiffe_id_naming_the_rule() {
+    for (sub, reason) in [
+        ("acme:frontend", "spiffe_id_wrong_scheme"),
+        ("https://example.org/orders", "spiffe_id_wrong_scheme"),
+        (
+            "spiffe://Example.org/orders",
+            "spiffe_id_trust_domain_character",
+        ),
+        ("spiffe://example.org/orders/", "spiffe_id_trailing_slash"),
+        ("spiffe://example.org/../admin", "spiffe_id_dot_segment"),
+        ("spiffe://example.org:443/orders", "spiffe_id_port"),
+        ("spiffe://example.org/orders?x=1", "spiffe_id_query"),
+    ] {
+        assert_invalid(
+            build(Preset::SpiffeJwt, &[], jwt_svid(sub)),
+            "/sub",
+            "not a SPIFFE ID: ",
+        );
+        assert_invalid(build(Preset::SpiffeJwt, &[], jwt_svid(sub)), "/sub", reason);
+    }
+}
+
+#[test]
+fn spiffe_jwt_rejects_a_trust_domain_that_is_not_configured() {
+    assert_invalid(
+        build(
+            Preset::SpiffeJwt,
+            &[],
+            jwt_svid("spiffe://evil.org/ns/prod/sa/frontend"),
+        ),
+        "/sub",
+        "trust domain `evil.org` is not configured",
+    );
+    // A suffix or parent of a configured domain is another trust domain.
+    assert_invalid(
+        build(
+            Preset::SpiffeJwt,
+            &[],
+            jwt_svid("spiffe://staging.example.org/x"),
+        ),
+        "/sub",
+        "not configured",
+    );
+    let no_domains = identity(
+        &issuer(Preset::SpiffeJwt, &[]),
+        &claims(jwt_svid("spiffe://example.org/x")),
+        0,
+        &[],
+    );
+    assert_invalid(no_domains, "/sub", "not configured");
+}
+
+#[test]
+fn spiffe_jwt_lets_the_mapping_replace_its_attributes() {
+    let mut token = jwt_svid("spiffe://example.org/orders");
+    token["team"] = json!("payments");
+    let id = build(Preset::SpiffeJwt, &[("trust_domain", "/team")], token).unwrap();
+    assert_eq!(attr(&id, "trust_domain"), string("payments"));
+    assert_eq!(
+        attr(&id, "spiffe_id"),
+        string("spiffe://example.org/orders")
+    );
+}
+
+// ---- cnf (RFC 8705 certificate-bound tokens) ----
+
+/// The base64url thumbprint of bytes 0, 1, …, 31.
+const THUMBPRINT: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+
+fn counting() -> [u8; 32] {
+    std::array::from_fn(|i| i as u8)
+}
+
+fn with_cnf(cnf: Value) -> Value {
+    json!({"iss": "https://issuer.example", "sub": "acme:frontend", "cnf": cnf})
+}
+
+#[test]
+fn cnf_x5t_s256_binds_the_token_to_the_certificate_for_every_preset() {
+    let generic = build(
+        Preset::Generic,
+        &[],
+        with_cnf(json!({"x5t#S256": THUMBPRINT})),
+    )
+    .unwrap();
+    assert_eq!(generic.bound_certificate, Some(counting()));
+
+    let mut svid = jwt_svid("spiffe://example.org/orders");
+    svid["cnf"] = json!({"x5t#S256": THUMBPRINT});
+    let spiffe = build(Preset::SpiffeJwt, &[], svid).unwrap();
+    assert_eq!(spiffe.bound_certificate, Some(counting()));
+}
+
+#[test]
+fn cnf_x5t_s256_matches_a_certificate_sha256_computed_independently() {
+    let der = b"any certificate DER";
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let encoded = URL_SAFE_NO_PAD.encode(digest.as_ref());
+    let id = build(Preset::Generic, &[], with_cnf(json!({"x5t#S256": encoded}))).unwrap();
+    assert_eq!(
+        id.bound_certificate.as_ref().map(|b| &b[..]),
+        Some(digest.as_ref())
+    );
+}
+
+#[test]
+fn tokens_without_cnf_or_without_x5t_s256_are_not_bound() {
+    let plain = json!({"iss": "https://issuer.example", "sub": "acme:frontend"});
+    assert_eq!(
+        build(Preset::Generic, &[], plain)
+            .unwrap()
+            .bound_certificate,
+        None
+    );
+    for cnf in [
+        json!({}),
+        json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
+    ] {
+        let id = build(Preset::Generic, &[], with_cnf(cnf.clone())).unwrap();
+        assert_eq!(id.bound_certificate, None, "{cnf}");
+    }
+}
+
+#[test]
+fn cnf_ignores_other_members_next_to_x5t_s256() {
+    let cnf = json!({"x5t#S256": THUMBPRINT, "jkt": "abc", "kid": 7});
+    let id = build(Preset::Generic, &[], with_cnf(cnf)).unwrap();
+    assert_eq!(id.bound_certificate, Some(counting()));
+}
+
+#[test]
+fn rejects_a_cnf_binding_that_cannot_be_read() {
+    let padded = format!("{THUMBPRINT}=");
+    let standard_alphabet = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+";
+    let sha1 = URL_SAFE_NO_PAD.encode([7u8; 20]);
+    let sha512 = URL_SAFE_NO_PAD.encode([7u8; 64]);
+    for (cnf, detail) in [
+        (json!("x5t#S256"), "`cnf` must be an object, found a string"),
+        (
+            json!(["x5t#S256", THUMBPRINT]),
+            "`cnf` must be an object, found an array",
+        ),
+        (json!(null), "`cnf` must be an object, found null"),
+        (json!({"x5t#S256": 42}), "expected a string, found a number"),
+        (json!({"x5t#S256": null}), "expected a string, found null"),
+        (json!({"x5t#S256": ""}), "is 0"),
+        (json!({"x5t#S256": padded}), "base64url"),
+        (json!({"x5t#S256": standard_alphabet}), "base64url"),
+        (json!({"x5t#S256": "not base64!"}), "base64url"),
+        (json!({"x5t#S256": sha1}), "32 bytes, this one is 20"),
+        (json!({"x5t#S256": sha512}), "32 bytes, this one is 64"),
+    ] {
+        assert_invalid(
+            build(Preset::Generic, &[], with_cnf(cnf)),
+            "/cnf/x5t#S256",
+            detail,
+        );
+    }
+}
+
 // ---- robustness ----
 
 fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
@@ -692,19 +889,19 @@ fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
 proptest::proptest! {
     #[test]
     fn never_panics_on_arbitrary_claims(
-        values in proptest::collection::vec(json_value(), 12),
-        sub in "[a-z:]{0,12}",
+        values in proptest::collection::vec(json_value(), 13),
+        sub in "(spiffe://)?[a-z:/.]{0,12}",
     ) {
         let keys = [
             "iss", "kubernetes.io", "kubernetes.io/serviceaccount/namespace",
             "kubernetes.io/serviceaccount/service-account.name", "italypaleale.me/tsiam", "tsiam",
-            "repository", "ref", "org_name", "app_name", "machine_id", "x",
+            "repository", "ref", "org_name", "app_name", "machine_id", "x", "cnf",
         ];
         let mut token: Map<String, Value> = keys.iter().map(|k| k.to_string()).zip(values).collect();
         token.insert("sub".into(), Value::from(sub));
         let mappings = [("tags", "/x"), ("m", "/kubernetes.io/namespace"), ("n", "/italypaleale.me~1tsiam")];
-        for preset in [Preset::Generic, Preset::Tsiam, Preset::Kubernetes, Preset::GithubActions, Preset::Fly] {
-            let _ = identity(&issuer(preset, &mappings), &token, 0);
+        for preset in [Preset::Generic, Preset::Tsiam, Preset::Kubernetes, Preset::GithubActions, Preset::Fly, Preset::SpiffeJwt] {
+            let _ = identity(&issuer(preset, &mappings), &token, 0, &trust_domains());
         }
     }
 }
