@@ -380,3 +380,58 @@ impl TestIssuer for DevIssuer {
         self.signer().expect("a signer")
     }
 }
+
+pub mod grpc;
+pub mod h2;
+pub mod tls;
+pub mod ws;
+
+impl WispBuilder {
+    /// Like [`WispBuilder::start`], with the generated config text passed
+    /// through `edit` first: for keys the builder writes itself (`upstream:`).
+    pub async fn start_edited(self, edit: impl FnOnce(String) -> String) -> Wisp {
+        let (dir, config, listen, admin) = self.write();
+        let text = std::fs::read_to_string(&config).expect("read config");
+        std::fs::write(&config, edit(text)).expect("write config");
+        let stderr_path = dir.path().join("wisp.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_wisp"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn wisp");
+        let wisp = Wisp {
+            dir,
+            listen,
+            admin,
+            child,
+            stderr_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(response) = get(admin, "/healthz", &[]).await {
+                if response.status == 200 {
+                    return wisp;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wisp did not start:\n{}",
+                wisp.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A [`WispBuilder::start_edited`] edit: speak h2c (prior knowledge) to the upstream.
+pub fn upstream_http2(config: String) -> String {
+    assert!(config.contains("upstream: { address:"), "{config}");
+    config.replacen(
+        "upstream: { address:",
+        "upstream: { http2: true, address:",
+        1,
+    )
+}
