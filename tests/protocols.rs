@@ -1,12 +1,12 @@
-//! Protocols end to end (issue 3, point 8) and the mTLS listener: WebSocket
-//! upgrades, gRPC (unary, server-streaming, trailers, denials as gRPC
-//! statuses), HTTP/2 over TLS via ALPN, and X509-SVID client certificates.
+//! Protocols end to end (issue 3, point 8): WebSocket upgrades, gRPC (unary,
+//! server-streaming, trailers, denials as gRPC statuses), HTTP/2 over TLS via
+//! ALPN. mTLS and SPIFFE identities are in tests/mtls.rs.
 //! Every test starts the real binary with a real dev issuer and real upstreams.
 
 mod common;
 
 use common::grpc::{start_grpc_upstream, EchoClient};
-use common::tls::{BrokenSvid, Pki, TlsError, TlsUpstream};
+use common::tls::{BrokenSvid, Pki, TlsUpstream};
 use common::ws::{seen_header, start_ws_upstream, upgrade_seen, ws_connect};
 use common::*;
 use futures_util::SinkExt;
@@ -24,21 +24,6 @@ const FRONTEND_CALLS_ECHO: &str = r#"
 @id("frontend-calls-echo")
 permit (principal, action == Action::"POST", resource)
 when { principal.sub like "acme:frontend:*" && resource.path like "/wisp.test.Echo/*" };
-"#;
-
-const PROD_WORKLOADS: &str = r#"
-@id("prod-workloads")
-permit (principal, action, resource)
-when {
-  principal.authn == "mtls" &&
-  principal has spiffe_id && principal.spiffe_id like "spiffe://example.org/ns/prod/*" &&
-  principal has trust_domain && principal.trust_domain == "example.org"
-};
-"#;
-
-const ANYONE_AUTHENTICATED: &str = r#"
-@id("anyone-authenticated")
-permit (principal, action, resource);
 "#;
 
 // ---------------------------------------------------------------- helpers ---
@@ -189,7 +174,6 @@ async fn grpc_deployment() -> (DevIssuer, common::grpc::GrpcUpstream, Wisp) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-
 async fn grpc_unary_and_server_streaming_calls_pass_through_wisp_with_trailers() {
     let (issuer, upstream, wisp) = grpc_deployment().await;
     let token = issuer.token(json!({"sub": "acme:frontend:web-1"}));
@@ -221,7 +205,6 @@ async fn grpc_unary_and_server_streaming_calls_pass_through_wisp_with_trailers()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-
 async fn grpc_call_denied_by_policy_gets_grpc_status_permission_denied() {
     let (issuer, upstream, wisp) = grpc_deployment().await;
     let token = issuer.token(json!({"sub": "acme:batch:job-7"}));
@@ -247,7 +230,6 @@ async fn grpc_call_denied_by_policy_gets_grpc_status_permission_denied() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-
 async fn grpc_call_without_credentials_gets_grpc_status_unauthenticated() {
     let (_issuer, upstream, wisp) = grpc_deployment().await;
 
@@ -272,7 +254,6 @@ async fn grpc_call_without_credentials_gets_grpc_status_unauthenticated() {
 // ------------------------------------------------------- TLS and HTTP/2 ---
 
 #[tokio::test(flavor = "multi_thread")]
-
 async fn http2_over_tls_request_is_authorized_and_proxied() {
     let pki = Pki::new();
     let issuer = start_issuer().await;
@@ -323,7 +304,6 @@ async fn http2_over_tls_request_is_authorized_and_proxied() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-
 async fn grpc_over_tls_with_alpn_h2_reaches_the_grpc_upstream() {
     let pki = Pki::new();
     let issuer = start_issuer().await;
@@ -351,127 +331,4 @@ async fn grpc_over_tls_with_alpn_h2_reaches_the_grpc_upstream() {
     assert_eq!(reply.message, "over tls");
     let counted = client.count(3, None).await.expect("Count");
     assert_eq!(counted.items, [0, 1, 2]);
-}
-
-// ------------------------------------------------------------------- mTLS ---
-
-async fn mtls_deployment(client_auth: &str, policy: &str) -> (Pki, DevIssuer, EchoServer, Wisp) {
-    let pki = Pki::new();
-    let issuer = start_issuer().await;
-    let echo = start_echo().await;
-    let wisp = WispBuilder::new(echo.addr())
-        .issuer(issuer_yaml("dev", &issuer, ""))
-        .policy("mtls.cedar", policy)
-        .extra(&pki.listener_yaml(client_auth))
-        .start()
-        .await;
-    wisp.wait_ready().await;
-    (pki, issuer, echo, wisp)
-}
-
-#[tokio::test(flavor = "multi_thread")]
-
-async fn mtls_allows_and_denies_by_spiffe_id_prefix() {
-    let (pki, _issuer, echo, wisp) = mtls_deployment("required", PROD_WORKLOADS).await;
-    let prod = pki.ca.svid("spiffe://example.org/ns/prod/sa/orders");
-    let staging = pki.ca.svid("spiffe://example.org/ns/staging/sa/orders");
-
-    let allowed = pki
-        .client()
-        .with_cert(&prod)
-        .request(
-            wisp.listen,
-            "GET",
-            "/api/orders",
-            &[("x-wisp-spiffe-id", "spiffe://example.org/ns/prod/sa/forged")],
-        )
-        .await
-        .unwrap_or_else(|e| panic!("mTLS request: {e}\n{}", wisp.log()));
-    assert_eq!(allowed.status, 200, "{}", allowed.body);
-    assert_eq!(
-        allowed.upstream_header("x-wisp-spiffe-id"),
-        ["spiffe://example.org/ns/prod/sa/orders"],
-        "verified identity only; the client-sent copy is stripped"
-    );
-    assert_eq!(
-        allowed.upstream_header("x-wisp-subject"),
-        ["spiffe://example.org/ns/prod/sa/orders"]
-    );
-
-    let denied = pki
-        .client()
-        .with_cert(&staging)
-        .request(wisp.listen, "GET", "/api/orders", &[])
-        .await
-        .expect("mTLS request");
-    assert_eq!(denied.status, 403, "{}", denied.body);
-    assert_eq!(echo.requests(), 1);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-
-async fn client_auth_required_rejects_a_client_without_a_certificate_at_the_handshake() {
-    let (pki, issuer, echo, wisp) = mtls_deployment("required", ANYONE_AUTHENTICATED).await;
-    assert!(pki.client().handshake_rejected(wisp.listen).await);
-
-    // A bearer token does not stand in for the certificate.
-    let token = issuer.token(json!({"sub": "acme:frontend:web-1"}));
-    let outcome = pki.client().get_with_token(wisp.listen, "/", &token).await;
-    assert!(matches!(outcome, Err(TlsError::Rejected(_))), "{outcome:?}");
-    assert_eq!(echo.requests(), 0);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-
-async fn client_auth_optional_lets_a_bearer_only_client_through() {
-    let (pki, issuer, echo, wisp) = mtls_deployment("optional", ANYONE_AUTHENTICATED).await;
-    let client = pki.client();
-    assert!(!client.handshake_rejected(wisp.listen).await);
-
-    let token = issuer.token(json!({"sub": "acme:frontend:web-1"}));
-    let allowed = client
-        .get_with_token(wisp.listen, "/api/orders", &token)
-        .await
-        .unwrap_or_else(|e| panic!("TLS request: {e}\n{}", wisp.log()));
-    assert_eq!(allowed.status, 200, "{}", allowed.body);
-    assert_eq!(
-        allowed.upstream_header("x-wisp-subject"),
-        ["acme:frontend:web-1"]
-    );
-    assert!(allowed.upstream_header("x-wisp-spiffe-id").is_empty());
-
-    let anonymous = client
-        .request(wisp.listen, "GET", "/api/orders", &[])
-        .await
-        .expect("TLS request");
-    assert_eq!(anonymous.status, 401);
-    assert_eq!(echo.requests(), 1);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-
-async fn every_broken_client_certificate_is_rejected() {
-    let (pki, _issuer, echo, wisp) = mtls_deployment("required", ANYONE_AUTHENTICATED).await;
-    let good = pki.ca.svid("spiffe://example.org/ns/prod/sa/orders");
-    let control = pki
-        .client()
-        .with_cert(&good)
-        .request(wisp.listen, "GET", "/", &[])
-        .await
-        .unwrap_or_else(|e| panic!("valid SVID: {e}\n{}", wisp.log()));
-    assert_eq!(control.status, 200, "a valid SVID passes: {}", control.body);
-
-    for kind in BrokenSvid::ALL {
-        let client = pki.client().with_cert(&pki.ca.broken_svid(kind));
-        match client.request(wisp.listen, "GET", "/", &[]).await {
-            Err(TlsError::Rejected(_)) => {}
-            Ok(response) => assert_eq!(response.status, 401, "{kind:?}: {}", response.body),
-            Err(TlsError::Io(e)) => panic!("{kind:?}: {e}"),
-        }
-    }
-    assert_eq!(
-        echo.requests(),
-        1,
-        "only the valid SVID reached the upstream"
-    );
 }

@@ -358,6 +358,12 @@ impl TlsClient {
         self
     }
 
+    /// Also trusts `ca` for the server certificate.
+    pub fn with_root(mut self, ca: &Ca) -> TlsClient {
+        self.roots.push(ca.der());
+        self
+    }
+
     /// Uses `name` for SNI and server certificate verification.
     pub fn with_server_name(mut self, name: &str) -> TlsClient {
         self.server_name = name.to_string();
