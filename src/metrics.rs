@@ -52,6 +52,9 @@ pub struct Metrics {
     /// `wisp_tls_cert_expiry_timestamp_seconds{cert}`: `server` (the listener's
     /// leaf) and `client_ca` (the earliest CA in the client trust bundle).
     pub tls_cert_expiry: IntGaugeVec,
+    /// `wisp_tls_client_cert_rejections_total{reason}`: client certificates
+    /// refused at the handshake (chain) or after it (X.509-SVID rules).
+    pub tls_client_cert_rejections: IntCounterVec,
 }
 
 /// Request latency buckets: 50 µs … 10 s.
@@ -159,7 +162,15 @@ impl Metrics {
         registry.register(Box::new(policy_reload.clone()))?;
         registry.register(Box::new(policies.clone()))?;
         registry.register(Box::new(dry_run_decisions.clone()))?;
+        let tls_client_cert_rejections = IntCounterVec::new(
+            Opts::new(
+                "wisp_tls_client_cert_rejections_total",
+                "Client certificates refused, by reason (chain verification or X.509-SVID rule).",
+            ),
+            &["reason"],
+        )?;
         registry.register(Box::new(tls_cert_expiry.clone()))?;
+        registry.register(Box::new(tls_client_cert_rejections.clone()))?;
         registry.register(Box::new(build_info))?;
 
         Ok(Metrics {
@@ -177,6 +188,7 @@ impl Metrics {
             policies,
             dry_run_decisions,
             tls_cert_expiry,
+            tls_client_cert_rejections,
         })
     }
 

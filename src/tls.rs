@@ -51,6 +51,7 @@ pub struct TlsMaterial {
     stamps: Mutex<Stamps>,
     server_expiry: IntGauge,
     client_ca_expiry: Option<IntGauge>,
+    rejections: prometheus::IntCounterVec,
 }
 
 /// Versions of the files behind the loaded material.
@@ -103,7 +104,11 @@ impl TlsMaterial {
                     .tls_cert_expiry
                     .with_label_values(&[ExpiryLabel::ClientCa.as_str()]);
                 gauge.set(bundle.earliest_not_after);
-                let verifier = RotatingClientVerifier::new(bundle.verifier, mandatory);
+                let verifier = RotatingClientVerifier::new(
+                    bundle.verifier,
+                    mandatory,
+                    metrics.tls_client_cert_rejections.clone(),
+                );
                 (Some(Arc::new(verifier)), Some(stamp), Some(gauge))
             }
         };
@@ -119,6 +124,7 @@ impl TlsMaterial {
             }),
             server_expiry,
             client_ca_expiry,
+            rejections: metrics.tls_client_cert_rejections.clone(),
         }))
     }
 
@@ -181,6 +187,7 @@ impl TlsMaterial {
     pub fn settings(self: &Arc<Self>) -> TlsSettings {
         let callback = Box::new(PeerCertificateCallback {
             trust_domains: self.trust_domains.clone(),
+            rejections: self.rejections.clone(),
         });
         // Invariant: pingora 0.9's `with_callbacks` always returns `Ok` (it only
         // fills in a struct); the `Result` is for API symmetry.

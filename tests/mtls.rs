@@ -152,6 +152,17 @@ async fn every_broken_client_certificate_is_rejected() {
         1,
         "only the valid SVID reached the upstream"
     );
+    let metrics = wisp.metrics().await;
+    let rejected = |reason: &str| {
+        metric_value(
+            &metrics,
+            &format!(r#"wisp_tls_client_cert_rejections_total{{reason="{reason}"}}"#),
+        )
+    };
+    assert!(rejected("untrusted_issuer") >= 1.0, "{metrics}");
+    assert!(rejected("expired") >= 1.0, "{metrics}");
+    assert!(rejected("svid_multiple_uri_sans") >= 1.0, "{metrics}");
+    assert!(rejected("svid_untrusted_domain") >= 1.0, "{metrics}");
 }
 
 // ------------------------------------------------------- RFC 8705 binding ---

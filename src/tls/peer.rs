@@ -63,6 +63,7 @@ struct PeerExtension(Arc<PeerCertificate>);
 /// [`PeerCertificate`] stored with the connection.
 pub(super) struct PeerCertificateCallback {
     pub(super) trust_domains: Arc<[String]>,
+    pub(super) rejections: prometheus::IntCounterVec,
 }
 
 #[async_trait]
@@ -73,6 +74,9 @@ impl TlsAccept for PeerCertificateCallback {
     ) -> Option<Arc<dyn Any + Send + Sync>> {
         let leaf = tls.peer_certificate_der()?;
         let peer = PeerCertificate::from_verified_leaf(leaf, &self.trust_domains);
+        if let PeerCertificate::Invalid(error) = &peer {
+            self.rejections.with_label_values(&[error.reason()]).inc();
+        }
         Some(Arc::new(PeerExtension(Arc::new(peer))))
     }
 }

@@ -60,13 +60,19 @@ pub(super) struct Trust {
 pub(super) struct RotatingClientVerifier {
     current: ArcSwap<Trust>,
     mandatory: bool,
+    rejections: prometheus::IntCounterVec,
 }
 
 impl RotatingClientVerifier {
-    pub(super) fn new(verifier: Arc<dyn ClientCertVerifier>, mandatory: bool) -> Self {
+    pub(super) fn new(
+        verifier: Arc<dyn ClientCertVerifier>,
+        mandatory: bool,
+        rejections: prometheus::IntCounterVec,
+    ) -> Self {
         RotatingClientVerifier {
             current: ArcSwap::from_pointee(Trust { verifier }),
             mandatory,
+            rejections,
         }
     }
 
@@ -105,10 +111,17 @@ impl ClientCertVerifier for RotatingClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.current
-            .load()
-            .verifier
-            .verify_client_cert(end_entity, intermediates, now)
+        let result =
+            self.current
+                .load()
+                .verifier
+                .verify_client_cert(end_entity, intermediates, now);
+        if let Err(error) = &result {
+            let reason = rejection_reason(error);
+            self.rejections.with_label_values(&[reason]).inc();
+            tracing::warn!(reason, %error, "client certificate refused at the handshake");
+        }
+        result
     }
 
     fn verify_tls12_signature(
@@ -137,5 +150,22 @@ impl ClientCertVerifier for RotatingClientVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.current.load().verifier.supported_verify_schemes()
+    }
+}
+
+/// A stable reason for a chain-verification failure (metric label).
+fn rejection_reason(error: &rustls::Error) -> &'static str {
+    use rustls::CertificateError as E;
+    match error {
+        rustls::Error::InvalidCertificate(certificate) => match certificate {
+            E::Expired | E::ExpiredContext { .. } => "expired",
+            E::NotValidYet | E::NotValidYetContext { .. } => "not_yet_valid",
+            E::UnknownIssuer => "untrusted_issuer",
+            E::InvalidPurpose | E::InvalidPurposeContext { .. } => "wrong_key_usage",
+            E::BadSignature => "bad_signature",
+            E::Revoked => "revoked",
+            _ => "invalid_certificate",
+        },
+        _ => "invalid_certificate",
     }
 }
