@@ -243,11 +243,14 @@ mod jwk {
         })
     }
 
-    /// `use`, if present, must be `sig`; `key_ops`, if present, must include `verify`.
+    /// `use`, if present, must be `sig`, or `jwt-svid` (a SPIFFE trust bundle's
+    /// JWT signing keys, as `spire-server bundle show -format spiffe` writes
+    /// them; its `x509-svid` entries are CA certificates, not JWT keys);
+    /// `key_ops`, if present, must include `verify`.
     fn check_usage(jwk: &Map<String, Value>) -> Result<(), Skip> {
         match jwk.get("use") {
             None => {}
-            Some(Value::String(u)) if u == "sig" => {}
+            Some(Value::String(u)) if u == "sig" || u == "jwt-svid" => {}
             Some(_) => return Err("use is not sig"),
         }
         match jwk.get("key_ops") {
@@ -439,9 +442,20 @@ mod tests {
     }
 
     #[test]
+    fn accepts_spiffe_bundle_jwt_svid_keys() {
+        let doc = jwks(&[with(p256(), json!({"use": "jwt-svid", "kid": "spire"}))]);
+        let set = KeySet::from_jwks_json(&doc, ALL).unwrap();
+        assert!(set.has_kid("spire"));
+    }
+
+    #[test]
     fn skips_keys_not_meant_for_signatures() {
         assert_eq!(
             skipped_reason(with(p256(), json!({"use": "enc"})), ALL),
+            "use is not sig"
+        );
+        assert_eq!(
+            skipped_reason(with(p256(), json!({"use": "x509-svid"})), ALL),
             "use is not sig"
         );
         assert_eq!(
