@@ -129,7 +129,7 @@ pub struct AdminConfig {
 }
 
 /// Issuer kinds: each is a default claim mapping plus that kind's checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Preset {
     /// No mapping beyond `sub`/`iss`; `tags` only via `claims:`.
@@ -148,7 +148,7 @@ pub enum Preset {
 }
 
 /// Where an issuer's keys come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum JwksSource {
     /// `{issuer}/.well-known/openid-configuration` → `jwks_uri`.
     Discovery,
@@ -158,8 +158,10 @@ pub enum JwksSource {
     File(PathBuf),
 }
 
-/// One token issuer.
-#[derive(Debug, Clone)]
+/// One token issuer. `Hash` covers every rule a token is verified under: the
+/// token cache uses it so a changed issuer never serves tokens verified
+/// under the old rules.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IssuerConfig {
     /// Short name used in metrics, logs and `/readyz`.
     pub name: String,
@@ -188,7 +190,7 @@ pub struct IssuerConfig {
 }
 
 /// One `claims:` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClaimMapping {
     /// Cedar attribute name (a valid Cedar identifier).
     pub attribute: String,

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub token_cache_hits: IntCounter,
     /// `wisp_token_cache_misses_total`.
     pub token_cache_misses: IntCounter,
+    /// `wisp_token_cache_evictions_total`: entries pushed out by the byte bound.
+    pub token_cache_evictions: IntCounter,
     /// `wisp_token_cache_entries` (set at scrape time).
     pub token_cache_entries: IntGauge,
     /// `wisp_token_cache_bytes` (set at scrape time).
@@ -94,6 +96,10 @@ impl Metrics {
             "wisp_token_cache_misses_total",
             "Verified-token cache misses (full verification).",
         )?;
+        let token_cache_evictions = IntCounter::new(
+            "wisp_token_cache_evictions_total",
+            "Verified-token cache entries evicted to stay within max_bytes.",
+        )?;
         let token_cache_entries = IntGauge::new(
             "wisp_token_cache_entries",
             "Tokens in the verified-token cache.",
@@ -154,6 +160,7 @@ impl Metrics {
         registry.register(Box::new(duration))?;
         registry.register(Box::new(token_cache_hits.clone()))?;
         registry.register(Box::new(token_cache_misses.clone()))?;
+        registry.register(Box::new(token_cache_evictions.clone()))?;
         registry.register(Box::new(token_cache_entries.clone()))?;
         registry.register(Box::new(token_cache_bytes.clone()))?;
         registry.register(Box::new(jwks_refresh.clone()))?;
@@ -179,6 +186,7 @@ impl Metrics {
             durations,
             token_cache_hits,
             token_cache_misses,
+            token_cache_evictions,
             token_cache_entries,
             token_cache_bytes,
             jwks_refresh,

@@ -4,6 +4,7 @@
 //! ([`jwks`](super::jwks)) and the [`TokenCache`].
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use super::jwks::{IssuerKeys, LoadedKeys, REFETCH_WAIT};
@@ -16,6 +17,10 @@ use crate::metrics::Metrics;
 /// The authentication stage.
 pub struct Authenticator {
     issuers: Vec<Arc<IssuerKeys>>,
+    /// Per issuer, a hash of every rule its tokens are verified under (the
+    /// issuer's config and the trust domains): a cached token verified under
+    /// other rules is verified afresh.
+    issuer_fingerprints: Vec<u64>,
     by_iss: HashMap<String, usize>,
     cache: Option<TokenCache>,
     max_token_bytes: usize,
@@ -24,8 +29,28 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// Builds the stage for `config`; keys are not fetched yet (see [`Authenticator::issuers`]).
+    /// Builds the stage for `config` with a token cache sized by
+    /// `authn.token_cache.max_bytes`; keys are not fetched yet (see
+    /// [`Authenticator::issuers`]).
     pub fn new(config: &Config, http: reqwest::Client, metrics: Metrics) -> Authenticator {
+        let cache = (config.authn.token_cache_max_bytes > 0).then(|| {
+            TokenCache::new(
+                config.authn.token_cache_max_bytes,
+                metrics.token_cache_evictions.clone(),
+            )
+        });
+        Authenticator::with_cache(config, http, metrics, cache)
+    }
+
+    /// Builds the stage around an existing token cache (e.g. one kept across a
+    /// configuration change: entries verified under other issuer rules are
+    /// never served, see [`CachedToken::issuer_fingerprint`]).
+    pub fn with_cache(
+        config: &Config,
+        http: reqwest::Client,
+        metrics: Metrics,
+        cache: Option<TokenCache>,
+    ) -> Authenticator {
         let issuers: Vec<Arc<IssuerKeys>> = config
             .issuers
             .iter()
@@ -43,10 +68,19 @@ impl Authenticator {
             .enumerate()
             .map(|(index, issuer)| (issuer.issuer.clone(), index))
             .collect();
-        let cache = (config.authn.token_cache_max_bytes > 0)
-            .then(|| TokenCache::new(config.authn.token_cache_max_bytes));
+        let issuer_fingerprints = config
+            .issuers
+            .iter()
+            .map(|issuer| {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                issuer.hash(&mut hasher);
+                config.trust_domains.hash(&mut hasher);
+                hasher.finish()
+            })
+            .collect();
         Authenticator {
             issuers,
+            issuer_fingerprints,
             by_iss,
             cache,
             max_token_bytes: config.authn.max_token_bytes,
@@ -117,6 +151,11 @@ impl Authenticator {
             cache.remove(token);
             return Ok(None);
         };
+        if self.issuer_fingerprints.get(entry.issuer_index) != Some(&entry.issuer_fingerprint) {
+            // Verified under other rules (the configuration changed): verify afresh.
+            cache.remove(token);
+            return Ok(None);
+        }
         if now >= entry.valid_until {
             cache.remove(token);
             return Err(AuthnError::Expired);
@@ -142,6 +181,7 @@ impl Authenticator {
             principal,
             policy_generation,
             issuer_index: entry.issuer_index,
+            issuer_fingerprint: entry.issuer_fingerprint,
             key_fingerprint: entry.key_fingerprint,
             valid_until: entry.valid_until,
             weight: entry.weight,
@@ -188,6 +228,7 @@ impl Authenticator {
             principal,
             policy_generation,
             issuer_index,
+            issuer_fingerprint: self.issuer_fingerprints[issuer_index],
             key_fingerprint: verified.key_fingerprint,
             valid_until: verified.expires_at.saturating_add(leeway),
             weight,
@@ -230,15 +271,4 @@ fn check_jwt_svid_type(typ: Option<&str>) -> Result<(), AuthnError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jwt_svid_type_must_be_jwt_or_jose_when_present() {
-        assert!(check_jwt_svid_type(None).is_ok());
-        assert!(check_jwt_svid_type(Some("JWT")).is_ok());
-        assert!(check_jwt_svid_type(Some("JOSE")).is_ok());
-        assert!(check_jwt_svid_type(Some("at+jwt")).is_err());
-        assert!(check_jwt_svid_type(Some("jwt")).is_err());
-    }
-}
+mod tests;

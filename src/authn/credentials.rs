@@ -165,6 +165,8 @@ fn caller(
         principal,
         policy_generation,
         issuer_index,
+        // Built per request for certificate callers; never cached by token.
+        issuer_fingerprint: 0,
         key_fingerprint,
         weight,
     }))

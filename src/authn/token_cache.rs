@@ -26,6 +26,9 @@ pub struct CachedToken {
     pub policy_generation: u64,
     /// Index of the issuer (in config order) that verified the token.
     pub issuer_index: usize,
+    /// Hash of the issuer rules the token was verified under; a hit under
+    /// other rules is a miss.
+    pub issuer_fingerprint: u64,
     /// Fingerprint of the verifying key.
     pub key_fingerprint: u64,
     /// Unix seconds after which the token is no longer accepted (`exp` + leeway).
@@ -77,8 +80,9 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
-    /// A cache bounded to about `max_bytes`.
-    pub fn new(max_bytes: u64) -> TokenCache {
+    /// A cache bounded to about `max_bytes`; entries pushed out by the bound
+    /// are counted in `evictions`.
+    pub fn new(max_bytes: u64, evictions: prometheus::IntCounter) -> TokenCache {
         let cache = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|key: &Arc<str>, value: &Arc<CachedToken>| {
@@ -87,6 +91,11 @@ impl TokenCache {
                     .saturating_add(value.weight)
             })
             .expire_after(ExpireAtValidUntil)
+            .eviction_listener(move |_key, _value, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    evictions.inc();
+                }
+            })
             .build();
         TokenCache { cache }
     }

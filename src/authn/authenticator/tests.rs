@@ -1,0 +1,243 @@
+//! The authentication stage with its token cache, over a real JWKS file and
+//! tokens minted by the dev issuer.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::*;
+use crate::authn::unix_now;
+use crate::devtools::issuer::{DevIssuer, DevIssuerOptions};
+
+#[test]
+fn jwt_svid_type_must_be_jwt_or_jose_when_present() {
+    assert!(check_jwt_svid_type(None).is_ok());
+    assert!(check_jwt_svid_type(Some("JWT")).is_ok());
+    assert!(check_jwt_svid_type(Some("JOSE")).is_ok());
+    assert!(check_jwt_svid_type(Some("at+jwt")).is_err());
+    assert!(check_jwt_svid_type(Some("jwt")).is_err());
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    issuer: DevIssuer,
+    authorizer: Authorizer,
+    metrics: Metrics,
+}
+
+const ISS: &str = "https://issuer.example";
+
+impl Fixture {
+    async fn new() -> Fixture {
+        crate::server::install_crypto();
+        let issuer = DevIssuer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            DevIssuerOptions {
+                issuer: Some(ISS.into()),
+                default_audience: "orders".into(),
+                ..DevIssuerOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("jwks.json"), issuer.jwks_json()).unwrap();
+        let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let authorizer = Authorizer::load(&policies.join("wisp.cedarschema"), &policies).unwrap();
+        Fixture {
+            dir,
+            issuer,
+            authorizer,
+            metrics: Metrics::new().unwrap(),
+        }
+    }
+
+    fn config(&self, audience: &str, cache_bytes: &str) -> Config {
+        let yaml = format!(
+            "upstream: {{ address: 127.0.0.1:1 }}\n\
+             issuers:\n  - name: test\n    issuer: {ISS}\n    jwks: {{ file: jwks.json }}\n    audiences: [{audience}]\n    algorithms: [ES256]\n    leeway: 5s\n\
+             authn: {{ token_cache: {{ max_bytes: {cache_bytes} }} }}\n\
+             policies: {{ dir: {} }}\n",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("policies").display()
+        );
+        Config::from_yaml(&yaml, &self.dir.path().join("wisp.yaml")).unwrap()
+    }
+
+    async fn authenticator(&self, config: &Config, cache: Option<TokenCache>) -> Authenticator {
+        let http = crate::authn::jwks::http_client().unwrap();
+        let authn = match cache {
+            Some(cache) => {
+                Authenticator::with_cache(config, http, self.metrics.clone(), Some(cache))
+            }
+            None => Authenticator::new(config, http, self.metrics.clone()),
+        };
+        authn.issuers()[0].refresh().await.unwrap();
+        authn
+    }
+
+    async fn check(
+        &self,
+        authn: &Authenticator,
+        token: &str,
+        now: i64,
+    ) -> Result<Arc<CachedToken>, AuthnError> {
+        authn.authenticate(token, &self.authorizer, 1, now).await
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_token_is_a_cache_hit() {
+    let f = Fixture::new().await;
+    let authn = f.authenticator(&f.config("orders", "1MiB"), None).await;
+    let token = f.issuer.mint(json!({"sub": "acme:a:1"})).unwrap();
+    let first = f.check(&authn, &token, unix_now()).await.unwrap();
+    let second = f.check(&authn, &token, unix_now()).await.unwrap();
+    assert!(
+        Arc::ptr_eq(&first, &second),
+        "the second call is served from the cache"
+    );
+    assert_eq!(f.metrics.token_cache_misses.get(), 1);
+    assert_eq!(f.metrics.token_cache_hits.get(), 1);
+}
+
+#[tokio::test]
+async fn tokens_that_fail_are_not_cached() {
+    let f = Fixture::new().await;
+    let authn = f.authenticator(&f.config("orders", "1MiB"), None).await;
+    let wrong_audience = f
+        .issuer
+        .mint(json!({"sub": "acme:a:1", "aud": "billing"}))
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            f.check(&authn, &wrong_audience, unix_now())
+                .await
+                .unwrap_err(),
+            AuthnError::BadAudience
+        );
+    }
+    assert_eq!(f.metrics.token_cache_hits.get(), 0);
+    assert_eq!(authn.cache().unwrap().usage().0, 0);
+}
+
+#[tokio::test]
+async fn an_expired_cached_token_is_rejected_and_leaves_the_cache() {
+    let f = Fixture::new().await;
+    let authn = f.authenticator(&f.config("orders", "1MiB"), None).await;
+    let now = unix_now();
+    let token = f
+        .issuer
+        .mint(json!({"sub": "acme:a:1", "iat": now, "exp": now + 60}))
+        .unwrap();
+    f.check(&authn, &token, now).await.unwrap();
+    assert_eq!(authn.cache().unwrap().usage().0, 1);
+    // Within the leeway (5 s) it is still accepted from the cache…
+    f.check(&authn, &token, now + 64).await.unwrap();
+    // …past it, rejected and dropped.
+    assert_eq!(
+        f.check(&authn, &token, now + 65).await.unwrap_err(),
+        AuthnError::Expired
+    );
+    assert!(authn.cache().unwrap().get(&token).is_none());
+    assert_eq!(authn.cache().unwrap().usage().0, 0);
+}
+
+#[tokio::test]
+async fn cache_entries_expire_on_their_own_at_exp() {
+    let f = Fixture::new().await;
+    let cache = TokenCache::new(1 << 20, f.metrics.token_cache_evictions.clone());
+    let authn = f
+        .authenticator(&f.config("orders", "1MiB"), Some(cache.clone()))
+        .await;
+    let now = unix_now();
+    // exp already within the leeway window: valid for about one more second.
+    let token = f
+        .issuer
+        .mint(json!({"sub": "acme:a:1", "iat": now - 10, "exp": now - 4}))
+        .unwrap();
+    f.check(&authn, &token, now).await.unwrap();
+    assert!(cache.get(&token).is_some());
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert!(
+        cache.get(&token).is_none(),
+        "moka expired the entry at exp + leeway"
+    );
+}
+
+#[tokio::test]
+async fn a_changed_issuer_configuration_never_serves_old_verifications() {
+    let f = Fixture::new().await;
+    let cache = TokenCache::new(1 << 20, f.metrics.token_cache_evictions.clone());
+    let before = f
+        .authenticator(&f.config("orders", "1MiB"), Some(cache.clone()))
+        .await;
+    let token = f.issuer.mint(json!({"sub": "acme:a:1"})).unwrap();
+    f.check(&before, &token, unix_now()).await.unwrap();
+    assert!(cache.get(&token).is_some());
+
+    // The same cache under a configuration whose audience no longer matches.
+    let after = f
+        .authenticator(&f.config("billing", "1MiB"), Some(cache.clone()))
+        .await;
+    assert_eq!(
+        f.check(&after, &token, unix_now()).await.unwrap_err(),
+        AuthnError::BadAudience
+    );
+    assert!(cache.get(&token).is_none(), "the stale entry was dropped");
+}
+
+#[tokio::test]
+async fn a_key_withdrawn_from_the_jwks_fails_cached_tokens_after_the_refresh() {
+    let f = Fixture::new().await;
+    let authn = f.authenticator(&f.config("orders", "1MiB"), None).await;
+    let old_kid = f.issuer.signer().unwrap();
+    let token = f.issuer.mint(json!({"sub": "acme:a:1"})).unwrap();
+    f.check(&authn, &token, unix_now()).await.unwrap();
+
+    f.issuer.rotate().unwrap();
+    f.issuer.remove_key(&old_kid);
+    std::fs::write(f.dir.path().join("jwks.json"), f.issuer.jwks_json()).unwrap();
+    // Still cached until the refresh…
+    f.check(&authn, &token, unix_now()).await.unwrap();
+    authn.issuers()[0].refresh().await.unwrap();
+    // …then verified afresh against the new keys, which no longer have its kid.
+    assert_eq!(
+        f.check(&authn, &token, unix_now()).await.unwrap_err(),
+        AuthnError::UnknownKey
+    );
+}
+
+#[tokio::test]
+async fn the_byte_bound_holds_under_100k_inserts() {
+    let f = Fixture::new().await;
+    let max_bytes: u64 = 1 << 20;
+    let cache = TokenCache::new(max_bytes, f.metrics.token_cache_evictions.clone());
+    let authn = f
+        .authenticator(&f.config("orders", "1MiB"), Some(cache.clone()))
+        .await;
+    let token = f.issuer.mint(json!({"sub": "acme:a:1"})).unwrap();
+    let template = f.check(&authn, &token, unix_now()).await.unwrap();
+    for n in 0..100_000u32 {
+        let key = format!("{token}{n:08}");
+        let entry = CachedToken {
+            identity: template.identity.clone(),
+            principal: template.principal.clone(),
+            policy_generation: 1,
+            issuer_index: 0,
+            issuer_fingerprint: template.issuer_fingerprint,
+            key_fingerprint: template.key_fingerprint,
+            valid_until: template.valid_until,
+            weight: template.weight,
+        };
+        cache.insert(&key, Arc::new(entry));
+    }
+    let (entries, bytes) = cache.usage();
+    assert!(bytes <= max_bytes, "{bytes} bytes held, bound {max_bytes}");
+    assert!(entries > 100 && entries < 100_000, "{entries} entries");
+    assert!(
+        f.metrics.token_cache_evictions.get() > 90_000,
+        "{}",
+        f.metrics.token_cache_evictions.get()
+    );
+}
