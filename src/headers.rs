@@ -38,35 +38,72 @@ pub fn strip(request: &mut RequestHeader, names: &IdentityHeaderNames) {
     }
 }
 
+/// The identity header values of one caller, built once per verified token
+/// (and cached with it), so a request only clones them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityHeaderValues {
+    subject: http::HeaderValue,
+    issuer: http::HeaderValue,
+    /// Tags, comma-separated; `None` when there are none.
+    tags: Option<http::HeaderValue>,
+    /// Only when the identity has a `spiffe_id` string attribute.
+    spiffe_id: Option<http::HeaderValue>,
+}
+
+impl IdentityHeaderValues {
+    /// Builds the values for `identity`.
+    ///
+    /// # Errors
+    /// A message naming the value that cannot be carried in a header (the
+    /// identity builders reject such claims, so this is a second line of defence).
+    pub fn new(identity: &Identity) -> Result<IdentityHeaderValues, String> {
+        let value = |what: &str, text: &str| {
+            http::HeaderValue::from_str(text)
+                .map_err(|_| format!("{what} cannot be sent in a header"))
+        };
+        let tags = (!identity.tags.is_empty())
+            .then(|| value("tags", &identity.tags.join(",")))
+            .transpose()?;
+        let spiffe_id = match identity.attrs.get("spiffe_id") {
+            Some(AttrValue::String(id)) => Some(value("spiffe_id", id)?),
+            _ => None,
+        };
+        Ok(IdentityHeaderValues {
+            subject: value("sub", &identity.sub)?,
+            issuer: value("iss", &identity.iss)?,
+            tags,
+            spiffe_id,
+        })
+    }
+}
+
 /// Sets the verified identity headers: subject, issuer, tags (comma-separated,
-/// removed when there are none) and the SPIFFE ID (only when the identity has
-/// a `spiffe_id` string attribute). Replaces any earlier value of those names.
+/// removed when there are none) and the SPIFFE ID (removed when there is
+/// none). Replaces any earlier value of those names.
 ///
 /// # Errors
-/// A message when a name or value cannot be carried in a header (never
-/// expected: config validates the names and the identity builder rejects
-/// such claims).
+/// A message when a configured name is not a valid header name (never
+/// expected: config validates the names).
 pub fn inject(
     request: &mut RequestHeader,
-    identity: &Identity,
+    values: &IdentityHeaderValues,
     names: &IdentityHeaderNames,
 ) -> Result<(), String> {
-    set(request, &names.subject, Some(&identity.sub))?;
-    set(request, &names.issuer, Some(&identity.iss))?;
-    let tags = (!identity.tags.is_empty()).then(|| identity.tags.join(","));
-    set(request, &names.tags, tags.as_deref())?;
-    let spiffe_id = match identity.attrs.get("spiffe_id") {
-        Some(AttrValue::String(id)) => Some(id.as_str()),
-        _ => None,
-    };
-    set(request, &names.spiffe_id, spiffe_id)
+    set(request, &names.subject, Some(&values.subject))?;
+    set(request, &names.issuer, Some(&values.issuer))?;
+    set(request, &names.tags, values.tags.as_ref())?;
+    set(request, &names.spiffe_id, values.spiffe_id.as_ref())
 }
 
 /// Inserts `name: value`, or removes `name` when `value` is `None`.
-fn set(request: &mut RequestHeader, name: &str, value: Option<&str>) -> Result<(), String> {
+fn set(
+    request: &mut RequestHeader,
+    name: &str,
+    value: Option<&http::HeaderValue>,
+) -> Result<(), String> {
     match value {
         Some(value) => request
-            .insert_header(name.to_owned(), value)
+            .insert_header(name.to_owned(), value.clone())
             .map_err(|e| format!("cannot set header {name}: {e}")),
         None => {
             request.remove_header(name);
@@ -243,12 +280,9 @@ mod tests {
     #[test]
     fn inject_sets_subject_issuer_and_comma_joined_tags() {
         let mut req = request(&[("x-wisp-subject", "stale")]);
-        inject(
-            &mut req,
-            &identity(&["tag:prod", "tag:web"], None),
-            &names(),
-        )
-        .unwrap();
+        let values_of =
+            IdentityHeaderValues::new(&identity(&["tag:prod", "tag:web"], None)).unwrap();
+        inject(&mut req, &values_of, &names()).unwrap();
         assert_eq!(values(&req, "x-wisp-subject"), ["acme:frontend"]);
         assert_eq!(values(&req, "x-wisp-issuer"), ["https://issuer.example"]);
         assert_eq!(values(&req, "x-wisp-tags"), ["tag:prod,tag:web"]);
@@ -258,7 +292,8 @@ mod tests {
     #[test]
     fn inject_omits_tags_when_there_are_none() {
         let mut req = request(&[]);
-        inject(&mut req, &identity(&[], None), &names()).unwrap();
+        let values_of = IdentityHeaderValues::new(&identity(&[], None)).unwrap();
+        inject(&mut req, &values_of, &names()).unwrap();
         assert!(req.headers.get("x-wisp-tags").is_none());
         assert_eq!(req.headers.len(), 2);
     }
@@ -267,22 +302,25 @@ mod tests {
     fn inject_sends_the_spiffe_id_only_when_it_is_a_string_attribute() {
         let mut req = request(&[]);
         let id = AttrValue::String("spiffe://example.org/ns/a/sa/b".into());
-        inject(&mut req, &identity(&[], Some(id)), &names()).unwrap();
+        let values_of = IdentityHeaderValues::new(&identity(&[], Some(id))).unwrap();
+        inject(&mut req, &values_of, &names()).unwrap();
         assert_eq!(
             values(&req, "x-wisp-spiffe-id"),
             ["spiffe://example.org/ns/a/sa/b"]
         );
 
         let mut req = request(&[]);
-        inject(&mut req, &identity(&[], Some(AttrValue::Long(1))), &names()).unwrap();
+        let values_of =
+            IdentityHeaderValues::new(&identity(&[], Some(AttrValue::Long(1)))).unwrap();
+        inject(&mut req, &values_of, &names()).unwrap();
         assert!(req.headers.get("x-wisp-spiffe-id").is_none());
     }
 
     #[test]
-    fn inject_reports_a_value_that_cannot_be_a_header() {
+    fn a_value_that_cannot_be_a_header_is_an_error() {
         let mut bad = identity(&[], None);
         bad.sub = "a\nb".into();
-        assert!(inject(&mut request(&[]), &bad, &names()).is_err());
+        assert!(IdentityHeaderValues::new(&bad).is_err());
     }
 
     proptest! {

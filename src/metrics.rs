@@ -3,6 +3,9 @@
 //! Every handle the request path touches is resolved here, so a request never
 //! formats a metric name or allocates a label set.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -21,12 +24,63 @@ pub struct StageTimers {
     pub total: Histogram,
 }
 
+/// `wisp_requests_total` with a handle resolved at startup for every
+/// (decision, reason) wisp produces, so counting a request is a lookup in an
+/// immutable map rather than a label hash under the registry's lock.
+#[derive(Debug, Clone)]
+pub struct RequestCounters {
+    vec: IntCounterVec,
+    known: Arc<HashMap<(&'static str, &'static str), IntCounter>>,
+}
+
+impl RequestCounters {
+    fn new(vec: IntCounterVec) -> RequestCounters {
+        let mut pairs: Vec<(&'static str, &'static str)> = vec![
+            ("allow", "policy"),
+            ("allow", "dry_run"),
+            ("public", "public_route"),
+            ("deny", "policy"),
+            ("deny", "policy_error"),
+            ("deny", "bad_request"),
+        ];
+        for reasons in [
+            crate::authn::AuthnError::REASONS,
+            crate::authn::svid::SvidError::REASONS,
+            crate::path::PathError::REASONS,
+        ] {
+            pairs.extend(reasons.iter().map(|reason| ("deny", *reason)));
+        }
+        let known = pairs
+            .into_iter()
+            .map(|pair| (pair, vec.with_label_values(&[pair.0, pair.1])))
+            .collect();
+        RequestCounters {
+            vec,
+            known: Arc::new(known),
+        }
+    }
+
+    /// Counts one request.
+    pub fn inc(&self, decision: &'static str, reason: &'static str) {
+        match self.known.get(&(decision, reason)) {
+            Some(counter) => counter.inc(),
+            // A pair not listed above: still counted, just resolved now.
+            None => self.vec.with_label_values(&[decision, reason]).inc(),
+        }
+    }
+
+    /// The counter of one (decision, reason) pair.
+    pub fn get(&self, decision: &str, reason: &str) -> u64 {
+        self.vec.with_label_values(&[decision, reason]).get()
+    }
+}
+
 /// All of wisp's metrics.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
     /// `wisp_requests_total{decision,reason}`.
-    pub requests: IntCounterVec,
+    pub requests: RequestCounters,
     /// `wisp_request_duration_seconds{stage}`.
     pub durations: StageTimers,
     /// `wisp_token_cache_hits_total`.
@@ -157,6 +211,7 @@ impl Metrics {
             .set(1);
 
         registry.register(Box::new(requests.clone()))?;
+        let requests = RequestCounters::new(requests);
         registry.register(Box::new(duration))?;
         registry.register(Box::new(token_cache_hits.clone()))?;
         registry.register(Box::new(token_cache_misses.clone()))?;
@@ -219,10 +274,11 @@ mod tests {
     #[test]
     fn registers_every_metric_once() {
         let metrics = Metrics::new().unwrap();
-        metrics
-            .requests
-            .with_label_values(&["allow", "policy"])
-            .inc();
+        metrics.requests.inc("allow", "policy");
+        metrics.requests.inc("deny", "something_new");
+        assert_eq!(metrics.requests.get("allow", "policy"), 1);
+        assert_eq!(metrics.requests.get("deny", "something_new"), 1);
+        assert_eq!(metrics.requests.get("deny", "token_expired"), 0);
         metrics.jwks_keys.with_label_values(&["demo"]).set(1);
         let text = String::from_utf8(metrics.render()).unwrap();
         for name in [

@@ -50,6 +50,17 @@ pub enum PathError {
 }
 
 impl PathError {
+    /// Every value [`PathError::reason`] returns.
+    pub const REASONS: &'static [&'static str] = &[
+        "path_not_absolute",
+        "path_encoded_slash",
+        "path_encoded_backslash",
+        "path_encoded_nul",
+        "path_invalid_escape",
+        "path_backslash",
+        "path_control_character",
+    ];
+
     /// The stable, machine-readable reason for logs and metrics.
     pub fn reason(&self) -> &'static str {
         match self {

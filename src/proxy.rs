@@ -252,7 +252,7 @@ impl ProxyHttp for WispProxy {
             upstream_request.remove_header(&http::header::AUTHORIZATION);
         }
         if let Some(caller) = &ctx.caller {
-            headers::inject(upstream_request, &caller.identity, names).map_err(|message| {
+            headers::inject(upstream_request, &caller.header_values, names).map_err(|message| {
                 Error::explain(
                     ErrorType::InternalError,
                     format!("identity header: {message}"),
@@ -339,10 +339,7 @@ impl ProxyHttp for WispProxy {
         } else {
             (ctx.decision, ctx.reason)
         };
-        self.metrics
-            .requests
-            .with_label_values(&[decision, reason])
-            .inc();
+        self.metrics.requests.inc(decision, reason);
         let log = match self.config.log.decisions {
             DecisionLog::All => decision != "public" || status >= 400,
             DecisionLog::Deny => decision == "deny" || reason == "dry_run",

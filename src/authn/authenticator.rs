@@ -178,6 +178,7 @@ impl Authenticator {
             .map_err(AuthnError::SchemaMismatch)?;
         let rebuilt = Arc::new(CachedToken {
             identity: entry.identity.clone(),
+            header_values: entry.header_values.clone(),
             principal,
             policy_generation,
             issuer_index: entry.issuer_index,
@@ -221,10 +222,12 @@ impl Authenticator {
         let principal = authorizer
             .principal(&identity)
             .map_err(AuthnError::SchemaMismatch)?;
+        let header_values = identity_header_values(&identity)?;
         let leeway = i64::try_from(issuer.config().leeway.as_secs()).unwrap_or(0);
         let weight = u32::try_from(identity_weight(&identity)).unwrap_or(u32::MAX);
         Ok(CachedToken {
             identity,
+            header_values,
             principal,
             policy_generation,
             issuer_index,
@@ -257,6 +260,17 @@ impl Authenticator {
             .unwrap_or_else(|_| issuer.keys());
         refreshed.or(current).ok_or_else(unavailable)
     }
+}
+
+/// The identity's upstream header values; a value that cannot be a header is
+/// an authentication failure (never a 500 later).
+pub(super) fn identity_header_values(
+    identity: &crate::identity::Identity,
+) -> Result<crate::headers::IdentityHeaderValues, AuthnError> {
+    crate::headers::IdentityHeaderValues::new(identity).map_err(|detail| AuthnError::InvalidClaim {
+        claim: "sub".to_owned(),
+        detail,
+    })
 }
 
 /// JWT-SVID §3: `typ`, when present, is `JWT` or `JOSE`.

@@ -159,8 +159,10 @@ fn caller(
         .principal(&identity)
         .map_err(AuthnError::SchemaMismatch)?;
     let weight = u32::try_from(identity_weight(&identity)).unwrap_or(u32::MAX);
+    let header_values = super::authenticator::identity_header_values(&identity)?;
     Ok(Arc::new(CachedToken {
         valid_until: identity.expires_at,
+        header_values,
         identity,
         principal,
         policy_generation,

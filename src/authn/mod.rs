@@ -105,6 +105,32 @@ pub enum AuthnError {
 }
 
 impl AuthnError {
+    /// Every value [`AuthnError::reason`] returns, except the certificate
+    /// reasons of [`svid::SvidError::REASONS`].
+    pub const REASONS: &'static [&'static str] = &[
+        "missing_token",
+        "multiple_credentials",
+        "unsupported_scheme",
+        "token_too_large",
+        "malformed_token",
+        "algorithm_not_allowed",
+        "header_key_not_allowed",
+        "unsupported_crit",
+        "unknown_issuer",
+        "issuer_unavailable",
+        "unknown_key",
+        "bad_signature",
+        "token_expired",
+        "token_not_yet_valid",
+        "token_issued_in_future",
+        "token_lifetime_too_long",
+        "bad_audience",
+        "invalid_claim",
+        "schema_mismatch",
+        "client_certificate_required",
+        "token_certificate_mismatch",
+    ];
+
     /// The stable, machine-readable reason: used in the 401 body, the
     /// `reason` metric label and the decision log.
     ///

@@ -69,6 +69,21 @@ pub enum SvidError {
 }
 
 impl SvidError {
+    /// Every value [`SvidError::reason`] returns (metric handles are resolved
+    /// for these at startup).
+    pub const REASONS: &'static [&'static str] = &[
+        "svid_malformed",
+        "svid_no_uri_san",
+        "svid_multiple_uri_sans",
+        "svid_not_spiffe",
+        "svid_invalid_spiffe_id",
+        "svid_no_path",
+        "svid_leaf_is_ca",
+        "svid_key_usage",
+        "svid_no_client_auth_eku",
+        "svid_untrusted_domain",
+    ];
+
     /// Stable reason for logs and metrics.
     pub fn reason(&self) -> &'static str {
         match self {

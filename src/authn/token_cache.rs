@@ -20,6 +20,8 @@ use crate::identity::{AttrValue, Identity};
 pub struct CachedToken {
     /// The verified identity.
     pub identity: Identity,
+    /// The identity headers sent upstream, built once.
+    pub header_values: crate::headers::IdentityHeaderValues,
     /// The principal entity, built for `policy_generation`.
     pub principal: Principal,
     /// The policy generation `principal` was built for.

@@ -222,6 +222,7 @@ async fn the_byte_bound_holds_under_100k_inserts() {
         let key = format!("{token}{n:08}");
         let entry = CachedToken {
             identity: template.identity.clone(),
+            header_values: template.header_values.clone(),
             principal: template.principal.clone(),
             policy_generation: 1,
             issuer_index: 0,
