@@ -25,6 +25,7 @@ pub struct Authenticator {
     cache: Option<TokenCache>,
     max_token_bytes: usize,
     trust_domains: Vec<String>,
+    peer_callers: super::credentials::PeerCallers,
     metrics: Metrics,
 }
 
@@ -85,6 +86,7 @@ impl Authenticator {
             cache,
             max_token_bytes: config.authn.max_token_bytes,
             trust_domains: config.trust_domains.clone(),
+            peer_callers: super::credentials::PeerCallers::default(),
             metrics,
         }
     }
@@ -92,6 +94,11 @@ impl Authenticator {
     /// The issuers' key holders (for the refresh loops and `/readyz`).
     pub fn issuers(&self) -> &[Arc<IssuerKeys>] {
         &self.issuers
+    }
+
+    /// The cache of callers with a client certificate.
+    pub fn peer_callers(&self) -> &super::credentials::PeerCallers {
+        &self.peer_callers
     }
 
     /// The token cache, if enabled.

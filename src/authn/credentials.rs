@@ -81,24 +81,104 @@ pub async fn authenticate(
     }
     match (verified, peer) {
         (Some(verified), None) => Ok(verified),
-        (Some(verified), Some(peer)) => {
-            let identity = combined_identity(&verified.identity, peer)?;
-            caller(
-                identity,
+        (verified, Some(peer)) => {
+            authn
+                .peer_callers()
+                .get_or_build(peer, verified, authorizer, policy_generation, now)
+        }
+        (None, None) => Err(AuthnError::MissingCredentials),
+    }
+}
+
+/// Callers with a client certificate (alone, or with a token), cached so a
+/// connection's repeated requests cost a lookup: keyed by the certificate's
+/// thumbprint (and the token), checked on every hit against the policy
+/// generation, the token cache entry it was built from, and expiry.
+#[derive(Clone)]
+pub struct PeerCallers {
+    cache: moka::sync::Cache<u64, Arc<PeerCaller>>,
+}
+
+struct PeerCaller {
+    thumbprint: [u8; 32],
+    /// The verified token this caller was combined with (identity, not value:
+    /// a re-verified token is a new entry, so its combination is rebuilt).
+    token: Option<Arc<CachedToken>>,
+    caller: Arc<CachedToken>,
+}
+
+impl Default for PeerCallers {
+    fn default() -> Self {
+        PeerCallers::new(10_000)
+    }
+}
+
+impl PeerCallers {
+    /// A cache of at most `capacity` callers (idle entries leave after 5 minutes).
+    pub fn new(capacity: u64) -> PeerCallers {
+        PeerCallers {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_idle(std::time::Duration::from_secs(300))
+                .build(),
+        }
+    }
+
+    fn get_or_build(
+        &self,
+        peer: &PeerIdentity,
+        token: Option<Arc<CachedToken>>,
+        authorizer: &Authorizer,
+        policy_generation: u64,
+        now: i64,
+    ) -> Result<Arc<CachedToken>, AuthnError> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        peer.thumbprint.hash(&mut hasher);
+        token
+            .as_ref()
+            .map(|t| (t.identity.uid.as_str(), t.key_fingerprint))
+            .hash(&mut hasher);
+        let key = hasher.finish();
+        if let Some(hit) = self.cache.get(&key) {
+            let same_token = match (&hit.token, &token) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if hit.thumbprint == peer.thumbprint
+                && same_token
+                && hit.caller.policy_generation == policy_generation
+                && now < hit.caller.valid_until
+            {
+                return Ok(hit.caller.clone());
+            }
+        }
+        let caller = match &token {
+            Some(verified) => caller(
+                combined_identity(&verified.identity, peer)?,
                 authorizer,
                 policy_generation,
                 verified.key_fingerprint,
                 verified.issuer_index,
-            )
-        }
-        (None, Some(peer)) => caller(
-            peer_identity(peer),
-            authorizer,
-            policy_generation,
-            0,
-            usize::MAX,
-        ),
-        (None, None) => Err(AuthnError::MissingCredentials),
+            )?,
+            None => caller(
+                peer_identity(peer),
+                authorizer,
+                policy_generation,
+                0,
+                usize::MAX,
+            )?,
+        };
+        self.cache.insert(
+            key,
+            Arc::new(PeerCaller {
+                thumbprint: peer.thumbprint,
+                token,
+                caller: caller.clone(),
+            }),
+        );
+        Ok(caller)
     }
 }
 

@@ -3,19 +3,65 @@
 use std::borrow::Cow;
 
 use cedar_policy::{
-    AuthorizationError, Authorizer as CedarAuthorizer, Entities, Request, Response,
+    AuthorizationError, Authorizer as CedarAuthorizer, Entities, EntityUid, PolicySet, Request,
+    Response,
 };
 
 use super::diagnostics::error_chain;
 use super::{entities, Authorizer, Decision, Effect, Principal, RequestInfo};
 
-/// See [`Authorizer::authorize`].
+/// See [`Authorizer::authorize`]: the method's slice, through the cache.
 pub(super) fn authorize(
     authorizer: &Authorizer,
     principal: &Principal,
     request: &RequestInfo<'_>,
 ) -> Decision {
-    match evaluate(authorizer, principal, request) {
+    // Unknown methods are answered before the cache, so arbitrary method
+    // strings cannot fill it.
+    let Some(slice) = authorizer.slices.get(request.method) else {
+        return unknown_method(request.method);
+    };
+    authorizer.cache.decide(principal.id, request, || {
+        decide_with(authorizer, principal, request, &slice.uid, &slice.policies)
+    })
+}
+
+/// The reference the fast path must equal: the whole set, no cache.
+#[cfg(test)]
+pub(super) fn authorize_unsliced(
+    authorizer: &Authorizer,
+    principal: &Principal,
+    request: &RequestInfo<'_>,
+) -> Decision {
+    match authorizer.slices.get(request.method) {
+        Some(slice) => decide_with(
+            authorizer,
+            principal,
+            request,
+            &slice.uid,
+            &authorizer.policies,
+        ),
+        None => unknown_method(request.method),
+    }
+}
+
+fn unknown_method(method: &str) -> Decision {
+    Decision {
+        effect: Effect::Deny,
+        policy_ids: Vec::new(),
+        errors: vec![format!("method `{method}` is not an action in the schema")],
+    }
+}
+
+/// Evaluates `policies` for the request with `action`.
+fn decide_with(
+    authorizer: &Authorizer,
+    principal: &Principal,
+    request: &RequestInfo<'_>,
+    action: &EntityUid,
+    policies: &PolicySet,
+) -> Decision {
+    match evaluate(authorizer, principal, request, action, policies) {
         Ok(response) => decide(&response),
         Err(error) => Decision {
             effect: Effect::Deny,
@@ -29,11 +75,9 @@ fn evaluate(
     authorizer: &Authorizer,
     principal: &Principal,
     request: &RequestInfo<'_>,
+    action: &EntityUid,
+    policies: &PolicySet,
 ) -> Result<Response, String> {
-    let action = authorizer
-        .methods
-        .get(request.method)
-        .ok_or_else(|| format!("method `{}` is not an action in the schema", request.method))?;
     let route = entities::route_entity(request.path, request.host)?;
     let resource = route.uid();
     // The route's shape was checked against the schema at load, so it is added
@@ -51,7 +95,7 @@ fn evaluate(
         Some(&authorizer.schema),
     )
     .map_err(|err| format!("request does not match the schema: {}", error_chain(&err)))?;
-    Ok(CedarAuthorizer::new().is_authorized(&request, &authorizer.policies, &entities))
+    Ok(CedarAuthorizer::new().is_authorized(&request, policies, &entities))
 }
 
 /// The principal's entities, re-validated if it was built under another

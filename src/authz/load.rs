@@ -12,9 +12,10 @@ use cedar_policy::{
     Entities, EntityUid, PolicyId, PolicySet, Request, Schema, ValidationMode, Validator,
 };
 
+use super::cache::{DecisionCache, Reads};
 use super::diagnostics::{at_offset, error_chain, line_column, push_all, whole_file};
 use super::entities::{self, WORKLOAD};
-use super::{Authorizer, Diagnostic, RequestInfo};
+use super::{slices, Authorizer, AuthorizerOptions, Diagnostic, RequestInfo};
 
 /// Source of [`Authorizer::generation`].
 static GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -41,7 +42,11 @@ struct Collected {
 }
 
 /// See [`Authorizer::load`].
-pub(super) fn load(schema_path: &Path, dir: &Path) -> Result<Authorizer, Vec<Diagnostic>> {
+pub(super) fn load(
+    schema_path: &Path,
+    dir: &Path,
+    options: AuthorizerOptions,
+) -> Result<Authorizer, Vec<Diagnostic>> {
     let mut collected = Collected::default();
     let schema = load_schema(schema_path, &mut collected);
     match policy_files(dir) {
@@ -71,11 +76,14 @@ pub(super) fn load(schema_path: &Path, dir: &Path) -> Result<Authorizer, Vec<Dia
     } = collected;
     match schema {
         Some(schema) if errors.is_empty() => {
+            let slices = build_slices(&schema, schema_path, methods, &policies, options)
+                .map_err(|diagnostic| vec![diagnostic])?;
             sort(&mut warnings);
             Ok(Authorizer {
+                cache: DecisionCache::new(options.decision_cache_entries, Reads::of(&policies)),
                 schema,
                 policies,
-                methods,
+                slices,
                 warnings,
                 generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             })
@@ -85,6 +93,24 @@ pub(super) fn load(schema_path: &Path, dir: &Path) -> Result<Authorizer, Vec<Dia
             Err(errors)
         }
     }
+}
+
+/// One policy slice per method (see `slices.rs`).
+fn build_slices(
+    schema: &Schema,
+    schema_path: &Path,
+    methods: HashMap<String, EntityUid>,
+    policies: &PolicySet,
+    options: AuthorizerOptions,
+) -> Result<slices::Slices, Diagnostic> {
+    let action_entities = schema.action_entities().map_err(|err| {
+        whole_file(
+            schema_path,
+            format!("action entities: {}", error_chain(&err)),
+        )
+    })?;
+    slices::build(methods, policies, &action_entities, options.slice_by_action)
+        .map_err(|message| whole_file(schema_path, message))
 }
 
 fn sort(diagnostics: &mut Vec<Diagnostic>) {

@@ -8,19 +8,43 @@
 //!   Cedar entity, once per token (`entities.rs`).
 //! - [`Authorizer::authorize`] builds the per-request action, resource and
 //!   context and evaluates; any evaluation error denies (`decision.rs`).
+//!
+//! # Cost that does not grow with the policy count
+//!
+//! Cedar evaluates every policy of the set it is given, so the cost of one
+//! decision grows linearly with the policies. Two exact reductions, both built
+//! at load, keep it flat:
+//!
+//! 1. **Slicing by action** (`slices.rs`): each method evaluates only the
+//!    policies whose action scope can match its action. A policy whose scope
+//!    excludes the action can be neither satisfied nor erroring in Cedar
+//!    (scope is checked first, and scope checks never error), so the slice
+//!    gives the same permits, forbids and errors as the whole set.
+//! 2. **A decision cache** (`cache.rs`), bounded by entries and owned by the
+//!    authorizer, so a reload (a new authorizer) never serves a decision made
+//!    under other policies. Its key is everything a decision depends on: the
+//!    principal entity (each [`Principal`] gets a unique id when built), the
+//!    method, the path, `mtls`, and `host`, `source_ip` and `query` unless a
+//!    scan of the policies proves none reads them. A hit returns the decision
+//!    evaluation returned for an identical question.
+//!
+//! A property test (`tests/equivalence.rs`) compares both, on random policy
+//! sets, principals and request sequences, with evaluating the whole set.
 
+mod cache;
 mod decision;
 mod diagnostics;
 mod entities;
 mod load;
 pub mod reload;
+mod slices;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cedar_policy::{Entities, EntityUid, PolicySet, Schema};
 
@@ -53,6 +77,9 @@ impl std::fmt::Display for Diagnostic {
 }
 
 /// The per-request part of an authorization question.
+///
+/// Every field is part of the decision cache key unless no policy reads it
+/// (`cache.rs`); a new field must be added there too.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestInfo<'a> {
     /// HTTP method, as sent (e.g. `GET`).
@@ -106,8 +133,13 @@ pub struct Decision {
 /// Holds the principal together with the schema's action entities, so a request
 /// only adds its resource. Built by one [`Authorizer`]; used with another (after a
 /// reload) it is re-validated against that one's schema on each request.
+///
+/// Immutable: a clone is the same principal (same [`Principal::id`]).
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// Unique per built principal (never reused in the process); names this
+    /// entity in the decision cache.
+    id: u64,
     uid: EntityUid,
     /// The principal plus the action entities of the schema it was validated against.
     entities: Entities,
@@ -115,7 +147,17 @@ pub struct Principal {
     generation: u64,
 }
 
+/// Source of [`Principal::id`].
+static PRINCIPAL_IDS: AtomicU64 = AtomicU64::new(0);
+
 impl Principal {
+    /// A process-unique number for this principal entity: two principals
+    /// built separately never share it, even with identical attributes, so
+    /// the decision cache never confuses two entities.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// The principal's Cedar uid, e.g. `Workload::"https://issuer#alice"`.
     pub fn uid(&self) -> String {
         self.uid.to_string()
@@ -135,14 +177,46 @@ impl Principal {
     }
 }
 
-/// A loaded, validated policy set with its schema. Immutable; reload builds a new one.
+/// How an [`Authorizer`] evaluates; [`AuthorizerOptions::default`] for serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthorizerOptions {
+    /// Decisions kept in the decision cache (0 disables it).
+    pub decision_cache_entries: u64,
+    /// Evaluate only the policies whose action scope can match the request's
+    /// action (`false` evaluates the whole set: for benchmarks and diagnosis).
+    pub slice_by_action: bool,
+}
+
+impl AuthorizerOptions {
+    /// The decision cache size by default. An entry costs roughly 0.5 KiB
+    /// (key, decision and moka's bookkeeping); 10,000 entries cover the
+    /// callers of one service while keeping within the sidecar's memory
+    /// budget (DESIGN.md: ≤ 64 MiB with 100k cached tokens).
+    pub const DEFAULT_DECISION_CACHE_ENTRIES: u64 = 10_000;
+}
+
+impl Default for AuthorizerOptions {
+    fn default() -> Self {
+        AuthorizerOptions {
+            decision_cache_entries: Self::DEFAULT_DECISION_CACHE_ENTRIES,
+            slice_by_action: true,
+        }
+    }
+}
+
+/// A loaded, validated policy set with its schema. Immutable (apart from its
+/// decision cache); reload builds a new one.
 #[derive(Debug)]
 pub struct Authorizer {
     schema: Schema,
+    /// The whole set (policy ids, counts; the reference evaluation in tests).
     policies: PolicySet,
-    /// HTTP method → its action, for every action that is not an action group
-    /// (a client cannot send `read` as a method and match `in Action::"read"`).
-    methods: HashMap<String, EntityUid>,
+    /// HTTP method → its action and policy slice, for every action that is not
+    /// an action group (a client cannot send `read` as a method and match
+    /// `in Action::"read"`).
+    slices: slices::Slices,
+    /// Decisions made by this authorizer.
+    cache: cache::DecisionCache,
     /// Schema and policy warnings (not errors), for `wisp check`.
     warnings: Vec<Diagnostic>,
     /// Unique per loaded instance; ties [`Principal`]s to the schema they were checked against.
@@ -161,7 +235,19 @@ impl Authorizer {
     /// duplicate ids, templates, validation errors, a schema that does not fit
     /// wisp's model), each with file:line:col.
     pub fn load(schema: &Path, dir: &Path) -> Result<Authorizer, Vec<Diagnostic>> {
-        load::load(schema, dir)
+        load::load(schema, dir, AuthorizerOptions::default())
+    }
+
+    /// [`Authorizer::load`] with explicit [`AuthorizerOptions`].
+    ///
+    /// # Errors
+    /// As [`Authorizer::load`].
+    pub fn load_with(
+        schema: &Path,
+        dir: &Path,
+        options: AuthorizerOptions,
+    ) -> Result<Authorizer, Vec<Diagnostic>> {
+        load::load(schema, dir, options)
     }
 
     /// Builds the principal entity for `identity`, validated against the schema.
@@ -176,6 +262,7 @@ impl Authorizer {
         let uid = entity.uid();
         let entities = entities::with_actions(entity, &self.schema)?;
         Ok(Principal {
+            id: PRINCIPAL_IDS.fetch_add(1, Ordering::Relaxed),
             uid,
             entities,
             generation: self.generation,
@@ -185,8 +272,18 @@ impl Authorizer {
     /// Decides one request. Never panics; default deny; forbid wins; any
     /// evaluation error (or a request that does not fit the schema, such as an
     /// unknown method) denies and is reported in [`Decision::errors`].
+    ///
+    /// Evaluates only the method's policy slice, and answers a repeated
+    /// question from the decision cache (see the module docs: both exact).
     pub fn authorize(&self, principal: &Principal, request: &RequestInfo<'_>) -> Decision {
         decision::authorize(self, principal, request)
+    }
+
+    /// The reference the fast path is tested against: the whole policy set,
+    /// no slicing, no cache.
+    #[cfg(test)]
+    fn authorize_unsliced(&self, principal: &Principal, request: &RequestInfo<'_>) -> Decision {
+        decision::authorize_unsliced(self, principal, request)
     }
 
     /// Number of policies loaded.

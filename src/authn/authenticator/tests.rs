@@ -242,3 +242,89 @@ async fn the_byte_bound_holds_under_100k_inserts() {
         f.metrics.token_cache_evictions.get()
     );
 }
+
+fn peer(spiffe_id: &str, thumbprint: u8) -> crate::authn::svid::PeerIdentity {
+    crate::authn::svid::PeerIdentity {
+        spiffe_id: crate::authn::spiffe::SpiffeId::parse(spiffe_id).unwrap(),
+        thumbprint: [thumbprint; 32],
+        not_after: unix_now() + 3600,
+    }
+}
+
+#[tokio::test]
+async fn certificate_callers_are_cached_per_certificate_and_rebuilt_for_new_policies() {
+    use crate::authn::credentials::{authenticate, Credentials};
+    use crate::config::RequireCredentials::Any;
+    let f = Fixture::new().await;
+    let authn = f.authenticator(&f.config("orders", "1MiB"), None).await;
+    let a = peer("spiffe://example.org/ns/prod/sa/a", 1);
+    let b = peer("spiffe://example.org/ns/prod/sa/b", 2);
+    let ask = |peer, generation| {
+        let credentials = Credentials {
+            token: None,
+            peer: Some(peer),
+        };
+        authenticate(
+            &authn,
+            credentials,
+            Any,
+            &f.authorizer,
+            generation,
+            unix_now(),
+        )
+    };
+    let first = ask(&a, 1).await.unwrap();
+    let again = ask(&a, 1).await.unwrap();
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "same certificate: served from the cache"
+    );
+    assert_eq!(first.identity.sub, "spiffe://example.org/ns/prod/sa/a");
+    let other = ask(&b, 1).await.unwrap();
+    assert_eq!(other.identity.sub, "spiffe://example.org/ns/prod/sa/b");
+    let reloaded = ask(&a, 2).await.unwrap();
+    assert!(
+        !Arc::ptr_eq(&first, &reloaded),
+        "a policy reload rebuilds the principal"
+    );
+    assert_eq!(reloaded.policy_generation, 2);
+}
+
+#[tokio::test]
+async fn a_combined_caller_is_rebuilt_when_its_token_is_verified_afresh() {
+    use crate::authn::credentials::{authenticate, Credentials};
+    use crate::config::RequireCredentials::Any;
+    let f = Fixture::new().await;
+    let authn = f.authenticator(&f.config("orders", "1MiB"), None).await;
+    let cert = peer("spiffe://example.org/ns/prod/sa/a", 1);
+    let token_a = f
+        .issuer
+        .mint(json!({"sub": "acme:a:1", "tags": []}))
+        .unwrap();
+    let token_b = f.issuer.mint(json!({"sub": "acme:b:2"})).unwrap();
+    let ask = |token| {
+        let credentials = Credentials {
+            token: Some(token),
+            peer: Some(&cert),
+        };
+        authenticate(&authn, credentials, Any, &f.authorizer, 1, unix_now())
+    };
+    let first = ask(&token_a).await.unwrap();
+    assert_eq!(
+        first.identity.authn,
+        crate::identity::AuthnMethod::JwtAndMtls
+    );
+    assert!(Arc::ptr_eq(&first, &ask(&token_a).await.unwrap()));
+    let other = ask(&token_b).await.unwrap();
+    assert_eq!(
+        other.identity.sub, "acme:b:2",
+        "another token over the same connection"
+    );
+    authn.cache().unwrap().clear();
+    let fresh = ask(&token_a).await.unwrap();
+    assert!(
+        !Arc::ptr_eq(&first, &fresh),
+        "a re-verified token is combined afresh"
+    );
+    assert_eq!(fresh.identity.sub, "acme:a:1");
+}

@@ -1,6 +1,8 @@
 //! Fixtures shared by the authz tests: tiny builders over temp directories.
 
+mod cache;
 mod decide;
+mod equivalence;
 mod load;
 mod properties;
 
