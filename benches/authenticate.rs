@@ -2,11 +2,12 @@
 //! authenticate (token cache hit vs. full verification) and authorize with
 //! the shipped demo policies.
 //!
-//! - `authn_cache_hit_es256`: a token seen before — a cache lookup plus the
-//!   key-still-published check.
-//! - `authn_cache_off_es256`: the cache disabled — parse, ES256 signature,
-//!   claims, preset mapping and the Cedar principal entity, every time.
-//! - `decision_cache_hit_es256`: cache hit + Cedar authorization.
+//! - `authn_cache_hit_{es256,rs256,eddsa}`: a token seen before — a cache
+//!   lookup plus the key-still-published check.
+//! - `authn_cache_off_{es256,rs256,eddsa}`: the cache disabled — parse,
+//!   signature, claims, preset mapping and the Cedar principal entity, every time.
+//! - `decision_cache_hit_es256`: token cache hit + Cedar authorization (the
+//!   authorizer's decision cache hit after the first iteration).
 //!
 //! `cargo bench --bench authenticate -- --warm-up-time 1 --measurement-time 3`
 
@@ -26,7 +27,8 @@ struct Setup {
     _dir: tempfile::TempDir,
     runtime: tokio::runtime::Runtime,
     authorizer: Authorizer,
-    token: String,
+    /// One token per algorithm: (name, token).
+    tokens: Vec<(&'static str, String)>,
     cached: Authenticator,
     uncached: Authenticator,
 }
@@ -49,16 +51,27 @@ fn setup() -> Setup {
         .await
         .expect("issuer")
     });
-    let token = issuer
-        .mint(json!({"sub": "acme:frontend:web-1", "tags": ["tag:prod", "tag:eu"]}))
-        .expect("mint");
+    let claims = json!({"sub": "acme:frontend:web-1", "tags": ["tag:prod", "tag:eu"]});
+    let es256 = issuer.mint(claims.clone()).expect("mint");
+    let rsa = issuer
+        .add_rsa_key(
+            include_bytes!("../tests/fixtures/rsa2048.pk8.der"),
+            "RS256".parse().expect("alg"),
+        )
+        .expect("rsa key");
+    issuer.set_signer(&rsa).expect("signer");
+    let rs256 = issuer.mint(claims.clone()).expect("mint");
+    let ed = issuer.add_ed25519_key().expect("ed25519 key");
+    issuer.set_signer(&ed).expect("signer");
+    let eddsa = issuer.mint(claims).expect("mint");
+    let tokens = vec![("es256", es256), ("rs256", rs256), ("eddsa", eddsa)];
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("jwks.json"), issuer.jwks_json()).expect("jwks");
     let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/policies");
     let config = |cache: &str| {
         let yaml = format!(
             "upstream: {{ address: 127.0.0.1:1 }}\n\
-             issuers:\n  - name: bench\n    issuer: https://issuer.example\n    jwks: {{ file: jwks.json }}\n    audiences: [orders]\n    algorithms: [ES256]\n    claims: {{ tags: /tags }}\n\
+             issuers:\n  - name: bench\n    issuer: https://issuer.example\n    jwks: {{ file: jwks.json }}\n    audiences: [orders]\n    algorithms: [ES256, RS256, EdDSA]\n    claims: {{ tags: /tags }}\n\
              authn: {{ token_cache: {{ max_bytes: {cache} }} }}\n\
              policies: {{ dir: {policies} }}\n"
         );
@@ -81,7 +94,7 @@ fn setup() -> Setup {
         _dir: dir,
         runtime,
         authorizer,
-        token,
+        tokens,
         cached,
         uncached,
     }
@@ -89,17 +102,20 @@ fn setup() -> Setup {
 
 fn benches(c: &mut Criterion) {
     let s = setup();
-    let authenticate = |authn: &Authenticator| {
+    let authenticate = |authn: &Authenticator, token: &str| {
         s.runtime
-            .block_on(authn.authenticate(black_box(&s.token), &s.authorizer, 1, unix_now()))
+            .block_on(authn.authenticate(black_box(token), &s.authorizer, 1, unix_now()))
             .expect("authenticated")
     };
-    c.bench_function("authn_cache_hit_es256", |b| {
-        b.iter(|| authenticate(&s.cached))
-    });
-    c.bench_function("authn_cache_off_es256", |b| {
-        b.iter(|| authenticate(&s.uncached))
-    });
+    for (alg, token) in &s.tokens {
+        c.bench_function(&format!("authn_cache_hit_{alg}"), |b| {
+            b.iter(|| authenticate(&s.cached, token))
+        });
+        c.bench_function(&format!("authn_cache_off_{alg}"), |b| {
+            b.iter(|| authenticate(&s.uncached, token))
+        });
+    }
+    let es256 = &s.tokens[0].1;
     let request = RequestInfo {
         method: "GET",
         path: "/api/orders",
@@ -110,7 +126,7 @@ fn benches(c: &mut Criterion) {
     };
     c.bench_function("decision_cache_hit_es256", |b| {
         b.iter(|| {
-            let caller = authenticate(&s.cached);
+            let caller = authenticate(&s.cached, es256);
             black_box(
                 s.authorizer
                     .authorize(&caller.principal, black_box(&request)),
