@@ -1,10 +1,7 @@
 //! One authorization: per-request entities, request and evaluation → [`Decision`].
 
-use std::borrow::Cow;
-
 use cedar_policy::{
-    AuthorizationError, Authorizer as CedarAuthorizer, Entities, EntityUid, PolicySet, Request,
-    Response,
+    AuthorizationError, Authorizer as CedarAuthorizer, EntityUid, PolicySet, Request, Response,
 };
 
 use super::diagnostics::error_chain;
@@ -82,10 +79,15 @@ fn evaluate(
     let resource = route.uid();
     // The route's shape was checked against the schema at load, so it is added
     // without re-validation; the principal was validated when it was built.
-    let entities = principal_entities(authorizer, principal)?
-        .into_owned()
-        .add_entities([route], None)
-        .map_err(|err| format!("resource: {}", error_chain(&err)))?;
+    if principal.generation != authorizer.generation {
+        // Built under another authorizer: a reload may have changed the schema.
+        entities::validate_principal(&principal.entity, &authorizer.schema)?;
+    }
+    let entities = authorizer
+        .actions
+        .clone()
+        .add_entities([principal.entity.clone(), route], None)
+        .map_err(|err| format!("entities: {}", error_chain(&err)))?;
     let context = entities::context(request)?;
     let request = Request::new(
         principal.uid.clone(),
@@ -96,22 +98,6 @@ fn evaluate(
     )
     .map_err(|err| format!("request does not match the schema: {}", error_chain(&err)))?;
     Ok(CedarAuthorizer::new().is_authorized(&request, policies, &entities))
-}
-
-/// The principal's entities, re-validated if it was built under another
-/// authorizer (a policy reload may have changed the schema and its actions).
-fn principal_entities<'a>(
-    authorizer: &Authorizer,
-    principal: &'a Principal,
-) -> Result<Cow<'a, Entities>, String> {
-    if principal.generation == authorizer.generation {
-        return Ok(Cow::Borrowed(&principal.entities));
-    }
-    let entity = principal
-        .entities
-        .get(&principal.uid)
-        .ok_or_else(|| format!("principal {} missing from its entities", principal.uid))?;
-    entities::with_actions(entity.clone(), &authorizer.schema).map(Cow::Owned)
 }
 
 /// Cedar's response with one change: any evaluation error denies, because Cedar

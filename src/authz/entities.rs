@@ -72,6 +72,18 @@ pub(super) fn with_actions(entity: Entity, schema: &Schema) -> Result<Entities, 
         .map_err(|err| format!("principal does not match the schema: {}", error_chain(&err)))
 }
 
+/// Checks the principal entity against the schema (types of its attributes,
+/// undeclared ones) without keeping the entities Cedar builds for it.
+pub(super) fn validate_principal(entity: &Entity, schema: &Schema) -> Result<(), String> {
+    with_actions(entity.clone(), schema).map(drop)
+}
+
+/// The schema's action entities, with their action-group parents.
+pub(super) fn schema_actions(schema: &Schema) -> Result<Entities, String> {
+    Entities::from_entities([], Some(schema))
+        .map_err(|err| format!("action entities of the schema: {}", error_chain(&err)))
+}
+
 /// `Route::"<path>"` with its `path` and `host` attributes.
 pub(super) fn route_entity(path: &str, host: &str) -> Result<Entity, String> {
     let attrs = HashMap::from([

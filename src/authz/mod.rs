@@ -46,7 +46,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cedar_policy::{Entities, EntityUid, PolicySet, Schema};
+use cedar_policy::{Entities, Entity, EntityUid, PolicySet, Schema};
 
 use crate::identity::Identity;
 
@@ -141,8 +141,10 @@ pub struct Principal {
     /// entity in the decision cache.
     id: u64,
     uid: EntityUid,
-    /// The principal plus the action entities of the schema it was validated against.
-    entities: Entities,
+    /// The principal entity, validated against the schema of `generation`.
+    /// The schema's action entities are shared by the [`Authorizer`], not
+    /// copied into every cached principal.
+    entity: Entity,
     /// `generation` of the authorizer that built it.
     generation: u64,
 }
@@ -169,11 +171,7 @@ impl Principal {
     /// A message when Cedar cannot serialize the entity (not expected for
     /// entities built from an [`Identity`]).
     pub fn to_json(&self) -> Result<serde_json::Value, String> {
-        let entity = self
-            .entities
-            .get(&self.uid)
-            .ok_or_else(|| format!("principal {} missing from its entities", self.uid))?;
-        entity.to_json_value().map_err(|err| err.to_string())
+        self.entity.to_json_value().map_err(|err| err.to_string())
     }
 }
 
@@ -217,6 +215,8 @@ pub struct Authorizer {
     slices: slices::Slices,
     /// Decisions made by this authorizer.
     cache: cache::DecisionCache,
+    /// The schema's action entities (with their groups), shared by every request.
+    actions: Entities,
     /// Schema and policy warnings (not errors), for `wisp check`.
     warnings: Vec<Diagnostic>,
     /// Unique per loaded instance; ties [`Principal`]s to the schema they were checked against.
@@ -260,11 +260,11 @@ impl Authorizer {
     pub fn principal(&self, identity: &Identity) -> Result<Principal, String> {
         let entity = entities::principal_entity(identity)?;
         let uid = entity.uid();
-        let entities = entities::with_actions(entity, &self.schema)?;
+        entities::validate_principal(&entity, &self.schema)?;
         Ok(Principal {
             id: PRINCIPAL_IDS.fetch_add(1, Ordering::Relaxed),
             uid,
-            entities,
+            entity,
             generation: self.generation,
         })
     }
