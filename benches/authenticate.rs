@@ -55,7 +55,7 @@ fn setup() -> Setup {
     let es256 = issuer.mint(claims.clone()).expect("mint");
     let rsa = issuer
         .add_rsa_key(
-            include_bytes!("../tests/fixtures/rsa2048.pk8.der"),
+            include_bytes!("../src/devtools/testdata/rsa-2048.pk8"),
             "RS256".parse().expect("alg"),
         )
         .expect("rsa key");
