@@ -155,7 +155,20 @@ impl ProxyHttp for WispProxy {
                 return Ok(true);
             }
         };
-        if let Some(uri) = target.rewritten_uri {
+        if let Some(authority) = &target.authority {
+            // RFC 9112 §3.2.2: the target's authority wins over `Host`; the
+            // upstream (and policy) see it as the `Host`.
+            if session
+                .req_header_mut()
+                .insert_header(http::header::HOST, authority.as_str())
+                .is_err()
+            {
+                ctx.outcome("deny", "path_not_absolute");
+                reject(session, Rejection::BadRequest("path_not_absolute")).await;
+                return Ok(true);
+            }
+        }
+        if let Some(uri) = target.rewritten_uri.clone() {
             session.req_header_mut().set_uri(uri);
         }
 
@@ -385,12 +398,44 @@ struct Target {
     query: Option<String>,
     /// The URI to forward when normalization changed anything.
     rewritten_uri: Option<http::Uri>,
+    /// The authority of an absolute-form target, which replaces `Host`.
+    authority: Option<String>,
+}
+
+/// Splits an absolute-form request target (`http://host:port/path?q`, which
+/// HTTP/1.1 servers must accept, RFC 9112 §3.2.2) into its authority and its
+/// origin-form rest (`/path?q`, or `/` when there is no path). Other targets
+/// are returned as they are, with no authority.
+fn split_absolute_form(raw: &str) -> (Option<&str>, std::borrow::Cow<'_, str>) {
+    let scheme_len = ["http://", "https://"]
+        .iter()
+        .find(|scheme| {
+            raw.len() >= scheme.len() && raw[..scheme.len()].eq_ignore_ascii_case(scheme)
+        })
+        .map(|scheme| scheme.len());
+    let Some(scheme_len) = scheme_len else {
+        return (None, std::borrow::Cow::Borrowed(raw));
+    };
+    let rest = &raw[scheme_len..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, origin) = rest.split_at(end);
+    let origin = if origin.starts_with('/') {
+        std::borrow::Cow::Borrowed(origin)
+    } else {
+        std::borrow::Cow::Owned(format!("/{origin}"))
+    };
+    (Some(authority), origin)
 }
 
 /// Normalizes the raw request target; `Err` carries the 400 reason.
 fn normalized_target(request: &RequestHeader) -> std::result::Result<Target, &'static str> {
     let raw = std::str::from_utf8(request.raw_path()).map_err(|_| "invalid_path")?;
-    let normalized = path::normalize(raw).map_err(|error| error.reason())?;
+    let (authority, origin) = split_absolute_form(raw);
+    if authority.is_some_and(|a| a.is_empty() || a.contains('@')) {
+        // No host, or userinfo (`http://user@host/`): ambiguous, refused.
+        return Err("path_not_absolute");
+    }
+    let normalized = path::normalize(&origin).map_err(|error| error.reason())?;
     let forwarded = match &normalized.query {
         Some(query) => format!("{}?{}", normalized.path, query),
         None => normalized.path.clone(),
@@ -404,6 +449,7 @@ fn normalized_target(request: &RequestHeader) -> std::result::Result<Target, &'s
         path: normalized.path,
         query: normalized.query,
         rewritten_uri,
+        authority: authority.map(str::to_owned),
     })
 }
 
@@ -429,6 +475,45 @@ fn request_host(request: &RequestHeader) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absolute_form_targets_are_split_into_authority_and_origin_form() {
+        for (raw, authority, origin) in [
+            (
+                "http://orders.internal/a/b?x=1",
+                Some("orders.internal"),
+                "/a/b?x=1",
+            ),
+            ("HTTPS://Orders:8443/a", Some("Orders:8443"), "/a"),
+            ("http://orders.internal", Some("orders.internal"), "/"),
+            (
+                "http://orders.internal?x=1",
+                Some("orders.internal"),
+                "/?x=1",
+            ),
+            ("/a/b", None, "/a/b"),
+            ("*", None, "*"),
+        ] {
+            let (got_authority, got_origin) = split_absolute_form(raw);
+            assert_eq!(
+                (got_authority, got_origin.as_ref()),
+                (authority, origin),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn absolute_form_is_normalized_and_ambiguous_authorities_are_refused() {
+        let request =
+            RequestHeader::build("GET", b"http://orders.internal/a/../admin?x=1", None).unwrap();
+        let target = normalized_target(&request).unwrap();
+        assert_eq!(target.path, "/admin");
+        assert_eq!(target.query.as_deref(), Some("x=1"));
+        assert_eq!(target.authority.as_deref(), Some("orders.internal"));
+        let with_userinfo = RequestHeader::build("GET", b"http://user@orders/a", None).unwrap();
+        assert!(normalized_target(&with_userinfo).is_err());
+    }
 
     #[test]
     fn host_is_lowercased_without_port() {

@@ -174,3 +174,38 @@ async fn a_fragment_in_the_request_target_is_dropped_or_rejected_never_matched()
         assert_eq!(response.status, 400);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_absolute_form_target_is_decided_and_forwarded_as_its_origin_form() {
+    let (issuer, _echo, wisp) = deployment("").await;
+    let admin = issuer.token(json!({"sub": "acme:admin:ops"}));
+    let frontend = issuer.token(json!({"sub": "acme:frontend:web-1"}));
+    let get = |token: &str, target: &'static str, host: &'static str| {
+        let auth = format!("Bearer {token}");
+        let wisp = &wisp;
+        async move {
+            wisp.request("GET", target, &[("authorization", &auth), ("host", host)])
+                .await
+        }
+    };
+    let response = get(
+        &admin,
+        "http://orders.internal/x/../admin?a=1",
+        "orders.internal",
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.json()["path"], "/admin");
+    assert_eq!(response.json()["query"], "a=1");
+    assert_eq!(response.upstream_header("host"), ["orders.internal"]);
+    let response = get(
+        &frontend,
+        "http://orders.internal/x/../admin",
+        "orders.internal",
+    )
+    .await;
+    assert_eq!(response.status, 403, "decided as /admin");
+    // A Host that contradicts the target's authority is ambiguous: refused.
+    let response = get(&admin, "http://orders.internal/admin", "other.example").await;
+    assert_eq!(response.status, 400);
+}
