@@ -104,6 +104,9 @@ impl WispProxy {
             Some(PeerCertificate::Invalid(error)) => {
                 return Err(AuthnError::ClientCertificate(error.clone()))
             }
+            Some(PeerCertificate::Untrusted(reason)) => {
+                return Err(AuthnError::UntrustedCertificate(reason))
+            }
         };
         let require = self.config.authn.require;
         let token = if require == RequireCredentials::Mtls {

@@ -188,6 +188,7 @@ impl TlsMaterial {
         let callback = Box::new(PeerCertificateCallback {
             trust_domains: self.trust_domains.clone(),
             rejections: self.rejections.clone(),
+            verifier: self.client.clone(),
         });
         // Invariant: pingora 0.9's `with_callbacks` always returns `Ok` (it only
         // fills in a struct); the `Result` is for API symmetry.

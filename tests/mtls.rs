@@ -498,3 +498,65 @@ async fn upstream_tls_verifies_the_upstream_and_presents_a_client_certificate() 
     let response = wisp.get_with_token("/api", &token).await;
     assert_eq!(response.status, 502, "{}", response.body);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_resumed_after_its_root_left_the_bundle_is_refused() {
+    let pki = Pki::new();
+    let issuer = start_issuer().await;
+    let echo = start_echo().await;
+    let wisp = WispBuilder::new(echo.addr())
+        .issuer(issuer_yaml("dev", &issuer, ""))
+        .policy("all.cedar", ANYONE_AUTHENTICATED)
+        .extra(&pki.listener_yaml("optional").replace(
+            "client_auth: optional }",
+            "client_auth: optional, reload_interval: 1s }",
+        ))
+        .start()
+        .await;
+    wisp.wait_ready().await;
+    let old_cert = pki.ca.svid("spiffe://example.org/ns/prod/sa/old");
+    let resuming = pki.client().with_cert(&old_cert).resuming_sessions();
+    let first = resuming
+        .request(wisp.listen, "GET", "/", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", wisp.log()));
+    assert_eq!(first.status, 200, "{}", first.body);
+
+    // The bundle now trusts only a new root.
+    let new_ca = common::tls::Ca::new("new root");
+    common::tls::replace_file(&pki.ca_path, &new_ca.pem());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        // A fresh (non-resuming) client of the old root is refused once the reload landed.
+        let fresh = pki
+            .client()
+            .with_cert(&old_cert)
+            .request(wisp.listen, "GET", "/", &[])
+            .await;
+        if matches!(&fresh, Err(TlsError::Rejected(_))) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bundle not reloaded: {fresh:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let forwarded_before = echo.requests();
+    // A client holding a session from before the rotation is refused too: by
+    // rustls on a full handshake, or by wisp's per-connection re-check of the
+    // chain against the current bundle should the session be resumed.
+    match resuming.request(wisp.listen, "GET", "/", &[]).await {
+        Err(TlsError::Rejected(_)) => {}
+        Ok(response) => {
+            assert_eq!(response.status, 401, "{}", response.body);
+            assert_eq!(response.json()["reason"], "client_certificate_untrusted");
+        }
+        Err(other) => panic!("{other}"),
+    }
+    assert_eq!(
+        echo.requests(),
+        forwarded_before,
+        "nothing forwarded for the resumed session"
+    );
+}

@@ -94,6 +94,11 @@ pub enum AuthnError {
     /// The client certificate is not an acceptable X.509-SVID.
     #[error("client certificate rejected: {0}")]
     ClientCertificate(svid::SvidError),
+    /// The client certificate's chain no longer verifies against the current
+    /// trust bundle (a TLS session resumed after a rotation); the value is the
+    /// chain failure (`untrusted_issuer`, `expired`, …), logged.
+    #[error("client certificate no longer trusted: {0}")]
+    UntrustedCertificate(&'static str),
     /// A client certificate is required (`authn.require: mtls|both`, or a
     /// certificate-bound token) but none was presented.
     #[error("a client certificate is required")]
@@ -127,6 +132,7 @@ impl AuthnError {
         "bad_audience",
         "invalid_claim",
         "schema_mismatch",
+        "client_certificate_untrusted",
         "client_certificate_required",
         "token_certificate_mismatch",
     ];
@@ -163,6 +169,7 @@ impl AuthnError {
             AuthnError::InvalidClaim { .. } => "invalid_claim",
             AuthnError::SchemaMismatch(_) => "schema_mismatch",
             AuthnError::ClientCertificate(error) => error.reason(),
+            AuthnError::UntrustedCertificate(_) => "client_certificate_untrusted",
             AuthnError::CertificateRequired => "client_certificate_required",
             AuthnError::CertificateMismatch => "token_certificate_mismatch",
         }

@@ -23,6 +23,11 @@ pub enum PeerCertificate {
     /// A chain-verified certificate that breaks an X509-SVID rule. The request
     /// is refused (401 with [`SvidError::reason`]), never given a guessed identity.
     Invalid(SvidError),
+    /// A certificate whose chain does not verify against the *current* trust
+    /// bundle: a TLS session resumed after the bundle changed skips rustls'
+    /// verification, so the callback re-checks every connection. The value is
+    /// the chain failure's reason (`untrusted_issuer`, `expired`, …).
+    Untrusted(&'static str),
 }
 
 impl PeerCertificate {
@@ -42,14 +47,11 @@ impl PeerCertificate {
         }
     }
 
-    /// The identity, or why the certificate was refused.
-    ///
-    /// # Errors
-    /// The [`SvidError`] of an [`Invalid`](PeerCertificate::Invalid) certificate.
-    pub fn identity(&self) -> Result<&PeerIdentity, &SvidError> {
+    /// The identity, when the certificate is an acceptable X.509-SVID.
+    pub fn identity(&self) -> Option<&PeerIdentity> {
         match self {
-            PeerCertificate::Valid(identity) => Ok(identity),
-            PeerCertificate::Invalid(error) => Err(error),
+            PeerCertificate::Valid(identity) => Some(identity),
+            PeerCertificate::Invalid(_) | PeerCertificate::Untrusted(_) => None,
         }
     }
 }
@@ -64,6 +66,9 @@ struct PeerExtension(Arc<PeerCertificate>);
 pub(super) struct PeerCertificateCallback {
     pub(super) trust_domains: Arc<[String]>,
     pub(super) rejections: prometheus::IntCounterVec,
+    /// The listener's client verifier: the chain is checked again against the
+    /// current bundle (resumed sessions skip rustls' own check).
+    pub(super) verifier: Option<Arc<super::rotate::RotatingClientVerifier>>,
 }
 
 #[async_trait]
@@ -72,8 +77,20 @@ impl TlsAccept for PeerCertificateCallback {
         &self,
         tls: &TlsRef,
     ) -> Option<Arc<dyn Any + Send + Sync>> {
-        let leaf = tls.peer_certificate_der()?;
-        let peer = PeerCertificate::from_verified_leaf(leaf, &self.trust_domains);
+        let chain = tls.peer_cert_chain_der()?;
+        let (leaf, intermediates) = chain.split_first()?;
+        if let Some(verifier) = &self.verifier {
+            use rustls::server::danger::ClientCertVerifier;
+            let now = rustls::pki_types::UnixTime::now();
+            // Counted and logged by the verifier itself.
+            if let Err(error) = verifier.verify_client_cert(leaf, intermediates, now) {
+                let reason = super::rotate::rejection_reason(&error);
+                return Some(Arc::new(PeerExtension(Arc::new(
+                    PeerCertificate::Untrusted(reason),
+                ))));
+            }
+        }
+        let peer = PeerCertificate::from_verified_leaf(leaf.as_ref(), &self.trust_domains);
         if let PeerCertificate::Invalid(error) = &peer {
             self.rejections.with_label_values(&[error.reason()]).inc();
         }

@@ -154,7 +154,7 @@ impl ClientCertVerifier for RotatingClientVerifier {
 }
 
 /// A stable reason for a chain-verification failure (metric label).
-fn rejection_reason(error: &rustls::Error) -> &'static str {
+pub(super) fn rejection_reason(error: &rustls::Error) -> &'static str {
     use rustls::CertificateError as E;
     match error {
         rustls::Error::InvalidCertificate(certificate) => match certificate {

@@ -340,6 +340,9 @@ pub struct TlsClient {
     roots: Vec<CertificateDer<'static>>,
     identity: Option<Leaf>,
     server_name: String,
+    /// Shared TLS session store: connections of this client (and its clones)
+    /// resume earlier sessions.
+    sessions: Option<Arc<dyn rustls::client::ClientSessionStore>>,
 }
 
 impl TlsClient {
@@ -349,12 +352,20 @@ impl TlsClient {
             roots: vec![ca.der()],
             identity: None,
             server_name: "localhost".to_string(),
+            sessions: None,
         }
     }
 
     /// Presents `leaf` as the client certificate.
     pub fn with_cert(mut self, leaf: &Leaf) -> TlsClient {
         self.identity = Some(leaf.clone());
+        self
+    }
+
+    /// Resumes TLS sessions across this client's connections (rustls'
+    /// in-memory session store, shared).
+    pub fn resuming_sessions(mut self) -> TlsClient {
+        self.sessions = Some(Arc::new(rustls::client::ClientSessionMemoryCache::new(32)));
         self
     }
 
@@ -387,6 +398,9 @@ impl TlsClient {
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        if let Some(sessions) = &self.sessions {
+            config.resumption = rustls::client::Resumption::store(sessions.clone());
+        }
         Arc::new(config)
     }
 
