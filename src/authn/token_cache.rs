@@ -39,26 +39,31 @@ pub struct CachedToken {
     pub weight: u32,
 }
 
-/// Estimates the heap bytes of an identity (for the cache's byte bound).
+/// Estimates the heap bytes a cache entry holds besides its key: the
+/// identity, its header values, the Cedar principal entity (attributes again,
+/// as Cedar values in a hash map), and moka's per-entry bookkeeping (nodes in
+/// its deques and timer wheel). Calibrated against RSS in the load test
+/// (loadtests/RESULTS.md, memory), so that `max_bytes` bounds real memory.
 pub fn identity_weight(identity: &Identity) -> usize {
     fn attr(value: &AttrValue) -> usize {
         match value {
-            AttrValue::String(s) => s.len() + 24,
-            AttrValue::Long(_) | AttrValue::Bool(_) => 16,
-            AttrValue::Set(items) => items.iter().map(|s| s.len() + 24).sum::<usize>() + 24,
-            AttrValue::Record(map) => map.iter().map(|(k, v)| k.len() + 48 + attr(v)).sum(),
+            AttrValue::String(s) => s.len() + 48,
+            AttrValue::Long(_) | AttrValue::Bool(_) => 32,
+            AttrValue::Set(items) => items.iter().map(|s| s.len() + 48).sum::<usize>() + 64,
+            AttrValue::Record(map) => map.iter().map(|(k, v)| k.len() + 64 + attr(v)).sum(),
         }
     }
-    identity.uid.len()
-        + identity.sub.len()
-        + identity.iss.len()
-        + identity.tags.iter().map(|t| t.len() + 24).sum::<usize>()
-        + identity
-            .attrs
-            .iter()
-            .map(|(k, v)| k.len() + 48 + attr(v))
-            .sum::<usize>()
-        + 256
+    let strings = identity.uid.len() + identity.sub.len() + identity.iss.len();
+    let tags: usize = identity.tags.iter().map(|t| t.len() + 48).sum();
+    let attrs: usize = identity
+        .attrs
+        .iter()
+        .map(|(k, v)| k.len() + 64 + attr(v))
+        .sum();
+    // Identity and header values hold the strings once each; the principal
+    // entity holds them (and the tags and attributes) again as Cedar values.
+    const FIXED: usize = 1024; // structs, Arcs, the entity's maps, moka's nodes
+    FIXED + 2 * (strings + tags + attrs) + strings
 }
 
 struct ExpireAtValidUntil;
