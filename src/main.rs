@@ -9,10 +9,6 @@ use wisp::config::{Config, LogFormat};
 
 mod cli;
 
-/// See Cargo.toml: fragmentation under token churn (loadtests/RESULTS.md, memory).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// wisp — workload identity sidecar proxy.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]

@@ -332,24 +332,31 @@ async fn jwt_svids_follow_the_jwt_svid_rules() {
 
 // -------------------------------------------------------------- rotation ---
 
+/// Anyone authenticated is allowed; the TLS files are re-read every second.
+async fn reloading_deployment(client_auth: &str) -> (Pki, DevIssuer, EchoServer, Wisp) {
+    let pki = Pki::new();
+    let issuer = start_issuer().await;
+    let echo = start_echo().await;
+    let listener = pki.listener_yaml(client_auth).replace(
+        &format!("client_auth: {client_auth} }}"),
+        &format!("client_auth: {client_auth}, reload_interval: 1s }}"),
+    );
+    let wisp = WispBuilder::new(echo.addr())
+        .issuer(issuer_yaml("dev", &issuer, ""))
+        .policy("all.cedar", ANYONE_AUTHENTICATED)
+        .extra(&listener)
+        .start()
+        .await;
+    wisp.wait_ready().await;
+    (pki, issuer, echo, wisp)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rotating_certificates_and_bundle_needs_no_restart_and_fails_no_request() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    let pki = Pki::new();
-    let issuer = start_issuer().await;
-    let echo = start_echo().await;
-    let wisp = WispBuilder::new(echo.addr())
-        .issuer(issuer_yaml("dev", &issuer, ""))
-        .policy("all.cedar", ANYONE_AUTHENTICATED)
-        .extra(&pki.listener_yaml("required").replace(
-            "client_auth: required }",
-            "client_auth: required, reload_interval: 1s }",
-        ))
-        .start()
-        .await;
-    wisp.wait_ready().await;
+    let (pki, _issuer, _echo, wisp) = reloading_deployment("required").await;
 
     let new_ca = common::tls::Ca::new("rotated CA");
     let old_client_cert = pki.ca.svid("spiffe://example.org/ns/prod/sa/steady");
@@ -501,19 +508,7 @@ async fn upstream_tls_verifies_the_upstream_and_presents_a_client_certificate() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_resumed_after_its_root_left_the_bundle_is_refused() {
-    let pki = Pki::new();
-    let issuer = start_issuer().await;
-    let echo = start_echo().await;
-    let wisp = WispBuilder::new(echo.addr())
-        .issuer(issuer_yaml("dev", &issuer, ""))
-        .policy("all.cedar", ANYONE_AUTHENTICATED)
-        .extra(&pki.listener_yaml("optional").replace(
-            "client_auth: optional }",
-            "client_auth: optional, reload_interval: 1s }",
-        ))
-        .start()
-        .await;
-    wisp.wait_ready().await;
+    let (pki, _issuer, echo, wisp) = reloading_deployment("optional").await;
     let old_cert = pki.ca.svid("spiffe://example.org/ns/prod/sa/old");
     let resuming = pki.client().with_cert(&old_cert).resuming_sessions();
     let first = resuming

@@ -40,10 +40,11 @@ pub struct CachedToken {
 }
 
 /// Estimates the heap bytes a cache entry holds besides its key: the
-/// identity, its header values, the Cedar principal entity (attributes again,
-/// as Cedar values in a hash map), and moka's per-entry bookkeeping (nodes in
-/// its deques and timer wheel). Calibrated against RSS in the load test
-/// (loadtests/RESULTS.md, memory), so that `max_bytes` bounds real memory.
+/// identity, its header values, the principal (which keeps a copy of the
+/// identity), and moka's per-entry bookkeeping (nodes in its deques and timer
+/// wheel). Calibrated against RSS (`memory_per_cached_token` in
+/// authenticator/tests.rs: ~2.0 KB real per entry with a 336-byte token), so
+/// that `max_bytes` bounds real memory.
 pub fn identity_weight(identity: &Identity) -> usize {
     fn attr(value: &AttrValue) -> usize {
         match value {
@@ -62,7 +63,7 @@ pub fn identity_weight(identity: &Identity) -> usize {
         .sum();
     // Identity and header values hold the strings once each; the principal
     // entity holds them (and the tags and attributes) again as Cedar values.
-    const FIXED: usize = 1024; // structs, Arcs, the entity's maps, moka's nodes
+    const FIXED: usize = 1408; // structs, Arcs, the principal's uid, moka's nodes
     FIXED + 2 * (strings + tags + attrs) + strings
 }
 

@@ -79,14 +79,15 @@ fn evaluate(
     let resource = route.uid();
     // The route's shape was checked against the schema at load, so it is added
     // without re-validation; the principal was validated when it was built.
+    let principal_entity = entities::principal_entity(&principal.identity)?;
     if principal.generation != authorizer.generation {
         // Built under another authorizer: a reload may have changed the schema.
-        entities::validate_principal(&principal.entity, &authorizer.schema)?;
+        entities::validate_principal(&principal_entity, &authorizer.schema)?;
     }
     let entities = authorizer
         .actions
         .clone()
-        .add_entities([principal.entity.clone(), route], None)
+        .add_entities([principal_entity, route], None)
         .map_err(|err| format!("entities: {}", error_chain(&err)))?;
     let context = entities::context(request)?;
     let request = Request::new(

@@ -148,38 +148,7 @@ impl WispBuilder {
 
     /// Starts the binary and waits until `/healthz` answers.
     pub async fn start(self) -> Wisp {
-        let (dir, config, listen, admin) = self.write();
-        let stderr_path = dir.path().join("wisp.log");
-        let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_wisp"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn wisp");
-        let wisp = Wisp {
-            dir,
-            listen,
-            admin,
-            child,
-            stderr_path,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(response) = get(admin, "/healthz", &[]).await {
-                if response.status == 200 {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "wisp did not start:\n{}",
-                wisp.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        wisp
+        self.start_edited(|config| config).await
     }
 }
 

@@ -328,3 +328,75 @@ async fn a_combined_caller_is_rebuilt_when_its_token_is_verified_afresh() {
     );
     assert_eq!(fresh.identity.sub, "acme:a:1");
 }
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Measures real memory per cached token (run by hand: `cargo test --release
+/// --lib memory_per_cached_token -- --ignored --nocapture`).
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn memory_per_cached_token() {
+    let f = Fixture::new().await;
+    let authn = f.authenticator(&f.config("orders", "1GiB"), None).await;
+    let n = 20_000;
+    let tokens: Vec<String> = (0..n)
+        .map(|i| {
+            f.issuer
+                .mint(json!({"sub": format!("acme:frontend:web-{i}"), "tags": ["tag:prod", "tag:eu"]}))
+                .unwrap()
+        })
+        .collect();
+    let before = rss_kib();
+    for token in &tokens {
+        f.check(&authn, token, unix_now()).await.unwrap();
+    }
+    let after = rss_kib();
+    let (entries, weighed) = authn.cache().unwrap().usage();
+    println!(
+        "{entries} entries: RSS +{} KiB = {} B/entry; weighed {} B/entry; token {} B",
+        after - before,
+        (after - before) * 1024 / entries,
+        weighed / entries,
+        tokens[0].len()
+    );
+}
+
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn memory_per_principal() {
+    let f = Fixture::new().await;
+    let authn = f.authenticator(&f.config("orders", "1GiB"), None).await;
+    let token = f
+        .issuer
+        .mint(json!({"sub": "acme:frontend:web-1", "tags": ["tag:prod", "tag:eu"]}))
+        .unwrap();
+    let template = f.check(&authn, &token, unix_now()).await.unwrap();
+    let n = 20_000u64;
+    let before = rss_kib();
+    let principals: Vec<_> = (0..n)
+        .map(|_| f.authorizer.principal(&template.identity).unwrap())
+        .collect();
+    let mid = rss_kib();
+    let identities: Vec<_> = (0..n).map(|_| template.identity.clone()).collect();
+    let after = rss_kib();
+    let cache = TokenCache::new(1 << 30, f.metrics.token_cache_evictions.clone());
+    for i in 0..n {
+        cache.insert(&format!("{i:0336}"), template.clone());
+    }
+    cache.usage();
+    let end = rss_kib();
+    println!(
+        "principal {} B, identity {} B, moka entry with 336-B key {} B",
+        (mid - before) * 1024 / n,
+        (after - mid) * 1024 / n,
+        (end - after) * 1024 / n
+    );
+    drop((principals, identities));
+}
