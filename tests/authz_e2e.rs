@@ -25,14 +25,12 @@ when { resource.path like "/admin*" };
 "#;
 
 async fn deployment() -> (DevIssuer, EchoServer, Wisp) {
-    let issuer = start_issuer().await;
-    let echo = start_echo().await;
-    let wisp = WispBuilder::new(echo.addr())
-        .issuer(issuer_yaml("dev", &issuer, "    claims: { tags: /tags }\n"))
-        .policy("api.cedar", POLICIES)
-        .start()
-        .await;
-    wisp.wait_ready().await;
+    let (issuer, echo, wisp) = deploy(
+        "    claims: { tags: /tags }\n",
+        &[("api.cedar", POLICIES)],
+        "",
+    )
+    .await;
     (issuer, echo, wisp)
 }
 
@@ -225,17 +223,15 @@ async fn readyz_and_healthz_report_state() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_down_is_502_and_slow_upstream_is_504() {
-    let issuer = start_issuer().await;
-    let echo = start_echo().await;
-    let wisp = WispBuilder::new(echo.addr())
-        .issuer(issuer_yaml("dev", &issuer, ""))
-        .policy(
+    let (issuer, echo, wisp) = deploy(
+        "",
+        &[(
             "all.cedar",
             "@id(\"all\") permit (principal, action, resource);",
-        )
-        .start()
-        .await;
-    wisp.wait_ready().await;
+        )],
+        "",
+    )
+    .await;
     let token = issuer.token(json!({"sub": "acme:frontend:web-1"}));
     let slow = wisp.get_with_token("/slow?ms=4000", &token).await;
     assert_eq!(slow.status, 504, "{}", slow.body);

@@ -15,15 +15,12 @@ when { principal.sub like "acme:admin:*" && resource.path == "/admin" };
 "#;
 
 async fn deployment(extra: &str) -> (DevIssuer, EchoServer, Wisp) {
-    let issuer = start_issuer().await;
-    let echo = start_echo().await;
-    let wisp = WispBuilder::new(echo.addr())
-        .issuer(issuer_yaml("dev", &issuer, "    claims: { tags: /tags }\n"))
-        .policy("api.cedar", POLICIES)
-        .extra(extra)
-        .start()
-        .await;
-    wisp.wait_ready().await;
+    let (issuer, echo, wisp) = deploy(
+        "    claims: { tags: /tags }\n",
+        &[("api.cedar", POLICIES)],
+        extra,
+    )
+    .await;
     (issuer, echo, wisp)
 }
 

@@ -14,14 +14,7 @@ fn policy() -> &'static str {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn accepts_a_rotated_key_after_one_refetch() {
-    let issuer = start_issuer().await;
-    let echo = start_echo().await;
-    let wisp = WispBuilder::new(echo.addr())
-        .issuer(issuer_yaml("dev", &issuer, ""))
-        .policy("all.cedar", policy())
-        .start()
-        .await;
-    wisp.wait_ready().await;
+    let (issuer, _echo, wisp) = deploy("", &[("all.cedar", policy())], "").await;
     let before = issuer.jwks_requests();
     let old = issuer.token(json!({"sub": "acme:a:1"}));
     assert_eq!(wisp.get_with_token("/", &old).await.status, 200);
@@ -41,14 +34,7 @@ async fn accepts_a_rotated_key_after_one_refetch() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flood_of_unknown_kids_causes_at_most_one_fetch_per_interval() {
-    let issuer = start_issuer().await;
-    let echo = start_echo().await;
-    let wisp = WispBuilder::new(echo.addr())
-        .issuer(issuer_yaml("dev", &issuer, ""))
-        .policy("all.cedar", policy())
-        .start()
-        .await;
-    wisp.wait_ready().await;
+    let (issuer, echo, wisp) = deploy("", &[("all.cedar", policy())], "").await;
     let before = issuer.jwks_requests();
     let kid = issuer.kid();
     let mut tasks = Vec::new();
@@ -152,18 +138,12 @@ async fn an_outage_keeps_known_keys_and_a_never_loaded_issuer_answers_503_alone(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_withdrawn_key_stops_cached_tokens_at_the_next_refresh() {
-    let issuer = start_issuer().await;
-    let echo = start_echo().await;
-    let wisp = WispBuilder::new(echo.addr())
-        .issuer(issuer_yaml(
-            "dev",
-            &issuer,
-            "    jwks: { discovery: true, refresh: 1s }\n",
-        ))
-        .policy("all.cedar", policy())
-        .start()
-        .await;
-    wisp.wait_ready().await;
+    let (issuer, _echo, wisp) = deploy(
+        "    jwks: { discovery: true, refresh: 1s }\n",
+        &[("all.cedar", policy())],
+        "",
+    )
+    .await;
     let old_kid = issuer.kid();
     let token = issuer.token(json!({"sub": "acme:a:b"}));
     assert_eq!(wisp.get_with_token("/", &token).await.status, 200);

@@ -27,15 +27,12 @@ permit (principal, action, resource);
 
 async fn mtls_deployment(client_auth: &str, policy: &str) -> (Pki, DevIssuer, EchoServer, Wisp) {
     let pki = Pki::new();
-    let issuer = start_issuer().await;
-    let echo = start_echo().await;
-    let wisp = WispBuilder::new(echo.addr())
-        .issuer(issuer_yaml("dev", &issuer, ""))
-        .policy("mtls.cedar", policy)
-        .extra(&pki.listener_yaml(client_auth))
-        .start()
-        .await;
-    wisp.wait_ready().await;
+    let (issuer, echo, wisp) = deploy(
+        "",
+        &[("mtls.cedar", policy)],
+        &pki.listener_yaml(client_auth),
+    )
+    .await;
     (pki, issuer, echo, wisp)
 }
 

@@ -22,17 +22,15 @@ async fn wait_for(what: &str, wisp: &Wisp, mut done: impl AsyncFnMut() -> bool) 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reloads_changed_policies_and_keeps_the_old_set_when_an_update_is_broken() {
-    let issuer = start_issuer().await;
-    let echo = start_echo().await;
-    let wisp = WispBuilder::new(echo.addr())
-        .issuer(issuer_yaml("dev", &issuer, ""))
-        .policy(
+    let (issuer, _echo, wisp) = deploy(
+        "",
+        &[(
             "a.cedar",
             "@id(\"a\") permit (principal, action, resource) when { resource.path == \"/a\" };",
-        )
-        .start()
-        .await;
-    wisp.wait_ready().await;
+        )],
+        "",
+    )
+    .await;
     let token = issuer.token(json!({"sub": "acme:a:b"}));
     assert_eq!(wisp.get_with_token("/a", &token).await.status, 200);
     assert_eq!(wisp.get_with_token("/b", &token).await.status, 403);
@@ -91,18 +89,15 @@ async fn reloads_changed_policies_and_keeps_the_old_set_when_an_update_is_broken
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_forwards_denied_requests_and_counts_them() {
-    let issuer = start_issuer().await;
-    let echo = start_echo().await;
-    let wisp = WispBuilder::new(echo.addr())
-        .issuer(issuer_yaml("dev", &issuer, ""))
-        .policy(
+    let (issuer, echo, wisp) = deploy(
+        "",
+        &[(
             "a.cedar",
             "@id(\"a\") permit (principal, action, resource) when { resource.path == \"/a\" };",
-        )
-        .extra("policies: { dir: policies, mode: dry-run }")
-        .start()
-        .await;
-    wisp.wait_ready().await;
+        )],
+        "policies: { dir: policies, mode: dry-run }",
+    )
+    .await;
     let token = issuer.token(json!({"sub": "acme:a:b"}));
     assert_eq!(wisp.get_with_token("/a", &token).await.status, 200);
     let denied = wisp.get_with_token("/b", &token).await;
@@ -135,14 +130,7 @@ async fn dry_run_forwards_denied_requests_and_counts_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn decisions_are_logged_as_json_with_stable_fields() {
-    let issuer = start_issuer().await;
-    let echo = start_echo().await;
-    let wisp = WispBuilder::new(echo.addr())
-        .issuer(issuer_yaml("dev", &issuer, ""))
-        .policy("a.cedar", "@id(\"a-only\") permit (principal, action, resource) when { resource.path == \"/a\" };")
-        .start()
-        .await;
-    wisp.wait_ready().await;
+    let (issuer, _echo, wisp) = deploy("", &[("a.cedar", "@id(\"a-only\") permit (principal, action, resource) when { resource.path == \"/a\" };")], "").await;
     let token = issuer.token(json!({"sub": "acme:a:b"}));
     assert_eq!(wisp.get_with_token("/a", &token).await.status, 200);
     assert_eq!(wisp.get_with_token("/b", &token).await.status, 403);

@@ -256,15 +256,12 @@ async fn grpc_call_without_credentials_gets_grpc_status_unauthenticated() {
 #[tokio::test(flavor = "multi_thread")]
 async fn http2_over_tls_request_is_authorized_and_proxied() {
     let pki = Pki::new();
-    let issuer = start_issuer().await;
-    let echo = start_echo().await;
-    let wisp = WispBuilder::new(echo.addr())
-        .issuer(issuer_yaml("dev", &issuer, ""))
-        .policy("api.cedar", FRONTEND_READS_API)
-        .extra(&pki.listener_yaml("none"))
-        .start()
-        .await;
-    wisp.wait_ready().await;
+    let (issuer, echo, wisp) = deploy(
+        "",
+        &[("api.cedar", FRONTEND_READS_API)],
+        &pki.listener_yaml("none"),
+    )
+    .await;
     let token = issuer.token(json!({"sub": "acme:frontend:web-1"}));
     let auth = format!("Bearer {token}");
     let client = pki.client();

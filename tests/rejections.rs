@@ -20,22 +20,15 @@ fn now() -> i64 {
 }
 
 async fn deployment() -> (DevIssuer, EchoServer, Wisp) {
-    let issuer = start_issuer().await;
-    let echo = start_echo().await;
-    let wisp = WispBuilder::new(echo.addr())
-        .issuer(issuer_yaml(
-            "dev",
-            &issuer,
-            "    max_lifetime: 1h\n    leeway: 5s\n",
-        ))
-        .policy(
+    let (issuer, echo, wisp) = deploy(
+        "    max_lifetime: 1h\n    leeway: 5s\n",
+        &[(
             "all.cedar",
             "@id(\"all\") permit (principal, action, resource);",
-        )
-        .extra("authn: { max_token_bytes: 4096 }")
-        .start()
-        .await;
-    wisp.wait_ready().await;
+        )],
+        "authn: { max_token_bytes: 4096 }",
+    )
+    .await;
     (issuer, echo, wisp)
 }
 

@@ -404,3 +404,26 @@ pub fn upstream_http2(config: String) -> String {
         1,
     )
 }
+
+/// The usual deployment: a dev issuer, an echo upstream, and wisp with one
+/// issuer named `dev` (plus `issuer_extra` YAML under it), these policy files
+/// and `extra` top-level YAML; returns once `/readyz` answers 200.
+pub async fn deploy(
+    issuer_extra: &str,
+    policies: &[(&str, &str)],
+    extra: &str,
+) -> (DevIssuer, EchoServer, Wisp) {
+    let issuer = start_issuer().await;
+    let echo = start_echo().await;
+    let mut builder =
+        WispBuilder::new(echo.addr()).issuer(issuer_yaml("dev", &issuer, issuer_extra));
+    for (file, text) in policies {
+        builder = builder.policy(file, text);
+    }
+    if !extra.is_empty() {
+        builder = builder.extra(extra);
+    }
+    let wisp = builder.start().await;
+    wisp.wait_ready().await;
+    (issuer, echo, wisp)
+}
