@@ -104,7 +104,7 @@ impl SvidError {
 /// Applies the X509-SVID rules to a (chain-verified) leaf certificate.
 ///
 /// Rules, in the order checked: the DER parses with nothing after it; the
-/// leaf is not a CA; keyUsage, if present, has `digitalSignature` and neither
+/// leaf is not a CA; keyUsage is present, has `digitalSignature` and neither
 /// `keyCertSign` nor `cRLSign`; extendedKeyUsage, if present, allows
 /// clientAuth (or anyExtendedKeyUsage, per RFC 5280 §4.2.1.12); there is
 /// exactly one URI SAN; it is a SPIFFE ID with a path; its trust domain is one
@@ -159,7 +159,12 @@ fn check_leaf_usage(cert: &X509Certificate<'_>) -> Result<(), SvidError> {
         Some(_) => return Err(unexpected("basicConstraints")),
     }
     match extension(cert, &OID_X509_EXT_KEY_USAGE)? {
-        None => {}
+        // X509-SVID §4.3: leaf SVIDs MUST set keyUsage with digitalSignature.
+        None => {
+            return Err(SvidError::KeyUsage(
+                "missing (must assert digitalSignature)",
+            ))
+        }
         Some(ParsedExtension::KeyUsage(usage)) => {
             if !usage.digital_signature() {
                 return Err(SvidError::KeyUsage("lacks digitalSignature"));

@@ -69,6 +69,7 @@ impl Ca {
         params.subject_alt_names = vec![SanType::URI(spiffe_id.try_into().unwrap())];
         params.not_before = date_time_ymd(2019, 1, 1);
         params.not_after = date_time_ymd(not_after.0, not_after.1, not_after.2);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.sign(params)
     }

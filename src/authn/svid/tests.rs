@@ -84,13 +84,24 @@ fn accepts_an_svid_among_several_trust_domains() {
 }
 
 #[test]
-fn accepts_an_svid_without_key_usage_or_extended_key_usage() {
+fn accepts_an_svid_without_extended_key_usage() {
     let der = leaf(|p| {
-        p.key_usages.clear();
         p.extended_key_usages.clear();
         p.is_ca = IsCa::NoCa;
     });
     assert!(peer_identity(&der, &domains()).is_ok());
+}
+
+#[test]
+fn rejects_an_svid_without_key_usage() {
+    let der = leaf(|p| {
+        p.key_usages.clear();
+        p.is_ca = IsCa::NoCa;
+    });
+    assert_eq!(
+        peer_identity(&der, &domains()).unwrap_err().reason(),
+        "svid_key_usage"
+    );
 }
 
 #[test]
