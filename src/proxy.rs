@@ -112,14 +112,18 @@ impl WispProxy {
         let token = if require == RequireCredentials::Mtls {
             None
         } else {
-            let values: Vec<&[u8]> = session
+            // No allocation per request: zero or one header is all that can pass.
+            let mut headers = session
                 .req_header()
                 .headers
                 .get_all(http::header::AUTHORIZATION)
                 .iter()
-                .map(|value| value.as_bytes())
-                .collect();
-            bearer_token(&values)?
+                .map(|value| value.as_bytes());
+            match (headers.next(), headers.next()) {
+                (None, _) => bearer_token(&[])?,
+                (Some(only), None) => bearer_token(&[only])?,
+                (Some(_), Some(_)) => return Err(AuthnError::MultipleCredentials),
+            }
         };
         credentials::authenticate(
             &self.authn,
@@ -150,7 +154,7 @@ impl ProxyHttp for WispProxy {
         ctx: &mut RequestContext,
     ) -> Result<bool> {
         // a. Normalize the path: policy and upstream must see the same one.
-        let target = match normalized_target(session.req_header()) {
+        let mut target = match normalized_target(session.req_header()) {
             Ok(target) => target,
             Err(reason) => {
                 ctx.outcome("deny", reason);
@@ -171,7 +175,7 @@ impl ProxyHttp for WispProxy {
                 return Ok(true);
             }
         }
-        if let Some(uri) = target.rewritten_uri.clone() {
+        if let Some(uri) = target.rewritten_uri.take() {
             session.req_header_mut().set_uri(uri);
         }
 
@@ -439,13 +443,20 @@ fn normalized_target(request: &RequestHeader) -> std::result::Result<Target, &'s
         return Err("path_not_absolute");
     }
     let normalized = path::normalize(&origin).map_err(|error| error.reason())?;
-    let forwarded = match &normalized.query {
-        Some(query) => format!("{}?{}", normalized.path, query),
-        None => normalized.path.clone(),
-    };
-    let rewritten_uri = if forwarded == raw {
+    // The common case, a target already in normal form, costs no allocation.
+    let unchanged =
+        raw.strip_prefix(normalized.path.as_str())
+            .is_some_and(|rest| match &normalized.query {
+                Some(query) => rest.strip_prefix('?') == Some(query.as_str()),
+                None => rest.is_empty(),
+            });
+    let rewritten_uri = if unchanged {
         None
     } else {
+        let forwarded = match &normalized.query {
+            Some(query) => format!("{}?{}", normalized.path, query),
+            None => normalized.path.clone(),
+        };
         Some(forwarded.parse::<http::Uri>().map_err(|_| "invalid_path")?)
     };
     Ok(Target {
@@ -516,6 +527,23 @@ mod tests {
         assert_eq!(target.authority.as_deref(), Some("orders.internal"));
         let with_userinfo = RequestHeader::build("GET", b"http://user@orders/a", None).unwrap();
         assert!(normalized_target(&with_userinfo).is_err());
+    }
+
+    #[test]
+    fn only_targets_that_normalization_changed_are_rewritten() {
+        for (raw, rewritten) in [
+            ("/api/orders", None),
+            ("/api/orders?limit=5", None),
+            ("/api/orders?", None),
+            ("/a/../api", Some("/api")),
+            ("//api?x=1", Some("/api?x=1")),
+            ("/%61pi", Some("/api")),
+        ] {
+            let request = RequestHeader::build("GET", raw.as_bytes(), None).unwrap();
+            let target = normalized_target(&request).unwrap();
+            let got = target.rewritten_uri.map(|uri| uri.to_string());
+            assert_eq!(got.as_deref(), rewritten, "{raw}");
+        }
     }
 
     #[test]
