@@ -105,7 +105,7 @@ fn benches(c: &mut Criterion) {
             std::fs::write(dir.path().join("bench.cedar"), policies(count)).expect("write");
             let authorizer = load(dir.path(), options);
             let team = allowed_index(count);
-            let principal: Principal = authorizer.principal(&identity(team)).expect("principal");
+            let principal: Principal = authorizer.principal(identity(team)).expect("principal");
             let path = format!("/svc-{team}/items");
             let request = RequestInfo {
                 method: "GET",

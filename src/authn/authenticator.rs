@@ -181,7 +181,7 @@ impl Authenticator {
         }
         // Policies (and maybe the schema) changed: rebuild the principal entity.
         let principal = authorizer
-            .principal(&entry.identity)
+            .principal(Arc::clone(&entry.identity))
             .map_err(AuthnError::SchemaMismatch)?;
         let rebuilt = Arc::new(CachedToken {
             identity: entry.identity.clone(),
@@ -226,12 +226,13 @@ impl Authenticator {
             verified.expires_at,
             &self.trust_domains,
         )?;
-        let principal = authorizer
-            .principal(&identity)
-            .map_err(AuthnError::SchemaMismatch)?;
         let header_values = identity_header_values(&identity)?;
         let leeway = i64::try_from(issuer.config().leeway.as_secs()).unwrap_or(0);
         let weight = u32::try_from(identity_weight(&identity)).unwrap_or(u32::MAX);
+        let identity = Arc::new(identity);
+        let principal = authorizer
+            .principal(Arc::clone(&identity))
+            .map_err(AuthnError::SchemaMismatch)?;
         Ok(CachedToken {
             identity,
             header_values,

@@ -235,11 +235,12 @@ fn caller(
     key_fingerprint: u64,
     issuer_index: usize,
 ) -> Result<Arc<CachedToken>, AuthnError> {
-    let principal = authorizer
-        .principal(&identity)
-        .map_err(AuthnError::SchemaMismatch)?;
     let weight = u32::try_from(identity_weight(&identity)).unwrap_or(u32::MAX);
     let header_values = super::authenticator::identity_header_values(&identity)?;
+    let identity = Arc::new(identity);
+    let principal = authorizer
+        .principal(Arc::clone(&identity))
+        .map_err(AuthnError::SchemaMismatch)?;
     Ok(Arc::new(CachedToken {
         valid_until: identity.expires_at,
         header_values,

@@ -18,8 +18,8 @@ use crate::identity::{AttrValue, Identity};
 /// What a cache entry holds.
 #[derive(Debug)]
 pub struct CachedToken {
-    /// The verified identity.
-    pub identity: Identity,
+    /// The verified identity (the same allocation as the principal's).
+    pub identity: Arc<Identity>,
     /// The identity headers sent upstream, built once.
     pub header_values: crate::headers::IdentityHeaderValues,
     /// The principal entity, built for `policy_generation`.

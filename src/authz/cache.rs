@@ -8,9 +8,10 @@
 //! the policy set (Cedar has no clock, randomness or I/O). Per authorizer the
 //! policy set, the schema and its action entities are fixed, so the decision
 //! depends only on:
-//! - the principal entity: [`Principal::id`](super::Principal) names one
-//!   immutable entity (ids are never reused, and a rebuilt principal gets a
-//!   new one);
+//! - the principal entity, which is built from the principal's identity
+//!   alone: the key holds the identity and compares it in full
+//!   (`entities::same_entity`), with the hash of that content
+//!   (`entities::entity_hash`) in the lookup hash;
 //! - the method (it picks the action and is `context.method`);
 //! - the path (the resource uid and `resource.path`);
 //! - `resource.host`, `context.source_ip`, `context.query`, `context.mtls`.
@@ -28,7 +29,8 @@ use std::sync::Arc;
 use cedar_policy::PolicySet;
 use serde_json::Value;
 
-use super::{Decision, RequestInfo};
+use super::{entities, Decision, Principal, RequestInfo};
+use crate::identity::Identity;
 
 /// Which per-request fields some policy may read. `true` when unsure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,9 +117,11 @@ fn scan(value: &Value, accessed: bool, reads: &mut Reads) {
 }
 
 /// The key as seen on a lookup: borrowed, hashed without allocating.
-#[derive(Hash)]
 struct KeyView<'a> {
-    principal: u64,
+    /// The principal's identity; hashed as `principal_hash`.
+    principal: &'a Arc<Identity>,
+    /// [`entities::entity_hash`] of `principal`.
+    principal_hash: u64,
     method: &'a str,
     path: &'a str,
     host: Option<&'a str>,
@@ -126,11 +130,26 @@ struct KeyView<'a> {
     mtls: bool,
 }
 
+impl Hash for KeyView<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (
+            self.principal_hash,
+            self.method,
+            self.path,
+            self.host,
+            self.query,
+            self.source_ip,
+            self.mtls,
+        )
+            .hash(state);
+    }
+}
+
 /// The key as stored, compared in full on every hit (the map is keyed by the
 /// key's 64-bit hash; a collision is a miss, never a wrong decision).
 #[derive(Debug)]
 struct StoredKey {
-    principal: u64,
+    principal: Arc<Identity>,
     method: Box<str>,
     path: Box<str>,
     host: Option<Box<str>>,
@@ -142,7 +161,7 @@ struct StoredKey {
 impl StoredKey {
     fn new(view: &KeyView<'_>) -> StoredKey {
         StoredKey {
-            principal: view.principal,
+            principal: Arc::clone(view.principal),
             method: view.method.into(),
             path: view.path.into(),
             host: view.host.map(Into::into),
@@ -153,13 +172,14 @@ impl StoredKey {
     }
 
     fn matches(&self, view: &KeyView<'_>) -> bool {
-        self.principal == view.principal
-            && *self.method == *view.method
+        *self.method == *view.method
             && *self.path == *view.path
             && self.host.as_deref() == view.host
             && self.query.as_deref() == view.query
             && self.source_ip == view.source_ip
             && self.mtls == view.mtls
+            && (Arc::ptr_eq(&self.principal, view.principal)
+                || entities::same_entity(&self.principal, view.principal))
     }
 }
 
@@ -205,7 +225,7 @@ impl DecisionCache {
     /// which is then cached.
     pub(super) fn decide(
         &self,
-        principal: u64,
+        principal: &Principal,
         request: &RequestInfo<'_>,
         evaluate: impl FnOnce() -> Decision,
     ) -> Decision {
@@ -230,7 +250,7 @@ impl DecisionCache {
         decision
     }
 
-    fn key<'a>(&self, principal: u64, request: &RequestInfo<'a>) -> KeyView<'a> {
+    fn key<'a>(&self, principal: &'a Principal, request: &RequestInfo<'a>) -> KeyView<'a> {
         // Destructured so that a new request field must be considered here.
         let RequestInfo {
             method,
@@ -241,7 +261,8 @@ impl DecisionCache {
             mtls,
         } = *request;
         KeyView {
-            principal,
+            principal: &principal.identity,
+            principal_hash: principal.content_hash,
             method,
             path,
             host: self.reads.host.then_some(host),

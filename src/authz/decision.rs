@@ -18,7 +18,7 @@ pub(super) fn authorize(
     let Some(slice) = authorizer.slices.get(request.method) else {
         return unknown_method(request.method);
     };
-    authorizer.cache.decide(principal.id, request, || {
+    authorizer.cache.decide(principal, request, || {
         decide_with(authorizer, principal, request, &slice.uid, &slice.policies)
     })
 }

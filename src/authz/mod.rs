@@ -44,7 +44,7 @@ mod tests;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use cedar_policy::{Entities, EntityUid, PolicySet, Schema};
 
@@ -134,31 +134,30 @@ pub struct Decision {
 /// only adds its resource. Built by one [`Authorizer`]; used with another (after a
 /// reload) it is re-validated against that one's schema on each request.
 ///
-/// Immutable: a clone is the same principal (same [`Principal::id`]).
+/// Immutable. Two principals built from identities with the same entity
+/// content (see [`entities::same_entity`]) are the same entity to the
+/// decision cache, so a token verified again (cache off, evicted, or a new
+/// token of the same workload) reuses the decisions made for it.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    /// Unique per built principal (never reused in the process); names this
-    /// entity in the decision cache.
-    id: u64,
+    /// Hash of the entity content ([`entities::entity_hash`]); names this
+    /// entity in the decision cache together with `identity`.
+    content_hash: u64,
     uid: EntityUid,
-    /// The identity the entity is built from. Cedar's `Entity` costs ~2.4 KiB
-    /// per principal (measured), several times the identity, and principals
-    /// are cached per token: the entity is validated once here and rebuilt
-    /// (~µs) only when the decision cache misses.
-    identity: Identity,
+    /// The identity the entity is built from, shared with the token cache
+    /// entry. Cedar's `Entity` costs ~2.4 KiB per principal (measured),
+    /// several times the identity, and principals are cached per token: the
+    /// entity is validated once here and rebuilt (~µs) only when the
+    /// decision cache misses.
+    identity: Arc<Identity>,
     /// `generation` of the authorizer that built it.
     generation: u64,
 }
 
-/// Source of [`Principal::id`].
-static PRINCIPAL_IDS: AtomicU64 = AtomicU64::new(0);
-
 impl Principal {
-    /// A process-unique number for this principal entity: two principals
-    /// built separately never share it, even with identical attributes, so
-    /// the decision cache never confuses two entities.
-    pub fn id(&self) -> u64 {
-        self.id
+    /// The identity this principal was built from.
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.identity
     }
 
     /// The principal's Cedar uid, e.g. `Workload::"https://issuer#alice"`.
@@ -260,14 +259,15 @@ impl Authorizer {
     /// A message when an attribute does not fit the schema: a wrong type, an
     /// attribute the schema does not declare, or a missing required one (the
     /// caller answers 401 `schema_mismatch`).
-    pub fn principal(&self, identity: &Identity) -> Result<Principal, String> {
-        let entity = entities::principal_entity(identity)?;
+    pub fn principal(&self, identity: impl Into<Arc<Identity>>) -> Result<Principal, String> {
+        let identity = identity.into();
+        let entity = entities::principal_entity(&identity)?;
         let uid = entity.uid();
         entities::validate_principal(&entity, &self.schema)?;
         Ok(Principal {
-            id: PRINCIPAL_IDS.fetch_add(1, Ordering::Relaxed),
+            content_hash: entities::entity_hash(&identity),
             uid,
-            identity: identity.clone(),
+            identity,
             generation: self.generation,
         })
     }

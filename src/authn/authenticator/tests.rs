@@ -381,7 +381,7 @@ async fn memory_per_principal() {
     let n = 20_000u64;
     let before = rss_kib();
     let principals: Vec<_> = (0..n)
-        .map(|_| f.authorizer.principal(&template.identity).unwrap())
+        .map(|_| f.authorizer.principal(template.identity.clone()).unwrap())
         .collect();
     let mid = rss_kib();
     let identities: Vec<_> = (0..n).map(|_| template.identity.clone()).collect();

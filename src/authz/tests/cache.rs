@@ -1,4 +1,4 @@
-//! The decision cache and the action slices: reloads, principal ids, the
+//! The decision cache and the action slices: reloads, principal keys, the
 //! bound, and what the key leaves out.
 
 use std::str::FromStr;
@@ -22,7 +22,7 @@ fn reads(policies: &str) -> Reads {
 fn a_reloaded_authorizer_never_serves_a_decision_of_the_previous_one() {
     let before = authorizer(TAG_PERMIT);
     let caller = with_tags(identity("a"), &["t1"]);
-    let principal = before.principal(&caller).unwrap();
+    let principal = before.principal(caller.clone()).unwrap();
     let asked = request("GET", "/x");
     assert_eq!(before.authorize(&principal, &asked).effect, Effect::Allow);
     assert_eq!(before.authorize(&principal, &asked).effect, Effect::Allow);
@@ -38,27 +38,44 @@ fn a_reloaded_authorizer_never_serves_a_decision_of_the_previous_one() {
 }
 
 #[test]
-fn a_principal_rebuilt_with_other_tags_gets_a_new_id_and_a_fresh_decision() {
+fn principals_are_cached_by_entity_content_not_by_uid_or_instance() {
     let authorizer = authorizer(TAG_PERMIT);
     let tagged = authorizer
-        .principal(&with_tags(identity("a"), &["t1"]))
+        .principal(with_tags(identity("a"), &["t1"]))
         .unwrap();
-    let untagged = authorizer.principal(&identity("a")).unwrap();
+    let untagged = authorizer.principal(identity("a")).unwrap();
     assert_eq!(tagged.uid(), untagged.uid(), "same Cedar uid");
-    assert_ne!(tagged.id(), untagged.id());
     let asked = request("GET", "/x");
     assert_eq!(authorizer.authorize(&tagged, &asked).effect, Effect::Allow);
-    assert_eq!(authorizer.authorize(&untagged, &asked).effect, Effect::Deny);
-
-    let rebuilt = authorizer
-        .principal(&with_tags(identity("a"), &["t1"]))
-        .unwrap();
-    assert_ne!(rebuilt.id(), tagged.id(), "ids are never reused");
     assert_eq!(
-        tagged.clone().id(),
-        tagged.id(),
-        "a clone is the same entity"
+        authorizer.authorize(&untagged, &asked).effect,
+        Effect::Deny,
+        "same uid, other attributes: never the tagged principal's decision"
     );
+    assert_eq!(authorizer.cache.entry_count(), 2);
+
+    // The same workload verified again (a new token, the cache off, an
+    // eviction): another instance, another exp, the same entity.
+    let mut again = with_tags(identity("a"), &["t1"]);
+    again.expires_at -= 60;
+    again.bound_certificate = Some([7; 32]);
+    let rebuilt = authorizer.principal(again).unwrap();
+    assert_eq!(authorizer.authorize(&rebuilt, &asked).effect, Effect::Allow);
+    assert_eq!(
+        authorizer.cache.entry_count(),
+        2,
+        "the decision made for the same entity is reused"
+    );
+
+    // Any attribute that reaches the entity tells principals apart.
+    let mut other_sub = with_tags(identity("a"), &["t1"]);
+    other_sub.sub = "b".to_owned();
+    let other_sub = authorizer.principal(other_sub).unwrap();
+    assert_eq!(
+        authorizer.authorize(&other_sub, &asked).effect,
+        Effect::Allow
+    );
+    assert_eq!(authorizer.cache.entry_count(), 3);
 }
 
 #[test]
@@ -70,7 +87,7 @@ fn the_cache_holds_at_most_its_capacity() {
     };
     let authorizer = Authorizer::load_with(&shipped_schema(), dir.path(), options).unwrap();
     let principal = authorizer
-        .principal(&with_tags(identity("a"), &["t1"]))
+        .principal(with_tags(identity("a"), &["t1"]))
         .unwrap();
     for n in 0..1000 {
         let path = format!("/items/{n}");
@@ -84,7 +101,7 @@ fn the_cache_holds_at_most_its_capacity() {
 #[test]
 fn unknown_methods_are_answered_without_filling_the_cache() {
     let authorizer = demo();
-    let principal = authorizer.principal(&identity("a")).unwrap();
+    let principal = authorizer.principal(identity("a")).unwrap();
     for method in ["BREW", "read", "get"] {
         let decision = authorizer.authorize(&principal, &request(method, "/"));
         assert_eq!(decision.effect, Effect::Deny);
@@ -102,7 +119,7 @@ fn a_disabled_cache_still_decides() {
     };
     let authorizer = Authorizer::load_with(&shipped_schema(), dir.path(), options).unwrap();
     let principal = authorizer
-        .principal(&with_tags(identity("a"), &["t1"]))
+        .principal(with_tags(identity("a"), &["t1"]))
         .unwrap();
     let decision = authorizer.authorize(&principal, &request("GET", "/"));
     assert_eq!(decision.effect, Effect::Allow);

@@ -203,7 +203,7 @@ fn action_group_names_are_not_methods() {
 fn claim_of_the_wrong_type_is_rejected_when_building_the_principal() {
     let authorizer = demo();
     let caller = with_attr(identity("svc"), "namespace", AttrValue::Long(7));
-    let err = authorizer.principal(&caller).unwrap_err();
+    let err = authorizer.principal(caller.clone()).unwrap_err();
     assert!(err.contains("namespace"), "{err}");
 }
 
@@ -215,7 +215,7 @@ fn undeclared_attribute_is_rejected_when_building_the_principal() {
         "colour",
         AttrValue::String("red".to_owned()),
     );
-    let err = authorizer.principal(&caller).unwrap_err();
+    let err = authorizer.principal(caller.clone()).unwrap_err();
     assert!(err.contains("colour"), "{err}");
 }
 
@@ -227,7 +227,7 @@ fn claims_cannot_override_built_in_attributes() {
         "sub",
         AttrValue::String("acme:frontend:x".to_owned()),
     );
-    let err = authorizer.principal(&caller).unwrap_err();
+    let err = authorizer.principal(caller.clone()).unwrap_err();
     assert!(err.contains("`sub`"), "{err}");
 }
 
@@ -239,7 +239,7 @@ fn declared_optional_claims_are_accepted() {
         "namespace",
         AttrValue::String("prod".to_owned()),
     );
-    let principal = authorizer.principal(&caller).unwrap();
+    let principal = authorizer.principal(caller.clone()).unwrap();
     let json = principal.to_json().unwrap();
     assert_eq!(json["attrs"]["namespace"], "prod");
     assert_eq!(principal.uid(), r#"Workload::"https://issuer.example#svc""#);
@@ -255,7 +255,7 @@ fn context_carries_host_query_source_ip_and_mtls() {
         };
     "#;
     let authorizer = authorizer(policies);
-    let principal = authorizer.principal(&identity("svc")).unwrap();
+    let principal = authorizer.principal(identity("svc")).unwrap();
     let mapped: IpAddr = "::ffff:10.9.9.9".parse().unwrap();
     let mut info = RequestInfo {
         query: "a=1",
@@ -282,7 +282,7 @@ fn principal_built_before_a_reload_is_revalidated_against_the_new_schema() {
         "namespace",
         AttrValue::String("prod".to_owned()),
     );
-    let principal: Principal = old.principal(&caller).unwrap();
+    let principal: Principal = old.principal(caller.clone()).unwrap();
 
     let reloaded = Authorizer::load(&shipped_schema(), &super::shipped_policies()).unwrap();
     let decision = reloaded.authorize(&principal, &request("GET", "/api/orders"));

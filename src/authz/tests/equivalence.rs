@@ -185,7 +185,7 @@ fn build(authorizer: &Authorizer, caller: &Caller) -> Principal {
     if caller.mtls {
         built.authn = AuthnMethod::JwtAndMtls;
     }
-    authorizer.principal(&built).unwrap()
+    authorizer.principal(built).unwrap()
 }
 
 #[derive(Debug, Clone)]

@@ -98,6 +98,6 @@ fn request<'a>(method: &'a str, path: &'a str) -> RequestInfo<'a> {
 
 /// Builds the principal and decides `method path`.
 fn decide(authorizer: &Authorizer, identity: &Identity, method: &str, path: &str) -> Decision {
-    let principal = authorizer.principal(identity).unwrap();
+    let principal = authorizer.principal(identity.clone()).unwrap();
     authorizer.authorize(&principal, &request(method, path))
 }

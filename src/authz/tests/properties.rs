@@ -58,7 +58,7 @@ proptest! {
         caller.uid = uid;
         caller.tags = tags;
         caller.attrs = attrs.into_iter().collect::<BTreeMap<_, _>>();
-        if let Ok(principal) = authorizer.principal(&caller) {
+        if let Ok(principal) = authorizer.principal(caller.clone()) {
             let request = RequestInfo {
                 method: &method,
                 path: &path,
