@@ -1,11 +1,13 @@
-//! Authorization cost against the number of policies (1, 10, 100, 1000), three
+//! Authorization cost against the number of policies (1, 10, 100, 1000), four
 //! ways:
 //!
 //! - `authz_full`: the whole policy set evaluated per request (no slicing, no
-//!   cache) — what wisp did before, and the reference the others must equal;
+//!   index, no cache) — the reference the others must equal;
 //! - `authz_sliced`: only the policies whose action scope can match the
-//!   request's action (no cache);
-//! - `authz_cached`: slicing + the decision cache, on a hit.
+//!   request's action (no index, no cache);
+//! - `authz_indexed`: slicing + the principal-guard index (no cache): the
+//!   cost of a decision-cache miss, e.g. a new workload's first request;
+//! - `authz_cached`: slicing + index + the decision cache, on a hit.
 //!
 //! Policy `n` reads `principal.sub`, `principal.tags` and `resource.path`; the
 //! action scopes cycle through `in read`, `in write`, `== GET`, `== POST`, and
@@ -87,6 +89,7 @@ fn benches(c: &mut Criterion) {
             AuthorizerOptions {
                 decision_cache_entries: 0,
                 slice_by_action: false,
+                index_principals: false,
             },
         ),
         (
@@ -94,6 +97,14 @@ fn benches(c: &mut Criterion) {
             AuthorizerOptions {
                 decision_cache_entries: 0,
                 slice_by_action: true,
+                index_principals: false,
+            },
+        ),
+        (
+            "authz_indexed",
+            AuthorizerOptions {
+                decision_cache_entries: 0,
+                ..AuthorizerOptions::default()
             },
         ),
         ("authz_cached", AuthorizerOptions::default()),

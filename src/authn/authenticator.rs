@@ -8,7 +8,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use super::jwks::{IssuerKeys, LoadedKeys, REFETCH_WAIT};
-use super::token_cache::{identity_weight, CachedToken, TokenCache};
+use super::token_cache::{identity_weight, CachedToken, TokenCache, TokenKey};
 use super::{jwt, presets, verify, AuthnError};
 use crate::authz::Authorizer;
 use crate::config::{Config, Preset};
@@ -123,10 +123,11 @@ impl Authenticator {
                 max: self.max_token_bytes,
             });
         }
-        if let Some(cache) = &self.cache {
-            if let Some(entry) = cache.get(token) {
+        let key = self.cache.as_ref().map(|_| TokenKey::of(token));
+        if let (Some(cache), Some(key)) = (&self.cache, &key) {
+            if let Some(entry) = cache.get_key(key) {
                 if let Some(hit) =
-                    self.revalidate(cache, token, entry, authorizer, policy_generation, now)?
+                    self.revalidate(cache, key, entry, authorizer, policy_generation, now)?
                 {
                     self.metrics.token_cache_hits.inc();
                     return Ok(hit);
@@ -138,8 +139,8 @@ impl Authenticator {
             self.verify(token, authorizer, policy_generation, now)
                 .await?,
         );
-        if let Some(cache) = &self.cache {
-            cache.insert(token, entry.clone());
+        if let (Some(cache), Some(key)) = (&self.cache, key) {
+            cache.insert_key(key, entry.clone());
         }
         Ok(entry)
     }
@@ -148,30 +149,30 @@ impl Authenticator {
     fn revalidate(
         &self,
         cache: &TokenCache,
-        token: &str,
+        key: &TokenKey,
         entry: Arc<CachedToken>,
         authorizer: &Authorizer,
         policy_generation: u64,
         now: i64,
     ) -> Result<Option<Arc<CachedToken>>, AuthnError> {
         let Some(issuer) = self.issuers.get(entry.issuer_index) else {
-            cache.remove(token);
+            cache.remove_key(key);
             return Ok(None);
         };
         if self.issuer_fingerprints.get(entry.issuer_index) != Some(&entry.issuer_fingerprint) {
             // Verified under other rules (the configuration changed): verify afresh.
-            cache.remove(token);
+            cache.remove_key(key);
             return Ok(None);
         }
         if now >= entry.valid_until {
-            cache.remove(token);
+            cache.remove_key(key);
             return Err(AuthnError::Expired);
         }
         match issuer.keys() {
             None => return Err(AuthnError::IssuerUnavailable(issuer.config().name.clone())),
             Some(keys) if !keys.set.contains(entry.key_fingerprint) => {
                 // The key was withdrawn: verify afresh (it will fail unless re-signed).
-                cache.remove(token);
+                cache.remove_key(key);
                 return Ok(None);
             }
             Some(_) => {}
@@ -194,7 +195,7 @@ impl Authenticator {
             valid_until: entry.valid_until,
             weight: entry.weight,
         });
-        cache.insert(token, rebuilt.clone());
+        cache.insert_key(*key, rebuilt.clone());
         Ok(Some(rebuilt))
     }
 

@@ -1,6 +1,8 @@
 //! The verified-token cache: a token verified once costs a lookup afterwards.
 //!
-//! Keyed by the exact token text. Each entry records the issuer it was verified
+//! Keyed by the SHA-256 digest of the exact token text (32 bytes instead of
+//! the token's ~0.3–1 KB: a different token with the same digest would be a
+//! SHA-256 collision). Each entry records the issuer it was verified
 //! under, the fingerprint of the key that verified it and the policy generation
 //! its principal entity was built for, so a hit is re-checked cheaply against
 //! the current state: a key removed from the JWKS, or keys gone stale, stop a
@@ -69,10 +71,10 @@ pub fn identity_weight(identity: &Identity) -> usize {
 
 struct ExpireAtValidUntil;
 
-impl moka::Expiry<Arc<str>, Arc<CachedToken>> for ExpireAtValidUntil {
+impl moka::Expiry<TokenKey, Arc<CachedToken>> for ExpireAtValidUntil {
     fn expire_after_create(
         &self,
-        _key: &Arc<str>,
+        _key: &TokenKey,
         value: &Arc<CachedToken>,
         _created_at: Instant,
     ) -> Option<Duration> {
@@ -81,10 +83,35 @@ impl moka::Expiry<Arc<str>, Arc<CachedToken>> for ExpireAtValidUntil {
     }
 }
 
+/// A cache key: the SHA-256 digest of the token text.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenKey([u8; 32]);
+
+impl TokenKey {
+    /// The key of `token`.
+    pub fn of(token: &str) -> TokenKey {
+        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+        let mut key = [0; 32];
+        key.copy_from_slice(digest.as_ref());
+        TokenKey(key)
+    }
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A key names a bearer token: print a prefix, enough to tell keys apart.
+        write!(
+            f,
+            "TokenKey({:02x}{:02x}{:02x}{:02x}…)",
+            self.0[0], self.0[1], self.0[2], self.0[3]
+        )
+    }
+}
+
 /// The cache.
 #[derive(Clone)]
 pub struct TokenCache {
-    cache: Cache<Arc<str>, Arc<CachedToken>>,
+    cache: Cache<TokenKey, Arc<CachedToken>>,
 }
 
 impl TokenCache {
@@ -93,11 +120,7 @@ impl TokenCache {
     pub fn new(max_bytes: u64, evictions: prometheus::IntCounter) -> TokenCache {
         let cache = Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|key: &Arc<str>, value: &Arc<CachedToken>| {
-                u32::try_from(key.len())
-                    .unwrap_or(u32::MAX)
-                    .saturating_add(value.weight)
-            })
+            .weigher(|_key: &TokenKey, value: &Arc<CachedToken>| value.weight)
             .expire_after(ExpireAtValidUntil)
             .eviction_listener(move |_key, _value, cause| {
                 if cause == moka::notification::RemovalCause::Size {
@@ -110,17 +133,27 @@ impl TokenCache {
 
     /// Looks a token up.
     pub fn get(&self, token: &str) -> Option<Arc<CachedToken>> {
-        self.cache.get(token)
+        self.get_key(&TokenKey::of(token))
+    }
+
+    /// Looks a token up by its key.
+    pub fn get_key(&self, key: &TokenKey) -> Option<Arc<CachedToken>> {
+        self.cache.get(key)
     }
 
     /// Stores a verified token.
     pub fn insert(&self, token: &str, entry: Arc<CachedToken>) {
-        self.cache.insert(token.into(), entry);
+        self.insert_key(TokenKey::of(token), entry);
+    }
+
+    /// Stores a verified token by its key.
+    pub fn insert_key(&self, key: TokenKey, entry: Arc<CachedToken>) {
+        self.cache.insert(key, entry);
     }
 
     /// Drops a token (e.g. its key is gone).
-    pub fn remove(&self, token: &str) {
-        self.cache.invalidate(token);
+    pub fn remove_key(&self, key: &TokenKey) {
+        self.cache.invalidate(key);
     }
 
     /// Drops everything (e.g. on a configuration change).

@@ -18,9 +18,21 @@ pub(super) fn authorize(
     let Some(slice) = authorizer.slices.get(request.method) else {
         return unknown_method(request.method);
     };
-    authorizer.cache.decide(principal, request, || {
-        decide_with(authorizer, principal, request, &slice.uid, &slice.policies)
-    })
+    authorizer
+        .cache
+        .decide(principal, request, || match &slice.index {
+            Some(index) => {
+                let candidates = index.candidates(&principal.identity);
+                decide_with(
+                    authorizer,
+                    principal,
+                    request,
+                    &slice.uid,
+                    candidates.policies(),
+                )
+            }
+            None => decide_with(authorizer, principal, request, &slice.uid, &slice.policies),
+        })
 }
 
 /// The reference the fast path must equal: the whole set, no cache.

@@ -118,7 +118,7 @@ fn build_slices(
             format!("action entities: {}", error_chain(&err)),
         )
     })?;
-    slices::build(methods, policies, &action_entities, options.slice_by_action)
+    slices::build(methods, policies, &action_entities, options)
         .map_err(|message| whole_file(schema_path, message))
 }
 

@@ -35,6 +35,7 @@ mod cache;
 mod decision;
 mod diagnostics;
 mod entities;
+mod guards;
 mod load;
 pub mod reload;
 mod slices;
@@ -49,6 +50,8 @@ use std::sync::Arc;
 use cedar_policy::{Entities, EntityUid, PolicySet, Schema};
 
 use crate::identity::Identity;
+
+pub use guards::GuardStats;
 
 /// One problem in the schema or a policy file, printed as `file:line:col: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,6 +188,10 @@ pub struct AuthorizerOptions {
     /// Evaluate only the policies whose action scope can match the request's
     /// action (`false` evaluates the whole set: for benchmarks and diagnosis).
     pub slice_by_action: bool,
+    /// Before evaluating, drop the policies whose principal guards exclude
+    /// the principal, found through an index on `sub` (`guards.rs`; `false`
+    /// evaluates the whole slice: for benchmarks and diagnosis).
+    pub index_principals: bool,
 }
 
 impl AuthorizerOptions {
@@ -200,6 +207,7 @@ impl Default for AuthorizerOptions {
         AuthorizerOptions {
             decision_cache_entries: Self::DEFAULT_DECISION_CACHE_ENTRIES,
             slice_by_action: true,
+            index_principals: true,
         }
     }
 }
@@ -287,6 +295,12 @@ impl Authorizer {
     #[cfg(test)]
     fn authorize_unsliced(&self, principal: &Principal, request: &RequestInfo<'_>) -> Decision {
         decision::authorize_unsliced(self, principal, request)
+    }
+
+    /// How the principal-guard index covers the policies (`wisp check`
+    /// reports it: unindexed policies are looked at for every principal).
+    pub fn guard_stats(&self) -> GuardStats {
+        GuardStats::of(&self.policies)
     }
 
     /// Number of policies loaded.

@@ -28,6 +28,8 @@ use std::collections::{HashMap, HashSet};
 use cedar_policy::{ActionConstraint, Entities, EntityUid, Policy, PolicySet};
 
 use super::diagnostics::error_chain;
+use super::guards::Index;
+use super::AuthorizerOptions;
 
 /// One method's action and the policies that can apply to it.
 #[derive(Debug)]
@@ -37,13 +39,16 @@ pub(super) struct ActionSlice {
     /// The policies whose action scope can match `uid` (all of them when
     /// slicing is off).
     pub(super) policies: PolicySet,
+    /// `policies` indexed by their principal guards (`None` when off).
+    pub(super) index: Option<Index>,
 }
 
 /// HTTP method → its [`ActionSlice`], for every action that is not a group.
 pub(super) type Slices = HashMap<String, ActionSlice>;
 
-/// Builds one slice per method. With `slice` false every slice holds the
-/// whole set (the unsliced reference, for benchmarks).
+/// Builds one slice per method. With `options.slice_by_action` false every
+/// slice holds the whole set (the unsliced reference, for benchmarks); with
+/// `options.index_principals` each slice gets its guard index.
 ///
 /// # Errors
 /// A message when Cedar cannot build the action entities or a slice (not
@@ -52,17 +57,28 @@ pub(super) fn build(
     methods: HashMap<String, EntityUid>,
     policies: &PolicySet,
     action_entities: &Entities,
-    slice: bool,
+    options: AuthorizerOptions,
 ) -> Result<Slices, String> {
     methods
         .into_iter()
         .map(|(method, uid)| {
-            let policies = if slice {
+            let policies = if options.slice_by_action {
                 slice_for(&uid, policies, action_entities)?
             } else {
                 policies.clone()
             };
-            Ok((method, ActionSlice { uid, policies }))
+            let index = options
+                .index_principals
+                .then(|| Index::new(&policies))
+                .transpose()?;
+            Ok((
+                method,
+                ActionSlice {
+                    uid,
+                    policies,
+                    index,
+                },
+            ))
         })
         .collect()
 }

@@ -18,14 +18,14 @@ pub fn run(path: &Path) -> ExitCode {
         }
     };
     let mut problems = 0usize;
-    let policies = match Authorizer::load(&config.policies.schema, &config.policies.dir) {
-        Ok(authorizer) => authorizer.policy_count(),
+    let (policies, stats) = match Authorizer::load(&config.policies.schema, &config.policies.dir) {
+        Ok(authorizer) => (authorizer.policy_count(), Some(authorizer.guard_stats())),
         Err(diagnostics) => {
             for diagnostic in &diagnostics {
                 eprintln!("{diagnostic}");
             }
             problems += diagnostics.len();
-            0
+            (0, None)
         }
     };
     for issuer in &config.issuers {
@@ -57,5 +57,13 @@ pub fn run(path: &Path) -> ExitCode {
         if policies == 1 { "y" } else { "ies" },
         config.policies.dir.display()
     );
+    if let Some(stats) = stats.filter(|s| s.policies > 0) {
+        let unguarded = stats.policies - stats.indexed - stats.guarded_only;
+        println!(
+            "index: {} indexed by principal.sub, {} guarded by other principal conditions, \
+             {} evaluated for every principal (no leading principal condition)",
+            stats.indexed, stats.guarded_only, unguarded
+        );
+    }
     ExitCode::SUCCESS
 }

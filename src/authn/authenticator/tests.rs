@@ -9,6 +9,7 @@ use serde_json::json;
 use super::*;
 use crate::authn::unix_now;
 use crate::devtools::issuer::{DevIssuer, DevIssuerOptions};
+use crate::identity::Identity;
 
 #[test]
 fn jwt_svid_type_must_be_jwt_or_jose_when_present() {
@@ -384,7 +385,7 @@ async fn memory_per_principal() {
         .map(|_| f.authorizer.principal(template.identity.clone()).unwrap())
         .collect();
     let mid = rss_kib();
-    let identities: Vec<_> = (0..n).map(|_| template.identity.clone()).collect();
+    let identities: Vec<Identity> = (0..n).map(|_| (*template.identity).clone()).collect();
     let after = rss_kib();
     let cache = TokenCache::new(1 << 30, f.metrics.token_cache_evictions.clone());
     for i in 0..n {
@@ -393,7 +394,7 @@ async fn memory_per_principal() {
     cache.usage();
     let end = rss_kib();
     println!(
-        "principal {} B, identity {} B, moka entry with 336-B key {} B",
+        "principal (identity shared) {} B, identity {} B, moka entry (32-B key) {} B",
         (mid - before) * 1024 / n,
         (after - mid) * 1024 / n,
         (end - after) * 1024 / n

@@ -116,6 +116,7 @@ fn a_disabled_cache_still_decides() {
     let options = AuthorizerOptions {
         decision_cache_entries: 0,
         slice_by_action: false,
+        index_principals: false,
     };
     let authorizer = Authorizer::load_with(&shipped_schema(), dir.path(), options).unwrap();
     let principal = authorizer

@@ -1,4 +1,4 @@
-//! The fast path (slicing + decision cache) decides exactly as evaluating the
+//! The fast path (slicing + principal-guard index + decision cache) decides exactly as evaluating the
 //! whole policy set, on random policy sets, principals and request sequences.
 
 use std::net::IpAddr;
@@ -48,6 +48,20 @@ const ATOMS: &[&str] = &[
     r#"principal.tags.contains("t2")"#,
     r#"principal.authn == "jwt""#,
     r#"principal has nick && principal.nick like "n*""#,
+    // Principal guards of every shape the index understands.
+    r#"principal.sub == "a1""#,
+    r#""ab2" == principal.sub"#,
+    r#"principal.sub != "nx""#,
+    r#"principal.sub like "nx""#,
+    r#"principal.sub like "*b*""#,
+    r#"principal.sub like "a*2""#,
+    r#"principal.sub like "é*""#,
+    r#"principal.sub like "**""#,
+    r#"principal.iss like "https://*.example""#,
+    r#"principal has nick"#,
+    r#"principal == Workload::"u2""#,
+    r#"principal.tags.contains("t3") || principal.sub like "b*""#,
+    r#"!(principal.sub like "a*" && principal.authn == "jwt+mtls")"#,
     r#"resource.path like "/a*""#,
     r#"resource.host == "h1""#,
     r#"context.source_ip.isInRange(ip("10.0.0.0/8"))"#,
@@ -156,7 +170,7 @@ struct Caller {
 fn caller() -> impl Strategy<Value = Caller> {
     (
         prop::sample::select(vec!["u1", "u2"]),
-        prop::sample::select(vec!["a1", "ab2", "b3", "nx"]),
+        prop::sample::select(vec!["a1", "ab2", "b3", "nx", "é1", "éa", ""]),
         prop::sample::subsequence(vec!["t1", "t2", "t3"], 0..=3),
         prop::sample::select(vec![0, 5, -3, i64::MAX, i64::MIN, i64::MAX / 2 + 1]),
         prop::option::of(prop::sample::select(vec!["n1", "m2"])),
@@ -291,11 +305,12 @@ proptest! {
         callers in prop::collection::vec(caller(), 3),
         steps in prop::collection::vec(step(), 1..40),
         earlier in prop::collection::vec(any::<prop::sample::Index>(), 40),
-        capacity in prop::sample::select(vec![1u64, 4, 100_000]),
+        capacity in prop::sample::select(vec![0u64, 1, 4, 100_000]),
+        index_principals in any::<bool>(),
     ) {
         let text = render(&allowed, &policies);
         let dir = dir_with(&[("wisp.cedarschema", SCHEMA), ("policies.cedar", &text)]);
-        let options = AuthorizerOptions { decision_cache_entries: capacity, slice_by_action: true };
+        let options = AuthorizerOptions { decision_cache_entries: capacity, slice_by_action: true, index_principals };
         let authorizer = Authorizer::load_with(&dir.path().join("wisp.cedarschema"), dir.path(), options)
             .unwrap_or_else(|diagnostics| panic!("{text}\n{diagnostics:#?}"));
         let principals: Vec<Principal> = callers.iter().map(|caller| build(&authorizer, caller)).collect();

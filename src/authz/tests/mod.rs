@@ -61,7 +61,7 @@ fn demo() -> Authorizer {
 }
 
 /// A JWT caller with `sub`, no tags, no further attributes.
-fn identity(sub: &str) -> Identity {
+pub(super) fn identity(sub: &str) -> Identity {
     Identity {
         uid: format!("https://issuer.example#{sub}"),
         sub: sub.to_owned(),
@@ -75,7 +75,7 @@ fn identity(sub: &str) -> Identity {
     }
 }
 
-fn with_tags(mut identity: Identity, tags: &[&str]) -> Identity {
+pub(super) fn with_tags(mut identity: Identity, tags: &[&str]) -> Identity {
     identity.tags = tags.iter().map(|tag| (*tag).to_owned()).collect();
     identity
 }
