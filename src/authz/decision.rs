@@ -1,11 +1,21 @@
 //! One authorization: per-request entities, request and evaluation → [`Decision`].
 
 use cedar_policy::{
-    AuthorizationError, Authorizer as CedarAuthorizer, EntityUid, PolicySet, Request, Response,
+    AuthorizationError, Authorizer as CedarAuthorizer, Entities, EntityUid, PolicySet, Request,
+    Response,
 };
 
 use super::diagnostics::error_chain;
+use super::guards::Candidates;
 use super::{entities, Authorizer, Decision, Effect, Principal, RequestInfo};
+
+/// What one evaluation runs: the request's action, the policies, and the
+/// action entities the request carries.
+struct Target<'a> {
+    action: &'a EntityUid,
+    policies: &'a PolicySet,
+    actions: &'a Entities,
+}
 
 /// See [`Authorizer::authorize`]: the method's slice, through the cache.
 pub(super) fn authorize(
@@ -18,24 +28,24 @@ pub(super) fn authorize(
     let Some(slice) = authorizer.slices.get(request.method) else {
         return unknown_method(request.method);
     };
-    authorizer
-        .cache
-        .decide(principal, request, || match &slice.index {
-            Some(index) => {
-                let candidates = index.candidates(&principal.identity);
-                decide_with(
-                    authorizer,
-                    principal,
-                    request,
-                    &slice.uid,
-                    candidates.policies(),
-                )
-            }
-            None => decide_with(authorizer, principal, request, &slice.uid, &slice.policies),
-        })
+    authorizer.cache.decide(principal, request, || {
+        let candidates = slice
+            .index
+            .as_ref()
+            .map(|index| index.candidates(&principal.identity));
+        let target = Target {
+            action: &slice.uid,
+            policies: candidates
+                .as_ref()
+                .map_or(&slice.policies, Candidates::policies),
+            actions: &slice.actions,
+        };
+        decide_with(authorizer, principal, request, &target)
+    })
 }
 
-/// The reference the fast path must equal: the whole set, no cache.
+/// The reference the fast path must equal: the whole set with every action
+/// entity, no index, no cache.
 #[cfg(test)]
 pub(super) fn authorize_unsliced(
     authorizer: &Authorizer,
@@ -43,13 +53,18 @@ pub(super) fn authorize_unsliced(
     request: &RequestInfo<'_>,
 ) -> Decision {
     match authorizer.slices.get(request.method) {
-        Some(slice) => decide_with(
-            authorizer,
-            principal,
-            request,
-            &slice.uid,
-            &authorizer.policies,
-        ),
+        Some(slice) => {
+            let actions = match entities::schema_actions(&authorizer.schema) {
+                Ok(actions) => actions,
+                Err(error) => return unknown_method(&error),
+            };
+            let target = Target {
+                action: &slice.uid,
+                policies: &authorizer.policies,
+                actions: &actions,
+            };
+            decide_with(authorizer, principal, request, &target)
+        }
         None => unknown_method(request.method),
     }
 }
@@ -62,15 +77,14 @@ fn unknown_method(method: &str) -> Decision {
     }
 }
 
-/// Evaluates `policies` for the request with `action`.
+/// Evaluates the target's policies for the request.
 fn decide_with(
     authorizer: &Authorizer,
     principal: &Principal,
     request: &RequestInfo<'_>,
-    action: &EntityUid,
-    policies: &PolicySet,
+    target: &Target<'_>,
 ) -> Decision {
-    match evaluate(authorizer, principal, request, action, policies) {
+    match evaluate(authorizer, principal, request, target) {
         Ok(response) => decide(&response),
         Err(error) => Decision {
             effect: Effect::Deny,
@@ -84,8 +98,7 @@ fn evaluate(
     authorizer: &Authorizer,
     principal: &Principal,
     request: &RequestInfo<'_>,
-    action: &EntityUid,
-    policies: &PolicySet,
+    target: &Target<'_>,
 ) -> Result<Response, String> {
     let route = entities::route_entity(request.path, request.host)?;
     let resource = route.uid();
@@ -96,21 +109,25 @@ fn evaluate(
         // Built under another authorizer: a reload may have changed the schema.
         entities::validate_principal(&principal_entity, &authorizer.schema)?;
     }
-    let entities = authorizer
+    let entities = target
         .actions
         .clone()
         .add_entities([principal_entity, route], None)
         .map_err(|err| format!("entities: {}", error_chain(&err)))?;
     let context = entities::context(request)?;
+    // Not validated against the schema here: every action was validated at
+    // load with a request of exactly this shape (`load::check_model`: the
+    // principal and resource types and the context's attribute types are
+    // the same for every request), and validation reads types, not values.
     let request = Request::new(
         principal.uid.clone(),
-        action.clone(),
+        target.action.clone(),
         resource,
         context,
-        Some(&authorizer.schema),
+        None,
     )
-    .map_err(|err| format!("request does not match the schema: {}", error_chain(&err)))?;
-    Ok(CedarAuthorizer::new().is_authorized(&request, policies, &entities))
+    .map_err(|err| format!("request: {}", error_chain(&err)))?;
+    Ok(CedarAuthorizer::new().is_authorized(&request, target.policies, &entities))
 }
 
 /// Cedar's response with one change: any evaluation error denies, because Cedar

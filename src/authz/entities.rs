@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::LazyLock;
 
 use cedar_policy::{
     Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression, Schema,
@@ -20,11 +21,26 @@ pub(super) const ROUTE: &str = "Route";
 /// Principal attributes wisp always sets itself; `identity.attrs` may not use them.
 const BUILT_IN_ATTRIBUTES: [&str; 4] = ["sub", "iss", "tags", "authn"];
 
+/// The two entity types wisp builds per request, parsed once: parsing a
+/// type name runs Cedar's parser (its lexer builds regex DFA state per
+/// call), which was the largest single cost of building a request.
+static WORKLOAD_TYPE: LazyLock<Result<EntityTypeName, String>> =
+    LazyLock::new(|| parse_type(WORKLOAD));
+static ROUTE_TYPE: LazyLock<Result<EntityTypeName, String>> = LazyLock::new(|| parse_type(ROUTE));
+
+fn parse_type(type_name: &str) -> Result<EntityTypeName, String> {
+    type_name
+        .parse()
+        .map_err(|err| format!("entity type `{type_name}`: {err}"))
+}
+
 /// `Type::"id"`.
 pub(super) fn uid(type_name: &str, id: &str) -> Result<EntityUid, String> {
-    let type_name: EntityTypeName = type_name
-        .parse()
-        .map_err(|err| format!("entity type `{type_name}`: {err}"))?;
+    let type_name = match type_name {
+        WORKLOAD => WORKLOAD_TYPE.clone()?,
+        ROUTE => ROUTE_TYPE.clone()?,
+        other => parse_type(other)?,
+    };
     Ok(EntityUid::from_type_name_and_id(
         type_name,
         EntityId::new(id),
@@ -146,7 +162,9 @@ pub(super) fn validate_principal(entity: &Entity, schema: &Schema) -> Result<(),
     with_actions(entity.clone(), schema).map(drop)
 }
 
-/// The schema's action entities, with their action-group parents.
+/// The schema's action entities, with their action-group parents (the
+/// reference evaluation in tests carries all of them).
+#[cfg(test)]
 pub(super) fn schema_actions(schema: &Schema) -> Result<Entities, String> {
     Entities::from_entities([], Some(schema))
         .map_err(|err| format!("action entities of the schema: {}", error_chain(&err)))
@@ -168,6 +186,22 @@ pub(super) fn route_entity(path: &str, host: &str) -> Result<Entity, String> {
         .map_err(|err| format!("resource `{path}`: {}", error_chain(&err)))
 }
 
+/// `ip("<source_ip>")`, kept per address: Cedar's `new_ip` parses the
+/// extension's name with its full parser on every call (several µs).
+fn ip_expression(ip: IpAddr) -> RestrictedExpression {
+    /// Addresses kept; callers of one service come from a bounded set of
+    /// pods and nodes, and a miss only costs the parse.
+    const KEPT: u64 = 4096;
+    static EXPRESSIONS: LazyLock<moka::sync::Cache<IpAddr, RestrictedExpression>> =
+        LazyLock::new(|| moka::sync::Cache::new(KEPT));
+    if let Some(expression) = EXPRESSIONS.get(&ip) {
+        return expression;
+    }
+    let expression = RestrictedExpression::new_ip(ip_literal(ip));
+    EXPRESSIONS.insert(ip, expression.clone());
+    expression
+}
+
 /// `{ method, source_ip, query, mtls }`.
 pub(super) fn context(request: &RequestInfo<'_>) -> Result<Context, String> {
     Context::from_pairs([
@@ -175,10 +209,7 @@ pub(super) fn context(request: &RequestInfo<'_>) -> Result<Context, String> {
             "method".to_owned(),
             RestrictedExpression::new_string(request.method.to_owned()),
         ),
-        (
-            "source_ip".to_owned(),
-            RestrictedExpression::new_ip(ip_literal(request.source_ip)),
-        ),
+        ("source_ip".to_owned(), ip_expression(request.source_ip)),
         (
             "query".to_owned(),
             RestrictedExpression::new_string(request.query.to_owned()),

@@ -79,17 +79,8 @@ pub(super) fn load(
             let slices = build_slices(&schema, schema_path, methods, &policies, options)
                 .map_err(|diagnostic| vec![diagnostic])?;
             sort(&mut warnings);
-            let actions = super::entities::schema_actions(&schema).map_err(|message| {
-                vec![Diagnostic {
-                    file: schema_path.to_path_buf(),
-                    line: 0,
-                    column: 0,
-                    message,
-                }]
-            })?;
             Ok(Authorizer {
                 cache: DecisionCache::new(options.decision_cache_entries, Reads::of(&policies)),
-                actions,
                 schema,
                 policies,
                 slices,

@@ -47,7 +47,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cedar_policy::{Entities, EntityUid, PolicySet, Schema};
+use cedar_policy::{EntityUid, PolicySet, Schema};
 
 use crate::identity::Identity;
 
@@ -133,9 +133,8 @@ pub struct Decision {
 
 /// A principal entity validated against the schema, ready for any number of requests.
 ///
-/// Holds the principal together with the schema's action entities, so a request
-/// only adds its resource. Built by one [`Authorizer`]; used with another (after a
-/// reload) it is re-validated against that one's schema on each request.
+/// Built by one [`Authorizer`]; used with another (after a reload) it is
+/// re-validated against that one's schema on each request.
 ///
 /// Immutable. Two principals built from identities with the same entity
 /// content (see [`entities::same_entity`]) are the same entity to the
@@ -225,8 +224,6 @@ pub struct Authorizer {
     slices: slices::Slices,
     /// Decisions made by this authorizer.
     cache: cache::DecisionCache,
-    /// The schema's action entities (with their groups), shared by every request.
-    actions: Entities,
     /// Schema and policy warnings (not errors), for `wisp check`.
     warnings: Vec<Diagnostic>,
     /// Unique per loaded instance; ties [`Principal`]s to the schema they were checked against.

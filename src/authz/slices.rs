@@ -41,6 +41,10 @@ pub(super) struct ActionSlice {
     pub(super) policies: PolicySet,
     /// `policies` indexed by their principal guards (`None` when off).
     pub(super) index: Option<Index>,
+    /// The action entities a request carries: only `uid` and its ancestors
+    /// when no policy names an action in a condition (see
+    /// [`names_an_action`]), else all of the schema's.
+    pub(super) actions: Entities,
 }
 
 /// HTTP method → its [`ActionSlice`], for every action that is not a group.
@@ -59,6 +63,7 @@ pub(super) fn build(
     action_entities: &Entities,
     options: AuthorizerOptions,
 ) -> Result<Slices, String> {
+    let all_actions = names_an_action(policies);
     methods
         .into_iter()
         .map(|(method, uid)| {
@@ -71,12 +76,18 @@ pub(super) fn build(
                 .index_principals
                 .then(|| Index::new(&policies))
                 .transpose()?;
+            let actions = if all_actions {
+                action_entities.clone()
+            } else {
+                action_and_ancestors(&uid, action_entities)?
+            };
             Ok((
                 method,
                 ActionSlice {
                     uid,
                     policies,
                     index,
+                    actions,
                 },
             ))
         })
@@ -114,4 +125,54 @@ fn can_match(policy: &Policy, action: &EntityUid, ancestors: &HashSet<&EntityUid
         ActionConstraint::Eq(uid) => &uid == action,
         ActionConstraint::In(groups) => groups.iter().any(is_in),
     }
+}
+
+/// `action` and its ancestors, from `action_entities`.
+///
+/// # Why this is exact when no condition names an action
+///
+/// Evaluation reads an action entity only to test `X in Y` where `X` is
+/// that entity: the request's action (the variable `action`, whose
+/// ancestors are all here) or an action literal. Actions have no
+/// attributes, principals and routes have no parents, and context holds no
+/// entities, so without action literals in conditions (scopes are matched
+/// against `action` only) no other action entity is ever looked up.
+fn action_and_ancestors(
+    action: &EntityUid,
+    action_entities: &Entities,
+) -> Result<Entities, String> {
+    let mut uids = vec![action.clone()];
+    if let Some(ancestors) = action_entities.ancestors(action) {
+        uids.extend(ancestors.cloned());
+    }
+    let kept: Vec<_> = uids
+        .iter()
+        .filter_map(|uid| action_entities.get(uid).cloned())
+        .collect();
+    Entities::from_entities(kept, None)
+        .map_err(|err| format!("action entities for {action}: {}", error_chain(&err)))
+}
+
+/// Whether some policy's conditions name an action entity (`Action::"x"`,
+/// or `NS::Action::"x"`): then every request carries all action entities.
+/// A policy that cannot be written as JSON counts as naming one.
+fn names_an_action(policies: &PolicySet) -> bool {
+    fn scan(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::Object(object) => {
+                let is_action = object
+                    .get("__entity")
+                    .and_then(|entity| entity.get("type"))
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|ty| ty == "Action" || ty.ends_with("::Action"));
+                is_action || object.values().any(scan)
+            }
+            serde_json::Value::Array(items) => items.iter().any(scan),
+            _ => false,
+        }
+    }
+    policies.policies().any(|policy| match policy.to_json() {
+        Ok(json) => json.get("conditions").is_none_or(scan),
+        Err(_) => true,
+    })
 }

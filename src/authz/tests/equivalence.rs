@@ -48,6 +48,10 @@ const ATOMS: &[&str] = &[
     r#"principal.tags.contains("t2")"#,
     r#"principal.authn == "jwt""#,
     r#"principal has nick && principal.nick like "n*""#,
+    // Names action entities in a condition: requests then carry every
+    // action entity, not just their own action's (`slices.rs`).
+    r#"Action::"GET" in Action::"read" && !(Action::"POST" in Action::"read")"#,
+    r#"action in Action::"write""#,
     // Principal guards of every shape the index understands.
     r#"principal.sub == "a1""#,
     r#""ab2" == principal.sub"#,
