@@ -8,14 +8,23 @@
 //!   signature, claims, preset mapping and the Cedar principal entity, every time.
 //! - `decision_cache_hit_es256`: token cache hit + Cedar authorization (the
 //!   authorizer's decision cache hit after the first iteration).
+//! - `cold_path_{es256,rs256,eddsa}`: the whole decision for a token never
+//!   seen before, from a workload never seen before (a new `sub` each time):
+//!   token cache miss, verification, principal, decision-cache miss.
+//! - `raw_signature_{es256,rs256,eddsa}`: ring's signature check alone on the
+//!   same kind of token, the bound the cold path is compared with (issue #4:
+//!   cold path ≥ 0.85× the raw signature rate).
 //!
 //! `cargo bench --bench authenticate -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use serde_json::json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use ring::signature;
+use serde_json::{json, Value};
 use wisp::authn::authenticator::Authenticator;
 use wisp::authn::unix_now;
 use wisp::authz::{Authorizer, RequestInfo};
@@ -27,8 +36,9 @@ struct Setup {
     _dir: tempfile::TempDir,
     runtime: tokio::runtime::Runtime,
     authorizer: Authorizer,
-    /// One token per algorithm: (name, token).
-    tokens: Vec<(&'static str, String)>,
+    /// One token per algorithm: (name, token, signing key id).
+    tokens: Vec<(&'static str, String, String)>,
+    issuer: DevIssuer,
     cached: Authenticator,
     uncached: Authenticator,
 }
@@ -52,6 +62,7 @@ fn setup() -> Setup {
         .expect("issuer")
     });
     let claims = json!({"sub": "acme:frontend:web-1", "tags": ["tag:prod", "tag:eu"]});
+    let ec = issuer.signer().expect("a default signer");
     let es256 = issuer.mint(claims.clone()).expect("mint");
     let rsa = issuer
         .add_rsa_key(
@@ -64,7 +75,11 @@ fn setup() -> Setup {
     let ed = issuer.add_ed25519_key().expect("ed25519 key");
     issuer.set_signer(&ed).expect("signer");
     let eddsa = issuer.mint(claims).expect("mint");
-    let tokens = vec![("es256", es256), ("rs256", rs256), ("eddsa", eddsa)];
+    let tokens = vec![
+        ("es256", es256, ec),
+        ("rs256", rs256, rsa),
+        ("eddsa", eddsa, ed),
+    ];
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("jwks.json"), issuer.jwks_json()).expect("jwks");
     let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/policies");
@@ -95,8 +110,62 @@ fn setup() -> Setup {
         runtime,
         authorizer,
         tokens,
+        issuer,
         cached,
         uncached,
+    }
+}
+
+/// A ring verifier for `token`'s algorithm and key, from the issuer's JWKS:
+/// the crypto library's own cost, without wisp around it.
+fn raw_verifier(jwks: &Value, token: &str, kid: &str) -> impl Fn() -> bool {
+    let b64 = |field: &str, jwk: &Value| {
+        URL_SAFE_NO_PAD
+            .decode(jwk[field].as_str().expect("jwk field"))
+            .expect("base64url")
+    };
+    let jwk = jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|jwk| jwk["kid"] == kid)
+        .expect("the signing key is published")
+        .clone();
+    let (signing_input, signature) = token.rsplit_once('.').expect("a JWS");
+    let signing_input = signing_input.as_bytes().to_vec();
+    let signature = URL_SAFE_NO_PAD.decode(signature).expect("signature");
+    // Key material decoded here, outside the timed closure.
+    enum Key {
+        Ec(Vec<u8>),
+        Rsa(Vec<u8>, Vec<u8>),
+        Ed(Vec<u8>),
+    }
+    let key = match jwk["kty"].as_str() {
+        Some("EC") => {
+            let mut point = vec![4u8];
+            point.extend(b64("x", &jwk));
+            point.extend(b64("y", &jwk));
+            Key::Ec(point)
+        }
+        Some("RSA") => Key::Rsa(b64("n", &jwk), b64("e", &jwk)),
+        _ => Key::Ed(b64("x", &jwk)),
+    };
+    move || match &key {
+        Key::Ec(point) => {
+            signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                .verify(&signing_input, &signature)
+                .is_ok()
+        }
+        Key::Rsa(n, e) => signature::RsaPublicKeyComponents { n, e }
+            .verify(
+                &signature::RSA_PKCS1_2048_8192_SHA256,
+                &signing_input,
+                &signature,
+            )
+            .is_ok(),
+        Key::Ed(x) => signature::UnparsedPublicKey::new(&signature::ED25519, x)
+            .verify(&signing_input, &signature)
+            .is_ok(),
     }
 }
 
@@ -107,15 +176,6 @@ fn benches(c: &mut Criterion) {
             .block_on(authn.authenticate(black_box(token), &s.authorizer, 1, unix_now()))
             .expect("authenticated")
     };
-    for (alg, token) in &s.tokens {
-        c.bench_function(&format!("authn_cache_hit_{alg}"), |b| {
-            b.iter(|| authenticate(&s.cached, token))
-        });
-        c.bench_function(&format!("authn_cache_off_{alg}"), |b| {
-            b.iter(|| authenticate(&s.uncached, token))
-        });
-    }
-    let es256 = &s.tokens[0].1;
     let request = RequestInfo {
         method: "GET",
         path: "/api/orders",
@@ -124,6 +184,39 @@ fn benches(c: &mut Criterion) {
         source_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         mtls: false,
     };
+    let jwks: Value = serde_json::from_str(&s.issuer.jwks_json()).expect("jwks");
+    let mut workload = 0u64;
+    for (alg, token, kid) in &s.tokens {
+        c.bench_function(&format!("authn_cache_hit_{alg}"), |b| {
+            b.iter(|| authenticate(&s.cached, token))
+        });
+        c.bench_function(&format!("authn_cache_off_{alg}"), |b| {
+            b.iter(|| authenticate(&s.uncached, token))
+        });
+        // Side by side: the crypto library alone, then the whole cold path.
+        let raw = raw_verifier(&jwks, token, kid);
+        assert!(raw(), "the raw verifier accepts the token");
+        c.bench_function(&format!("raw_signature_{alg}"), |b| {
+            b.iter(|| black_box(raw()))
+        });
+        s.issuer.set_signer(kid).expect("signer");
+        c.bench_function(&format!("cold_path_{alg}"), |b| {
+            b.iter_batched(
+                || {
+                    workload += 1;
+                    s.issuer
+                        .mint(json!({"sub": format!("acme:frontend:cold-{workload}"), "tags": ["tag:prod"]}))
+                        .expect("mint")
+                },
+                |token| {
+                    let caller = authenticate(&s.cached, &token);
+                    black_box(s.authorizer.authorize(&caller.principal, &request))
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    let es256 = &s.tokens[0].1;
     c.bench_function("decision_cache_hit_es256", |b| {
         b.iter(|| {
             let caller = authenticate(&s.cached, es256);
