@@ -6,7 +6,7 @@ use cedar_policy::{
 };
 
 use super::diagnostics::error_chain;
-use super::guards::Candidates;
+use super::guards::{Candidates, Outcome};
 use super::{entities, Authorizer, Decision, Effect, Principal, RequestInfo};
 
 /// What one evaluation runs: the request's action, the policies, and the
@@ -29,10 +29,18 @@ pub(super) fn authorize(
         return unknown_method(request.method);
     };
     authorizer.cache.decide(principal, request, || {
-        let candidates = slice
+        let native = slice
             .index
             .as_ref()
-            .map(|index| index.candidates(&principal.identity));
+            // A principal built by another authorizer is re-validated by
+            // `evaluate` (a reload may have changed the schema).
+            .filter(|_| principal.generation == authorizer.generation)
+            .map(|index| index.decide(&principal.identity, request));
+        let candidates = match native {
+            Some(Outcome::Decided(decision)) => return decision,
+            Some(Outcome::Evaluate(candidates)) => Some(candidates),
+            None => None,
+        };
         let target = Target {
             action: &slice.uid,
             policies: candidates

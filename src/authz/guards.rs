@@ -30,6 +30,19 @@
 //!
 //! # Why the cost does not grow with the policy count
 //!
+//! # Decisions without Cedar
+//!
+//! The same native expressions cover the request's always-present,
+//! string-typed fields too (`resource.path`, `resource.host`,
+//! `context.method`, `context.query`, `context.mtls`, `resource ==
+//! Route::"…"`). A policy whose every conjunct is such an expression (its
+//! action scope is known to hold: slices are exact per action) is
+//! *complete*: it is satisfied exactly when all of them hold, and it never
+//! errors. When every candidate policy of a request is complete, wisp
+//! decides natively as Cedar would (forbid wins; the reasons are the
+//! satisfied policies of the deciding effect; no errors) instead of
+//! building entities and calling Cedar (~0.2 µs instead of ~7 µs).
+//!
 //! A policy whose guards include `principal.sub like "<prefix>*"` or
 //! `principal.sub == "<s>"` is indexed under that prefix or string; a lookup
 //! probes the principal's `sub` once per distinct prefix length, so policies
@@ -44,33 +57,52 @@ use cedar_policy::{Policy, PolicySet};
 use serde_json::Value;
 
 use super::diagnostics::error_chain;
-use super::entities::WORKLOAD;
+use super::entities::{ROUTE, WORKLOAD};
+use super::{Decision, Effect, RequestInfo};
 use crate::identity::Identity;
 
-/// A built-in string attribute of the principal.
+/// A string that every request has: a built-in principal attribute, a
+/// resource attribute, or a context field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Field {
     Sub,
     Iss,
     Authn,
+    Path,
+    Host,
+    Method,
+    Query,
 }
 
 impl Field {
-    fn parse(name: &str) -> Option<Field> {
-        match name {
-            "sub" => Some(Field::Sub),
-            "iss" => Some(Field::Iss),
-            "authn" => Some(Field::Authn),
+    /// `<var>.<name>` → the field, when it is one.
+    fn parse(var: &str, name: &str) -> Option<Field> {
+        match (var, name) {
+            ("principal", "sub") => Some(Field::Sub),
+            ("principal", "iss") => Some(Field::Iss),
+            ("principal", "authn") => Some(Field::Authn),
+            ("resource", "path") => Some(Field::Path),
+            ("resource", "host") => Some(Field::Host),
+            ("context", "method") => Some(Field::Method),
+            ("context", "query") => Some(Field::Query),
             _ => None,
         }
     }
 
-    fn of(self, identity: &Identity) -> &str {
+    fn of<'a>(self, identity: &'a Identity, request: &RequestInfo<'a>) -> &'a str {
         match self {
             Field::Sub => &identity.sub,
             Field::Iss => &identity.iss,
             Field::Authn => identity.authn.as_str(),
+            Field::Path => request.path,
+            Field::Host => request.host,
+            Field::Method => request.method,
+            Field::Query => request.query,
         }
+    }
+
+    fn is_principal(self) -> bool {
+        matches!(self, Field::Sub | Field::Iss | Field::Authn)
     }
 }
 
@@ -153,19 +185,23 @@ impl Pattern {
     }
 }
 
-/// An error-free boolean expression over the principal's built-in attributes.
+/// An error-free boolean expression over fields every request has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Guard {
-    /// `principal == Workload::"<uid>"`.
+    /// `principal == Workload::"<uid>"` (or `in`: principals have no parents).
     Uid(Box<str>),
-    /// `principal.<field> like "<pattern>"`.
+    /// `resource == Route::"<path>"` (or `in`: routes have no parents).
+    Route(Box<str>),
+    /// `<field> like "<pattern>"`.
     Like(Field, Pattern),
-    /// `principal.<field> == "<s>"`.
+    /// `<field> == "<s>"`.
     Equals(Field, Box<str>),
     /// `principal.tags.contains("<tag>")`.
     HasTag(Box<str>),
     /// `principal has <attribute>`.
     Has(Box<str>),
+    /// `context.mtls`.
+    Mtls,
     /// A constant (e.g. `principal == Other::"x"`).
     Const(bool),
     Not(Box<Guard>),
@@ -174,21 +210,41 @@ pub(super) enum Guard {
 }
 
 impl Guard {
-    /// Evaluates the guard for `identity`'s entity, as Cedar would.
-    pub(super) fn holds(&self, identity: &Identity) -> bool {
+    /// Evaluates the guard for `identity`'s entity and `request`, as Cedar would.
+    pub(super) fn holds(&self, identity: &Identity, request: &RequestInfo<'_>) -> bool {
         match self {
             Guard::Uid(uid) => identity.uid == **uid,
-            Guard::Like(field, pattern) => pattern.matches(field.of(identity)),
-            Guard::Equals(field, s) => field.of(identity) == &**s,
+            Guard::Route(path) => request.path == &**path,
+            Guard::Like(field, pattern) => pattern.matches(field.of(identity, request)),
+            Guard::Equals(field, s) => field.of(identity, request) == &**s,
             Guard::HasTag(tag) => identity.tags.iter().any(|t| t == &**tag),
             Guard::Has(name) => {
                 matches!(&**name, "sub" | "iss" | "tags" | "authn")
                     || identity.attrs.contains_key(&**name)
             }
+            Guard::Mtls => request.mtls,
             Guard::Const(value) => *value,
-            Guard::Not(inner) => !inner.holds(identity),
-            Guard::And(left, right) => left.holds(identity) && right.holds(identity),
-            Guard::Or(left, right) => left.holds(identity) || right.holds(identity),
+            Guard::Not(inner) => !inner.holds(identity, request),
+            Guard::And(left, right) => {
+                left.holds(identity, request) && right.holds(identity, request)
+            }
+            Guard::Or(left, right) => {
+                left.holds(identity, request) || right.holds(identity, request)
+            }
+        }
+    }
+
+    /// Whether the guard reads the principal only (then it is the same for
+    /// every request of that principal, and can filter candidates).
+    fn principal_only(&self) -> bool {
+        match self {
+            Guard::Uid(_) | Guard::HasTag(_) | Guard::Has(_) | Guard::Const(_) => true,
+            Guard::Route(_) | Guard::Mtls => false,
+            Guard::Like(field, _) | Guard::Equals(field, _) => field.is_principal(),
+            Guard::Not(inner) => inner.principal_only(),
+            Guard::And(left, right) | Guard::Or(left, right) => {
+                left.principal_only() && right.principal_only()
+            }
         }
     }
 
@@ -220,99 +276,194 @@ impl Guard {
                 })
             }
             "like" => {
-                let field = principal_field(left()?)?;
+                let field = field(left()?)?;
                 let pattern = Pattern::parse(args.get("pattern")?.as_array()?)?;
                 Some(Guard::Like(field, pattern))
             }
             "contains" => {
-                let set = attribute_of_principal(left()?)?;
+                let (var, set) = attribute(left()?)?;
                 let tag = string_literal(right()?)?;
-                (set == "tags").then(|| Guard::HasTag(tag.into()))
+                (var == "principal" && set == "tags").then(|| Guard::HasTag(tag.into()))
             }
             "has" => {
-                is_principal(left()?).then_some(())?;
+                (variable(left()?)? == "principal").then_some(())?;
                 Some(Guard::Has(args.get("attr")?.as_str()?.into()))
             }
+            "." => (attribute(expr)? == ("context", "mtls")).then_some(Guard::Mtls),
             _ => None,
         }
     }
 }
 
-/// `principal.<field> == "<s>"` or `principal == Type::"id"`, one side each.
+/// One side a variable or field, the other a literal: `principal ==
+/// Type::"id"`, `resource == Type::"id"`, `<field> == "<s>"`,
+/// `context.mtls == <bool>`.
 fn equality(subject: &Value, literal: &Value) -> Option<Guard> {
-    if is_principal(subject) {
-        let entity = literal.get("Value")?.get("__entity")?;
-        let (type_name, id) = (entity.get("type")?.as_str()?, entity.get("id")?.as_str()?);
-        return Some(if type_name == WORKLOAD {
-            Guard::Uid(id.into())
+    if let Some(var) = variable(subject) {
+        let (type_name, id) = entity_literal(literal.get("Value")?)?;
+        return match var {
+            "principal" => Some(entity_guard(type_name, id, WORKLOAD, Guard::Uid)),
+            "resource" => Some(entity_guard(type_name, id, ROUTE, Guard::Route)),
+            _ => None,
+        };
+    }
+    if attribute(subject)? == ("context", "mtls") {
+        let value = literal.get("Value")?.as_bool()?;
+        return Some(if value {
+            Guard::Mtls
         } else {
-            Guard::Const(false)
+            Guard::Not(Box::new(Guard::Mtls))
         });
     }
     Some(Guard::Equals(
-        principal_field(subject)?,
+        field(subject)?,
         string_literal(literal)?.into(),
     ))
 }
 
-fn is_principal(expr: &Value) -> bool {
-    expr.get("Var").and_then(Value::as_str) == Some("principal")
+/// `Type::"id"` compared with a `var` of type `var_type`: a uid guard, or
+/// never true for another type.
+fn entity_guard(type_name: &str, id: &str, var_type: &str, guard: fn(Box<str>) -> Guard) -> Guard {
+    if type_name == var_type {
+        guard(id.into())
+    } else {
+        Guard::Const(false)
+    }
 }
 
-/// `principal.<name>` → `name`.
-fn attribute_of_principal(expr: &Value) -> Option<&str> {
+/// `{"__entity": {"type": …, "id": …}}` → (type, id).
+fn entity_literal(value: &Value) -> Option<(&str, &str)> {
+    let entity = value.get("__entity").unwrap_or(value);
+    Some((entity.get("type")?.as_str()?, entity.get("id")?.as_str()?))
+}
+
+/// `{"Var": "<name>"}` → name.
+fn variable(expr: &Value) -> Option<&str> {
+    let object = expr.as_object()?;
+    (object.len() == 1).then_some(())?;
+    object.get("Var")?.as_str()
+}
+
+/// `<var>.<name>` → (var, name).
+fn attribute(expr: &Value) -> Option<(&str, &str)> {
     let access = expr.get(".")?;
-    is_principal(access.get("left")?).then_some(())?;
-    access.get("attr")?.as_str()
+    Some((
+        variable(access.get("left")?)?,
+        access.get("attr")?.as_str()?,
+    ))
 }
 
-fn principal_field(expr: &Value) -> Option<Field> {
-    Field::parse(attribute_of_principal(expr)?)
+fn field(expr: &Value) -> Option<Field> {
+    let (var, name) = attribute(expr)?;
+    Field::parse(var, name)
 }
 
 fn string_literal(expr: &Value) -> Option<&str> {
     expr.get("Value")?.as_str()
 }
 
-/// The guards at the start of a policy's conjunction chain (EST form), in
-/// evaluation order; empty when there are none.
-pub(super) fn of_policy(policy: &Value) -> Vec<Guard> {
-    let mut guards = Vec::new();
-    let principal = policy.get("principal");
-    if principal.and_then(|p| p.get("op")).and_then(Value::as_str) == Some("==") {
-        // Scope `principal == Type::"id"`: a guard too (other scope forms
-        // are not, but never error, so the chain goes on past them).
-        let entity = principal.and_then(|p| p.get("entity"));
-        match entity.and_then(|e| Some((e.get("type")?.as_str()?, e.get("id")?.as_str()?))) {
-            Some((type_name, id)) if type_name == WORKLOAD => guards.push(Guard::Uid(id.into())),
-            Some(_) => guards.push(Guard::Const(false)),
-            None => {}
+/// A scope constraint (`{"op": …}`) on a variable of type `var_type`:
+/// `Some(None)` when it always holds, `Some(Some(guard))`, or `None` when
+/// it is not understood (it still never errors).
+fn scope(
+    constraint: Option<&Value>,
+    var_type: &str,
+    guard: fn(Box<str>) -> Guard,
+) -> Option<Option<Guard>> {
+    let constraint = constraint?;
+    let entity = || entity_literal(constraint.get("entity")?);
+    let in_entity = || entity_literal(constraint.get("in")?.get("entity")?);
+    match constraint.get("op")?.as_str()? {
+        "All" => Some(None),
+        // `in` an entity: the principal and the route have no parents.
+        "==" | "in" => {
+            let (type_name, id) = entity()?;
+            Some(Some(entity_guard(type_name, id, var_type, guard)))
+        }
+        "is" => {
+            let is_type = constraint.get("entity_type")?.as_str()? == var_type;
+            match constraint.get("in") {
+                None if is_type => Some(None),
+                None => Some(Some(Guard::Const(false))),
+                Some(_) if !is_type => Some(Some(Guard::Const(false))),
+                Some(_) => {
+                    let (type_name, id) = in_entity()?;
+                    Some(Some(entity_guard(type_name, id, var_type, guard)))
+                }
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A policy's native form: its leading error-free conjuncts, and whether
+/// they are all of it.
+#[derive(Debug, Default)]
+pub(super) struct Analysis {
+    /// The conjuncts, in evaluation order, up to the first that is not a guard.
+    pub(super) guards: Vec<Guard>,
+    /// Every conjunct is in `guards` (and the action scope holds).
+    pub(super) complete: bool,
+}
+
+/// Analyzes a policy (EST form) whose action scope holds for the request's
+/// action (`action_holds`; scopes never error, so the chain goes on past
+/// any scope, understood or not).
+pub(super) fn analyze(policy: &Value, action_holds: bool) -> Analysis {
+    let mut analysis = Analysis {
+        guards: Vec::new(),
+        complete: action_holds,
+    };
+    for (constraint, var_type, guard) in [
+        (
+            policy.get("principal"),
+            WORKLOAD,
+            Guard::Uid as fn(Box<str>) -> Guard,
+        ),
+        (policy.get("resource"), ROUTE, Guard::Route),
+    ] {
+        match scope(constraint, var_type, guard) {
+            Some(Some(guard)) => analysis.guards.push(guard),
+            Some(None) => {}
+            None => analysis.complete = false,
         }
     }
     let conditions = policy.get("conditions").and_then(Value::as_array);
     for condition in conditions.into_iter().flatten() {
         let Some(body) = condition.get("body") else {
-            return guards;
+            analysis.complete = false;
+            return analysis;
         };
-        match condition.get("kind").and_then(Value::as_str) {
+        let parsed = match condition.get("kind").and_then(Value::as_str) {
             Some("when") => {
                 let mut conjuncts = Vec::new();
                 flatten_and(body, &mut conjuncts);
-                for conjunct in conjuncts {
-                    match Guard::parse(conjunct) {
-                        Some(guard) => guards.push(guard),
-                        None => return guards,
-                    }
+                conjuncts.into_iter().map(Guard::parse).collect()
+            }
+            Some("unless") => vec![Guard::parse(body).map(|guard| Guard::Not(Box::new(guard)))],
+            _ => vec![None],
+        };
+        for guard in parsed {
+            match guard {
+                Some(guard) => analysis.guards.push(guard),
+                None => {
+                    analysis.complete = false;
+                    return analysis;
                 }
             }
-            Some("unless") => match Guard::parse(body) {
-                Some(guard) => guards.push(Guard::Not(Box::new(guard))),
-                None => return guards,
-            },
-            _ => return guards,
         }
     }
-    guards
+    analysis
+}
+
+/// The principal-only guards among a policy's leading guards (EST form).
+#[cfg(test)]
+pub(super) fn of_policy(policy: &Value) -> Vec<Guard> {
+    analyze(policy, true)
+        .guards
+        .into_iter()
+        .filter(Guard::principal_only)
+        .collect()
 }
 
 /// `a && (b && c)` → `[a, b, c]`, in evaluation order.
@@ -335,11 +486,33 @@ fn flatten_and<'a>(expr: &'a Value, out: &mut Vec<&'a Value>) {
 /// built per decision instead (still exact, just slower).
 const MAX_KEPT_SETS: usize = 4096;
 
+/// One policy of a slice, analyzed.
+#[derive(Debug)]
+struct Indexed {
+    policy: Policy,
+    /// The id Cedar reports it by.
+    id: String,
+    forbid: bool,
+    /// Its leading guards; `complete` when they are the whole policy.
+    analysis: Analysis,
+}
+
+impl Indexed {
+    /// Its principal-only guards hold for `identity`.
+    fn may_apply(&self, identity: &Identity, request: &RequestInfo<'_>) -> bool {
+        self.analysis
+            .guards
+            .iter()
+            .filter(|guard| guard.principal_only())
+            .all(|guard| guard.holds(identity, request))
+    }
+}
+
 /// One slice's policies with their guards, indexed on `sub`.
 #[derive(Debug)]
 pub(super) struct Index {
-    /// The slice's policies, in order, each with its guards.
-    policies: Vec<(Policy, Vec<Guard>)>,
+    /// The slice's policies, in order.
+    policies: Vec<Indexed>,
     /// Policies with a `sub like "<prefix>*"` guard, by prefix.
     by_prefix: HashMap<Box<str>, Vec<u32>>,
     /// The distinct prefix lengths in `by_prefix`, ascending.
@@ -371,13 +544,25 @@ impl Candidates<'_> {
     }
 }
 
+/// How one request is decided.
+pub(super) enum Outcome<'a> {
+    /// Decided natively: every candidate policy is complete.
+    Decided(Decision),
+    /// Cedar must evaluate these policies.
+    Evaluate(Candidates<'a>),
+}
+
 impl Index {
-    /// Indexes `slice`.
+    /// Indexes `slice`, whose policies' action scopes hold for the slice's
+    /// action when `action_holds` says so.
     ///
     /// # Errors
     /// A message when a policy cannot be written as JSON (not expected for a
     /// set that loaded).
-    pub(super) fn new(slice: &PolicySet) -> Result<Index, String> {
+    pub(super) fn new(
+        slice: &PolicySet,
+        action_holds: impl Fn(&Policy) -> bool,
+    ) -> Result<Index, String> {
         let mut index = Index {
             policies: Vec::new(),
             by_prefix: HashMap::new(),
@@ -393,8 +578,8 @@ impl Index {
             let json = policy
                 .to_json()
                 .map_err(|err| format!("policy {}: {}", policy.id(), error_chain(&err)))?;
-            let guards = of_policy(&json);
-            match index_key(&guards) {
+            let analysis = analyze(&json, action_holds(policy));
+            match index_key(&analysis.guards) {
                 Some(Key::Prefix(prefix)) => {
                     if !index.prefix_lengths.contains(&prefix.len()) {
                         index.prefix_lengths.push(prefix.len());
@@ -408,19 +593,67 @@ impl Index {
                 Some(Key::Sub(sub)) => index.by_sub.entry(sub.into()).or_default().push(position),
                 None => index.unindexed.push(position),
             }
-            index.policies.push((policy.clone(), guards));
+            index.policies.push(Indexed {
+                id: policy.id().to_string(),
+                forbid: policy.effect() == cedar_policy::Effect::Forbid,
+                policy: policy.clone(),
+                analysis,
+            });
         }
         index.prefix_lengths.sort_unstable();
         Ok(index)
     }
 
-    /// The policies that can apply to `identity`'s principal.
-    pub(super) fn candidates(&self, identity: &Identity) -> Candidates<'_> {
+    /// Decides natively when every candidate policy is complete, else names
+    /// the candidates Cedar must evaluate.
+    pub(super) fn decide(&self, identity: &Identity, request: &RequestInfo<'_>) -> Outcome<'_> {
+        let found = self.candidate_positions(identity, request);
+        let mut permits = Vec::new();
+        let mut forbids = Vec::new();
+        for &position in &found {
+            let Some(indexed) = self.policies.get(position as usize) else {
+                continue;
+            };
+            if !indexed.analysis.complete {
+                return Outcome::Evaluate(self.candidates(found));
+            }
+            if indexed
+                .analysis
+                .guards
+                .iter()
+                .all(|guard| guard.holds(identity, request))
+            {
+                if indexed.forbid {
+                    forbids.push(indexed.id.clone());
+                } else {
+                    permits.push(indexed.id.clone());
+                }
+            }
+        }
+        // As Cedar: forbid wins, then permit, else default deny; the reasons
+        // are the satisfied policies of the deciding effect.
+        let (effect, mut policy_ids) = if !forbids.is_empty() {
+            (Effect::Deny, forbids)
+        } else if !permits.is_empty() {
+            (Effect::Allow, permits)
+        } else {
+            (Effect::Deny, Vec::new())
+        };
+        policy_ids.sort();
+        Outcome::Decided(Decision {
+            effect,
+            policy_ids,
+            errors: Vec::new(),
+        })
+    }
+
+    /// The positions of the policies whose principal guards hold, sorted.
+    fn candidate_positions(&self, identity: &Identity, request: &RequestInfo<'_>) -> Vec<u32> {
         let mut found: Vec<u32> = Vec::new();
         let mut consider = |positions: &[u32]| {
             for &position in positions {
-                let guards = self.policies.get(position as usize).map(|(_, g)| g);
-                if guards.is_some_and(|guards| guards.iter().all(|g| g.holds(identity))) {
+                let indexed = self.policies.get(position as usize);
+                if indexed.is_some_and(|indexed| indexed.may_apply(identity, request)) {
                     found.push(position);
                 }
             }
@@ -440,10 +673,15 @@ impl Index {
                 consider(positions);
             }
         }
+        found.sort_unstable();
+        found
+    }
+
+    /// The policy set of the candidates at `found` (sorted positions).
+    fn candidates(&self, found: Vec<u32>) -> Candidates<'_> {
         if found.len() == self.policies.len() {
             return Candidates::All(&self.all);
         }
-        found.sort_unstable();
         if let Some(set) = self.read_sets().get(&*found) {
             return Candidates::Some(Arc::clone(set));
         }
@@ -458,12 +696,12 @@ impl Index {
     fn build(&self, positions: &[u32]) -> PolicySet {
         let mut set = PolicySet::new();
         for &position in positions {
-            if let Some((policy, _)) = self.policies.get(position as usize) {
+            if let Some(indexed) = self.policies.get(position as usize) {
                 // Ids are unique in the slice they come from, so adding
                 // cannot fail; were it to, the policy would be missing and
                 // the decision could only lose a permit or a forbid, so
                 // fall back to the whole slice instead.
-                if set.add(policy.clone()).is_err() {
+                if set.add(indexed.policy.clone()).is_err() {
                     return self.all.clone();
                 }
             }
@@ -485,11 +723,15 @@ impl Index {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// (policies, indexed on `sub`, with at least one guard).
+    /// (policies, indexed on `sub`, with at least one principal guard).
     #[cfg(test)]
     pub(super) fn stats(&self) -> (usize, usize, usize) {
         let indexed = self.policies.len() - self.unindexed.len();
-        let guarded = self.policies.iter().filter(|(_, g)| !g.is_empty()).count();
+        let guarded = self
+            .policies
+            .iter()
+            .filter(|p| p.analysis.guards.iter().any(Guard::principal_only))
+            .count();
         (self.policies.len(), indexed, guarded)
     }
 }
@@ -504,6 +746,9 @@ pub struct GuardStats {
     /// Policies with principal guards but no index key (checked natively
     /// for every principal, then evaluated only when the guards hold).
     pub guarded_only: usize,
+    /// Policies wisp evaluates natively, without Cedar (every condition a
+    /// guard).
+    pub native: usize,
 }
 
 impl GuardStats {
@@ -512,14 +757,17 @@ impl GuardStats {
         let mut stats = GuardStats::default();
         for policy in policies.policies() {
             stats.policies += 1;
-            let guards = policy
+            let analysis = policy
                 .to_json()
-                .map(|json| of_policy(&json))
+                .map(|json| analyze(&json, true))
                 .unwrap_or_default();
-            if index_key(&guards).is_some() {
+            if index_key(&analysis.guards).is_some() {
                 stats.indexed += 1;
-            } else if !guards.is_empty() {
+            } else if analysis.guards.iter().any(Guard::principal_only) {
                 stats.guarded_only += 1;
+            }
+            if analysis.complete {
+                stats.native += 1;
             }
         }
         stats

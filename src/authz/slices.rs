@@ -72,9 +72,13 @@ pub(super) fn build(
             } else {
                 policies.clone()
             };
+            let ancestors: HashSet<&EntityUid> = action_entities
+                .ancestors(&uid)
+                .map(Iterator::collect)
+                .unwrap_or_default();
             let index = options
                 .index_principals
-                .then(|| Index::new(&policies))
+                .then(|| Index::new(&policies, |policy| can_match(policy, &uid, &ancestors)))
                 .transpose()?;
             let actions = if all_actions {
                 action_entities.clone()

@@ -61,8 +61,8 @@ pub fn run(path: &Path) -> ExitCode {
         let unguarded = stats.policies - stats.indexed - stats.guarded_only;
         println!(
             "index: {} indexed by principal.sub, {} guarded by other principal conditions, \
-             {} evaluated for every principal (no leading principal condition)",
-            stats.indexed, stats.guarded_only, unguarded
+             {} looked at for every principal; {} decided without Cedar",
+            stats.indexed, stats.guarded_only, unguarded, stats.native
         );
     }
     ExitCode::SUCCESS

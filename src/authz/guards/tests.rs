@@ -9,6 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::authz::tests::{identity, with_tags};
+use crate::authz::{Decision, Effect, RequestInfo};
 
 fn guards(policy: &str) -> Vec<Guard> {
     let set = PolicySet::from_str(policy).unwrap();
@@ -28,12 +29,24 @@ fn pattern(text: &str) -> Pattern {
 }
 
 fn index(policies: &str) -> Index {
-    Index::new(&PolicySet::from_str(policies).unwrap()).unwrap()
+    Index::new(&PolicySet::from_str(policies).unwrap(), |_| true).unwrap()
+}
+
+fn get(path: &str) -> RequestInfo<'_> {
+    RequestInfo {
+        method: "GET",
+        path,
+        host: "orders.internal",
+        query: "",
+        source_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        mtls: false,
+    }
 }
 
 fn candidate_ids(index: &Index, identity: &Identity) -> Vec<String> {
+    let found = index.candidate_positions(identity, &get("/"));
     let mut ids: Vec<String> = index
-        .candidates(identity)
+        .candidates(found)
         .policies()
         .policies()
         .map(|p| p.annotation("id").unwrap_or_default().to_owned())
@@ -48,10 +61,13 @@ fn guards_are_the_leading_principal_conjuncts() {
         r#"permit (principal == Workload::"u", action, resource)
            when { principal.sub like "acme:*" && principal.tags.contains("t") && resource.path like "/a*" && principal.sub == "x" };"#,
     );
-    assert_eq!(found.len(), 3, "{found:?}");
+    // `resource.path like` never errors: the chain goes on past it (it is
+    // a guard, not a principal guard).
+    assert_eq!(found.len(), 4, "{found:?}");
     assert_eq!(found[0], Guard::Uid("u".into()));
     assert!(matches!(found[1], Guard::Like(Field::Sub, _)));
     assert_eq!(found[2], Guard::HasTag("t".into()));
+    assert_eq!(found[3], Guard::Equals(Field::Sub, "x".into()));
 }
 
 #[test]
@@ -63,7 +79,7 @@ fn the_chain_stops_at_the_first_conjunct_that_is_not_a_guard() {
     )
     .is_empty());
     assert!(guards(
-        r#"permit (principal, action, resource) when { context.mtls } when { principal.sub like "a*" };"#
+        r#"permit (principal, action, resource) when { context.source_ip.isLoopback() } when { principal.sub like "a*" };"#
     )
     .is_empty());
 }
@@ -186,17 +202,102 @@ fn the_index_finds_exactly_the_policies_whose_guards_hold() {
 #[test]
 fn equal_candidate_lists_share_one_policy_set() {
     let index = index(TEAMS);
-    let first = index.candidates(&identity("acme:a:2"));
-    let second = index.candidates(&identity("acme:a:3"));
+    let positions = |sub: &str| index.candidate_positions(&identity(sub), &get("/"));
+    let first = index.candidates(positions("acme:a:2"));
+    let second = index.candidates(positions("acme:a:3"));
     match (first, second) {
         (Candidates::Some(first), Candidates::Some(second)) => {
             assert!(Arc::ptr_eq(&first, &second))
         }
         _ => panic!("expected subsets"),
     }
-    let all = index.candidates(&with_tags(identity("acme:a:1"), &["t", "blocked"]));
+    let all = index.candidates(index.candidate_positions(
+        &with_tags(identity("acme:a:1"), &["t", "blocked"]),
+        &get("/"),
+    ));
     assert!(
         matches!(all, Candidates::Some(_)),
         "b's sub guard fails, so not every policy is a candidate"
+    );
+}
+
+fn decided(index: &Index, identity: &Identity, request: &RequestInfo<'_>) -> Option<Decision> {
+    match index.decide(identity, request) {
+        Outcome::Decided(decision) => Some(decision),
+        Outcome::Evaluate(_) => None,
+    }
+}
+
+#[test]
+fn complete_candidates_are_decided_without_cedar_as_cedar_would() {
+    let index = index(TEAMS);
+    let allowed = decided(&index, &identity("acme:a:1"), &get("/x")).unwrap();
+    assert_eq!(allowed.effect, Effect::Allow);
+    assert_eq!(
+        allowed.policy_ids,
+        ["policy0", "policy1"],
+        "every satisfied permit, sorted"
+    );
+    let blocked = with_tags(identity("acme:a:1"), &["blocked"]);
+    let denied = decided(&index, &blocked, &get("/x")).unwrap();
+    assert_eq!(
+        (denied.effect, denied.policy_ids),
+        (Effect::Deny, vec!["policy3".to_owned()]),
+        "forbid wins"
+    );
+    let nobody = decided(&index, &identity("other"), &get("/x")).unwrap();
+    assert_eq!(
+        (nobody.effect, nobody.policy_ids.len()),
+        (Effect::Deny, 0),
+        "default deny"
+    );
+    let public = decided(&index, &identity("other"), &get("/public/a")).unwrap();
+    assert_eq!(public.policy_ids, ["policy4"]);
+}
+
+#[test]
+fn a_candidate_with_a_condition_wisp_cannot_evaluate_goes_to_cedar() {
+    let index = index(
+        r#"
+        permit (principal, action, resource) when { principal.sub like "acme:a:*" && context.source_ip.isLoopback() };
+        permit (principal, action, resource) when { principal.sub like "acme:b:*" };
+        "#,
+    );
+    assert!(decided(&index, &identity("acme:a:1"), &get("/")).is_none());
+    assert!(
+        decided(&index, &identity("acme:b:1"), &get("/")).is_some(),
+        "the incomplete policy is not a candidate for acme:b"
+    );
+}
+
+#[test]
+fn request_fields_and_scopes_are_native() {
+    let complete = |policy: &str| {
+        let set = PolicySet::from_str(policy).unwrap();
+        let json = set.policies().next().unwrap().to_json().unwrap();
+        analyze(&json, true).complete
+    };
+    for policy in [
+        r#"permit (principal, action, resource == Route::"/a");"#,
+        r#"permit (principal in Workload::"u", action, resource is Route);"#,
+        r#"permit (principal, action, resource) when { context.mtls && context.method == "GET" && resource.host like "*.internal" && context.query != "debug" };"#,
+        r#"permit (principal, action, resource) unless { context.mtls == false };"#,
+        r#"forbid (principal, action, resource) when { resource == Route::"/admin" || principal.iss == "https://x" };"#,
+    ] {
+        assert!(complete(policy), "{policy}");
+    }
+    for policy in [
+        r#"permit (principal, action, resource) when { principal.nick == "x" };"#,
+        r#"permit (principal, action, resource) when { context.source_ip == ip("127.0.0.1") };"#,
+        r#"permit (principal, action, resource) when { principal.sub == context.query };"#,
+        r#"permit (principal, action, resource) when { resource.path.isEmpty() };"#,
+    ] {
+        assert!(!complete(policy), "{policy}");
+    }
+    let set = PolicySet::from_str(r#"permit (principal, action, resource);"#).unwrap();
+    let json = set.policies().next().unwrap().to_json().unwrap();
+    assert!(
+        !analyze(&json, false).complete,
+        "an action scope that does not hold"
     );
 }
