@@ -94,7 +94,8 @@ impl Runtime {
     }
 }
 
-/// Background work: one refresh loop per issuer, and the policy watcher.
+/// Background work: one refresh loop per issuer, the policy and TLS file
+/// watchers, and the token cache's sweep of expired entries.
 struct Background {
     authn: Arc<Authenticator>,
     policies: Arc<PolicyStore>,
@@ -119,6 +120,10 @@ impl BackgroundService for Background {
         if let Some(tls) = self.tls.clone() {
             let shutdown = shutdown.clone();
             tasks.spawn(async move { tls.watch(shutdown).await });
+        }
+        if let Some(cache) = self.authn.cache().cloned() {
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { cache.sweep(shutdown).await });
         }
         while tasks.join_next().await.is_some() {}
     }

@@ -96,7 +96,7 @@ pub async fn authenticate(
 /// generation, the token cache entry it was built from, and expiry.
 #[derive(Clone)]
 pub struct PeerCallers {
-    cache: moka::sync::Cache<u64, Arc<PeerCaller>>,
+    cache: Arc<quick_cache::sync::Cache<u64, Arc<PeerCaller>>>,
 }
 
 struct PeerCaller {
@@ -114,13 +114,11 @@ impl Default for PeerCallers {
 }
 
 impl PeerCallers {
-    /// A cache of at most `capacity` callers (idle entries leave after 5 minutes).
-    pub fn new(capacity: u64) -> PeerCallers {
+    /// A cache of at most `capacity` callers (the least used are evicted
+    /// beyond it; a hit is re-checked, so a stale entry is never served).
+    pub fn new(capacity: usize) -> PeerCallers {
         PeerCallers {
-            cache: moka::sync::Cache::builder()
-                .max_capacity(capacity)
-                .time_to_idle(std::time::Duration::from_secs(300))
-                .build(),
+            cache: Arc::new(quick_cache::sync::Cache::new(capacity)),
         }
     }
 

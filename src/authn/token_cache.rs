@@ -7,12 +7,14 @@
 //! its principal entity was built for, so a hit is re-checked cheaply against
 //! the current state: a key removed from the JWKS, or keys gone stale, stop a
 //! cached token at once. Bounded by bytes; entries expire at the token's `exp`
-//! (plus leeway). Backed by `moka` (concurrent, no global lock on reads).
+//! (plus leeway): a hit past it is never served, and a sweep every
+//! [`SWEEP_INTERVAL`] returns their memory. Backed by `quick_cache`
+//! (sharded, S3-FIFO eviction by weight, ~70 bytes of bookkeeping per entry
+//! where moka's per-entry deques and timer wheel took ~390).
 
+use std::collections::hash_map::RandomState;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use moka::sync::Cache;
+use std::time::Duration;
 
 use crate::authz::Principal;
 use crate::identity::{AttrValue, Identity};
@@ -41,12 +43,12 @@ pub struct CachedToken {
     pub weight: u32,
 }
 
-/// Estimates the heap bytes a cache entry holds besides its key: the
-/// identity, its header values, the principal (which keeps a copy of the
-/// identity), and moka's per-entry bookkeeping (nodes in its deques and timer
-/// wheel). Calibrated against RSS (`memory_per_cached_token` in
-/// authenticator/tests.rs: ~2.0 KB real per entry with a 336-byte token), so
-/// that `max_bytes` bounds real memory.
+/// Estimates the bytes a cache entry holds: the entry and identity structs,
+/// the identity's strings, tags and attributes, the header values (one
+/// buffer) and the cache's own bookkeeping. Calibrated against RSS
+/// (`memory_per_cached_token` in authenticator/tests.rs: 865 B real per
+/// entry, weighed 902, for a 21-byte `sub`, a 22-byte `iss`, no tags), so that
+/// `max_bytes` bounds real memory.
 pub fn identity_weight(identity: &Identity) -> usize {
     fn attr(value: &AttrValue) -> usize {
         match value {
@@ -63,24 +65,13 @@ pub fn identity_weight(identity: &Identity) -> usize {
         .iter()
         .map(|(k, v)| k.len() + 64 + attr(v))
         .sum();
-    // Identity and header values hold the strings once each; the principal
-    // entity holds them (and the tags and attributes) again as Cedar values.
-    const FIXED: usize = 1408; // structs, Arcs, the principal's uid, moka's nodes
-    FIXED + 2 * (strings + tags + attrs) + strings
-}
-
-struct ExpireAtValidUntil;
-
-impl moka::Expiry<TokenKey, Arc<CachedToken>> for ExpireAtValidUntil {
-    fn expire_after_create(
-        &self,
-        _key: &TokenKey,
-        value: &Arc<CachedToken>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        let remaining = value.valid_until.saturating_sub(super::unix_now());
-        Some(Duration::from_secs(u64::try_from(remaining).unwrap_or(0)))
-    }
+    let headers = identity.sub.len()
+        + identity.iss.len()
+        + identity.tags.iter().map(|t| t.len() + 1).sum::<usize>();
+    // The entry (240 B) and identity (184 B) structs with their Arc
+    // headers, the header buffer's allocation, and the cache's slot.
+    const FIXED: usize = 768;
+    FIXED + strings + tags + attrs + headers
 }
 
 /// A cache key: the SHA-256 digest of the token text.
@@ -100,35 +91,76 @@ impl TokenKey {
 impl std::fmt::Debug for TokenKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // A key names a bearer token: print a prefix, enough to tell keys apart.
-        write!(
-            f,
-            "TokenKey({:02x}{:02x}{:02x}{:02x}…)",
-            self.0[0], self.0[1], self.0[2], self.0[3]
-        )
+        let [a, b, c, d, ..] = self.0;
+        write!(f, "TokenKey({a:02x}{b:02x}{c:02x}{d:02x}…)")
     }
 }
+
+/// How often expired entries are swept out (they are never served: a hit
+/// re-checks `valid_until`; the sweep only returns their memory).
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+struct Weigh;
+
+impl quick_cache::Weighter<TokenKey, Arc<CachedToken>> for Weigh {
+    fn weight(&self, _key: &TokenKey, value: &Arc<CachedToken>) -> u64 {
+        u64::from(value.weight)
+    }
+}
+
+/// Counts entries pushed out by the byte bound.
+#[derive(Clone)]
+struct CountEvictions(prometheus::IntCounter);
+
+impl quick_cache::Lifecycle<TokenKey, Arc<CachedToken>> for CountEvictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _state: &mut (), _key: TokenKey, _value: Arc<CachedToken>) {
+        self.0.inc();
+    }
+}
+
+type Entries =
+    quick_cache::sync::Cache<TokenKey, Arc<CachedToken>, Weigh, RandomState, CountEvictions>;
 
 /// The cache.
 #[derive(Clone)]
 pub struct TokenCache {
-    cache: Cache<TokenKey, Arc<CachedToken>>,
+    cache: Arc<Entries>,
 }
 
 impl TokenCache {
     /// A cache bounded to about `max_bytes`; entries pushed out by the bound
     /// are counted in `evictions`.
     pub fn new(max_bytes: u64, evictions: prometheus::IntCounter) -> TokenCache {
-        let cache = Cache::builder()
-            .max_capacity(max_bytes)
-            .weigher(|_key: &TokenKey, value: &Arc<CachedToken>| value.weight)
-            .expire_after(ExpireAtValidUntil)
-            .eviction_listener(move |_key, _value, cause| {
-                if cause == moka::notification::RemovalCause::Size {
-                    evictions.inc();
-                }
-            })
+        // The estimate sizes the shards' tables up front (they grow past it).
+        let estimated = usize::try_from(max_bytes / 1024)
+            .unwrap_or(usize::MAX)
+            .clamp(64, 1 << 20);
+        let options = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity(estimated)
+            .weight_capacity(max_bytes)
             .build();
-        TokenCache { cache }
+        let cache = match options {
+            Ok(options) => Entries::with_options(
+                options,
+                Weigh,
+                RandomState::new(),
+                CountEvictions(evictions),
+            ),
+            // Only an unset capacity fails to build; both are set above.
+            Err(_) => Entries::with(
+                estimated,
+                max_bytes,
+                Weigh,
+                RandomState::new(),
+                CountEvictions(evictions),
+            ),
+        };
+        TokenCache {
+            cache: Arc::new(cache),
+        }
     }
 
     /// Looks a token up.
@@ -153,17 +185,34 @@ impl TokenCache {
 
     /// Drops a token (e.g. its key is gone).
     pub fn remove_key(&self, key: &TokenKey) {
-        self.cache.invalidate(key);
+        self.cache.remove(key);
+    }
+
+    /// Drops every entry no longer valid at Unix time `now`.
+    pub fn remove_expired(&self, now: i64) {
+        self.cache.retain(|_, entry| entry.valid_until > now);
     }
 
     /// Drops everything (e.g. on a configuration change).
     pub fn clear(&self) {
-        self.cache.invalidate_all();
+        self.cache.clear();
     }
 
-    /// (entries, weighted bytes), after running pending maintenance.
+    /// (entries, weighted bytes).
     pub fn usage(&self) -> (u64, u64) {
-        self.cache.run_pending_tasks();
-        (self.cache.entry_count(), self.cache.weighted_size())
+        let entries = u64::try_from(self.cache.len()).unwrap_or(u64::MAX);
+        (entries, self.cache.weight())
+    }
+
+    /// Sweeps expired entries every [`SWEEP_INTERVAL`] until `shutdown` changes.
+    pub async fn sweep(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.remove_expired(super::unix_now()),
+                _ = shutdown.changed() => return,
+            }
+        }
     }
 }

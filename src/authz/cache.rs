@@ -192,7 +192,7 @@ struct Entry {
 /// A bounded, concurrent map from request keys to decisions.
 pub(super) struct DecisionCache {
     /// `None` when disabled (capacity 0).
-    entries: Option<moka::sync::Cache<u64, Arc<Entry>>>,
+    entries: Option<quick_cache::sync::Cache<u64, Arc<Entry>>>,
     /// Randomly keyed per cache, so colliding keys cannot be precomputed.
     hasher: RandomState,
     reads: Reads,
@@ -203,7 +203,7 @@ impl std::fmt::Debug for DecisionCache {
         f.debug_struct("DecisionCache")
             .field(
                 "entries",
-                &self.entries.as_ref().map(moka::sync::Cache::entry_count),
+                &self.entries.as_ref().map(quick_cache::sync::Cache::len),
             )
             .field("reads", &self.reads)
             .finish()
@@ -215,7 +215,9 @@ impl DecisionCache {
     /// leave out what `reads` says no policy reads.
     pub(super) fn new(capacity: u64, reads: Reads) -> DecisionCache {
         DecisionCache {
-            entries: (capacity > 0).then(|| moka::sync::Cache::new(capacity)),
+            entries: (capacity > 0).then(|| {
+                quick_cache::sync::Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX))
+            }),
             hasher: RandomState::new(),
             reads,
         }
@@ -282,8 +284,7 @@ impl DecisionCache {
     #[cfg(test)]
     pub(super) fn entry_count(&self) -> u64 {
         self.entries.as_ref().map_or(0, |entries| {
-            entries.run_pending_tasks();
-            entries.entry_count()
+            u64::try_from(entries.len()).unwrap_or(u64::MAX)
         })
     }
 }

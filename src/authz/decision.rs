@@ -113,6 +113,7 @@ fn evaluate(
     // The route's shape was checked against the schema at load, so it is added
     // without re-validation; the principal was validated when it was built.
     let principal_entity = entities::principal_entity(&principal.identity)?;
+    let principal_uid = principal_entity.uid();
     if principal.generation != authorizer.generation {
         // Built under another authorizer: a reload may have changed the schema.
         entities::validate_principal(&principal_entity, &authorizer.schema)?;
@@ -128,7 +129,7 @@ fn evaluate(
     // principal and resource types and the context's attribute types are
     // the same for every request), and validation reads types, not values.
     let request = Request::new(
-        principal.uid.clone(),
+        principal_uid,
         target.action.clone(),
         resource,
         context,

@@ -191,9 +191,9 @@ pub(super) fn route_entity(path: &str, host: &str) -> Result<Entity, String> {
 fn ip_expression(ip: IpAddr) -> RestrictedExpression {
     /// Addresses kept; callers of one service come from a bounded set of
     /// pods and nodes, and a miss only costs the parse.
-    const KEPT: u64 = 4096;
-    static EXPRESSIONS: LazyLock<moka::sync::Cache<IpAddr, RestrictedExpression>> =
-        LazyLock::new(|| moka::sync::Cache::new(KEPT));
+    const KEPT: usize = 4096;
+    static EXPRESSIONS: LazyLock<quick_cache::sync::Cache<IpAddr, RestrictedExpression>> =
+        LazyLock::new(|| quick_cache::sync::Cache::new(KEPT));
     if let Some(expression) = EXPRESSIONS.get(&ip) {
         return expression;
     }

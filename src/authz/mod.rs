@@ -47,7 +47,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cedar_policy::{EntityUid, PolicySet, Schema};
+use cedar_policy::{PolicySet, Schema};
 
 use crate::identity::Identity;
 
@@ -145,7 +145,6 @@ pub struct Principal {
     /// Hash of the entity content ([`entities::entity_hash`]); names this
     /// entity in the decision cache together with `identity`.
     content_hash: u64,
-    uid: EntityUid,
     /// The identity the entity is built from, shared with the token cache
     /// entry. Cedar's `Entity` costs ~2.4 KiB per principal (measured),
     /// several times the identity, and principals are cached per token: the
@@ -164,7 +163,10 @@ impl Principal {
 
     /// The principal's Cedar uid, e.g. `Workload::"https://issuer#alice"`.
     pub fn uid(&self) -> String {
-        self.uid.to_string()
+        match entities::uid(entities::WORKLOAD, &self.identity.uid) {
+            Ok(uid) => uid.to_string(),
+            Err(message) => message,
+        }
     }
 
     /// The principal entity in Cedar's entity JSON format (for `wisp explain`).
@@ -195,7 +197,7 @@ pub struct AuthorizerOptions {
 
 impl AuthorizerOptions {
     /// The decision cache size by default. An entry costs roughly 0.5 KiB
-    /// (key, decision and moka's bookkeeping); 10,000 entries cover the
+    /// (key, decision and the cache's bookkeeping); 10,000 entries cover the
     /// callers of one service while keeping within the sidecar's memory
     /// budget (DESIGN.md: ≤ 64 MiB with 100k cached tokens).
     pub const DEFAULT_DECISION_CACHE_ENTRIES: u64 = 10_000;
@@ -267,11 +269,9 @@ impl Authorizer {
     pub fn principal(&self, identity: impl Into<Arc<Identity>>) -> Result<Principal, String> {
         let identity = identity.into();
         let entity = entities::principal_entity(&identity)?;
-        let uid = entity.uid();
         entities::validate_principal(&entity, &self.schema)?;
         Ok(Principal {
             content_hash: entities::entity_hash(&identity),
-            uid,
             identity,
             generation: self.generation,
         })

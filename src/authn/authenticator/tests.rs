@@ -145,25 +145,32 @@ async fn an_expired_cached_token_is_rejected_and_leaves_the_cache() {
 }
 
 #[tokio::test]
-async fn cache_entries_expire_on_their_own_at_exp() {
+async fn the_sweep_drops_entries_past_exp_and_leeway() {
     let f = Fixture::new().await;
     let cache = TokenCache::new(1 << 20, f.metrics.token_cache_evictions.clone());
     let authn = f
         .authenticator(&f.config("orders", "1MiB"), Some(cache.clone()))
         .await;
     let now = unix_now();
-    // exp already within the leeway window: valid for about one more second.
-    let token = f
+    let short = f
         .issuer
-        .mint(json!({"sub": "acme:a:1", "iat": now - 10, "exp": now - 4}))
+        .mint(json!({"sub": "acme:a:1", "iat": now - 10, "exp": now + 30}))
         .unwrap();
-    f.check(&authn, &token, now).await.unwrap();
-    assert!(cache.get(&token).is_some());
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert!(
-        cache.get(&token).is_none(),
-        "moka expired the entry at exp + leeway"
-    );
+    let long = f
+        .issuer
+        .mint(json!({"sub": "acme:a:2", "iat": now - 10, "exp": now + 3600}))
+        .unwrap();
+    f.check(&authn, &short, now).await.unwrap();
+    f.check(&authn, &long, now).await.unwrap();
+    cache.remove_expired(now);
+    assert_eq!(cache.usage().0, 2, "both still valid");
+    // The config's leeway is 5 s: `short` is valid until exp + 5.
+    cache.remove_expired(now + 34);
+    assert!(cache.get(&short).is_some(), "valid until exp + leeway");
+    cache.remove_expired(now + 35);
+    assert!(cache.get(&short).is_none(), "swept at exp + leeway");
+    assert!(cache.get(&long).is_some());
+    assert_eq!(cache.usage().0, 1);
 }
 
 #[tokio::test]
@@ -394,7 +401,7 @@ async fn memory_per_principal() {
     cache.usage();
     let end = rss_kib();
     println!(
-        "principal (identity shared) {} B, identity {} B, moka entry (32-B key) {} B",
+        "principal (identity shared) {} B, identity {} B, cache entry (32-B key) {} B",
         (mid - before) * 1024 / n,
         (after - mid) * 1024 / n,
         (end - after) * 1024 / n
