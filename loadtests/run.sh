@@ -7,7 +7,9 @@
 # Knobs (environment): DURATION=10 (s per measured run), WARMUP=2 (s),
 # ROUNDS=2 (each scenario this many times, interleaved; best kept),
 # WRK_THREADS=2, CONNECTIONS=64, RATE=1000 (fixed-rate run, req/s),
-# RATE_DURATION=10, ROTATING=10000, FILL=100000, BASE_PORT=18080,
+# RATE_DURATION=10, ROTATING=10000, FILL=100000, FILL_CACHE=128MiB (the
+# fill wisp's token cache: large enough that all FILL tokens stay cached),
+# BASE_PORT=18080,
 # RESULTS=loadtests/RESULTS.md, KEEP=1 (keep the temp dir), SKIP_BUILD=1.
 set -euo pipefail
 
@@ -21,6 +23,7 @@ RATE=${RATE:-1000}
 RATE_DURATION=${RATE_DURATION:-10}
 ROTATING=${ROTATING:-10000}
 FILL=${FILL:-100000}
+FILL_CACHE=${FILL_CACHE:-128MiB}
 BASE_PORT=${BASE_PORT:-18080}
 RESULTS=${RESULTS:-$ROOT/loadtests/RESULTS.md}
 LUA=$ROOT/loadtests/lua
@@ -195,7 +198,7 @@ EOF
 wisp_config public "$P_PUBLIC" 64MiB "/*"
 wisp_config auth "$P_AUTH" 64MiB ""
 wisp_config nocache "$P_NOCACHE" 0 ""
-wisp_config fill "$P_FILL" 64MiB ""
+wisp_config fill "$P_FILL" "$FILL_CACHE" ""
 wisp_config one "$P_ONE" 64MiB "" "$WORK/policies-one"
 
 # ------------------------------------------------------------------- servers

@@ -19,7 +19,9 @@
 //! Modules, one per stage:
 //! - [`config`]: YAML → validated [`config::Config`].
 //! - [`authn`]: token parsing, keys, verification, presets, JWKS refresh, token cache.
-//! - [`authz`]: Cedar schema/policies, principal entities, [`authz::Decision`]; live reload.
+//! - [`authz`]: Cedar schema/policies, principal entities, [`authz::Decision`]; the
+//!   fast path (action slices, principal-guard index and native decisions, decision
+//!   cache); live reload.
 //! - [`path`], [`headers`]: request-target normalization, identity header hygiene.
 //! - [`proxy`]: the thin `ProxyHttp` impl calling the stages above; [`responses`]:
 //!   what wisp answers itself (JSON for HTTP clients, `grpc-status` for gRPC).

@@ -12,24 +12,36 @@
 //! # Cost that does not grow with the policy count
 //!
 //! Cedar evaluates every policy of the set it is given, so the cost of one
-//! decision grows linearly with the policies. Two exact reductions, both built
-//! at load, keep it flat:
+//! decision grows linearly with the policies. Four exact reductions keep it
+//! flat:
 //!
 //! 1. **Slicing by action** (`slices.rs`): each method evaluates only the
 //!    policies whose action scope can match its action. A policy whose scope
 //!    excludes the action can be neither satisfied nor erroring in Cedar
 //!    (scope is checked first, and scope checks never error), so the slice
-//!    gives the same permits, forbids and errors as the whole set.
-//! 2. **A decision cache** (`cache.rs`), bounded by entries and owned by the
+//!    gives the same permits, forbids and errors as the whole set. A request
+//!    carries only its action and its ancestors, unless a condition names an
+//!    action.
+//! 2. **A principal-guard index** (`guards.rs`): per slice, a policy whose
+//!    leading conditions exclude the principal (`principal.sub like
+//!    "team-a:*"`, `principal.tags.contains(…)`, …; error-free by
+//!    construction) is not evaluated for it; policies are indexed on `sub`
+//!    prefixes and values, so those of other workloads are never looked at.
+//! 3. **Native decisions** (`guards.rs`): when every remaining policy is made
+//!    of such error-free conditions over fields every request has, wisp
+//!    decides as Cedar would without building entities (~0.4 µs instead of
+//!    ~7 µs).
+//! 4. **A decision cache** (`cache.rs`), bounded by entries and owned by the
 //!    authorizer, so a reload (a new authorizer) never serves a decision made
 //!    under other policies. Its key is everything a decision depends on: the
-//!    principal entity (each [`Principal`] gets a unique id when built), the
-//!    method, the path, `mtls`, and `host`, `source_ip` and `query` unless a
-//!    scan of the policies proves none reads them. A hit returns the decision
-//!    evaluation returned for an identical question.
+//!    principal entity's content, the method, the path, `mtls`, and `host`,
+//!    `source_ip` and `query` unless a scan of the policies proves none reads
+//!    them. A hit returns the decision evaluation returned for an identical
+//!    question.
 //!
-//! A property test (`tests/equivalence.rs`) compares both, on random policy
-//! sets, principals and request sequences, with evaluating the whole set.
+//! A property test (`tests/equivalence.rs`) compares all of them together, on
+//! random policy sets, principals and request sequences, with evaluating the
+//! whole set with every action entity.
 
 mod cache;
 mod decision;
@@ -137,7 +149,7 @@ pub struct Decision {
 /// re-validated against that one's schema on each request.
 ///
 /// Immutable. Two principals built from identities with the same entity
-/// content (see [`entities::same_entity`]) are the same entity to the
+/// content (see `entities::same_entity`) are the same entity to the
 /// decision cache, so a token verified again (cache off, evicted, or a new
 /// token of the same workload) reuses the decisions made for it.
 #[derive(Debug, Clone)]
