@@ -32,7 +32,7 @@ impl AuthnMethod {
 ///
 /// The variant follows the claim's JSON type (DESIGN.md §4): string → `String`,
 /// integer → `Long`, bool → `Bool`, array of strings → `Set`, object → `Record`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AttrValue {
     /// A JSON string.
     String(String),

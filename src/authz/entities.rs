@@ -1,7 +1,7 @@
 //! The Cedar side of wisp's model (DESIGN.md §4): the principal entity from an
 //! [`Identity`], and the per-request resource and context.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::LazyLock;
 
@@ -11,7 +11,7 @@ use cedar_policy::{
 
 use super::diagnostics::error_chain;
 use super::RequestInfo;
-use crate::identity::{AttrValue, Identity};
+use crate::identity::{AttrValue, AuthnMethod, Identity};
 
 /// Entity type of the principal.
 pub(super) const WORKLOAD: &str = "Workload";
@@ -78,12 +78,21 @@ pub(super) fn principal_entity(identity: &Identity) -> Result<Entity, String> {
         .map_err(|err| format!("principal `{}`: {}", identity.uid, error_chain(&err)))
 }
 
-/// Hash of what [`principal_entity`] reads from `identity`: equal for
-/// identities that give the same entity (see [`same_entity`]).
-pub(super) fn entity_hash(identity: &Identity) -> u64 {
-    use std::hash::{Hash, Hasher};
-    // Destructured so that a new field must be considered here (and in
-    // `same_entity`): is it part of the entity?
+/// What [`principal_entity`] reads from an identity: the uid and the
+/// attributes. `issuer_name`, `expires_at` and `bound_certificate` are not
+/// part of the entity (no policy can read them).
+type EntityFields<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a [String],
+    AuthnMethod,
+    &'a BTreeMap<String, AttrValue>,
+);
+
+fn entity_fields(identity: &Identity) -> EntityFields<'_> {
+    // Destructured so that a new field must be considered here: is it part
+    // of the entity?
     let Identity {
         uid,
         sub,
@@ -95,55 +104,21 @@ pub(super) fn entity_hash(identity: &Identity) -> u64 {
         expires_at: _,
         bound_certificate: _,
     } = identity;
+    (uid, sub, iss, tags, *authn, attrs)
+}
+
+/// Hash of the entity `identity` gives: equal for identities that give the
+/// same entity (see [`same_entity`]).
+pub(super) fn entity_hash(identity: &Identity) -> u64 {
+    use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (uid, sub, iss, tags, authn).hash(&mut hasher);
-    attrs.len().hash(&mut hasher);
-    for (name, value) in attrs {
-        name.hash(&mut hasher);
-        hash_attr(value, &mut hasher);
-    }
+    entity_fields(identity).hash(&mut hasher);
     hasher.finish()
 }
 
-fn hash_attr(value: &AttrValue, hasher: &mut impl std::hash::Hasher) {
-    use std::hash::Hash;
-    std::mem::discriminant(value).hash(hasher);
-    match value {
-        AttrValue::String(s) => s.hash(hasher),
-        AttrValue::Long(n) => n.hash(hasher),
-        AttrValue::Bool(b) => b.hash(hasher),
-        AttrValue::Set(items) => items.hash(hasher),
-        AttrValue::Record(fields) => {
-            fields.len().hash(hasher);
-            for (name, value) in fields {
-                name.hash(hasher);
-                hash_attr(value, hasher);
-            }
-        }
-    }
-}
-
-/// Whether `a` and `b` give the same principal entity: the same uid and
-/// attributes. `issuer_name`, `expires_at` and `bound_certificate` are not
-/// part of the entity (no policy can read them).
+/// Whether `a` and `b` give the same principal entity.
 pub(super) fn same_entity(a: &Identity, b: &Identity) -> bool {
-    let Identity {
-        uid,
-        sub,
-        iss,
-        issuer_name: _,
-        tags,
-        authn,
-        attrs,
-        expires_at: _,
-        bound_certificate: _,
-    } = a;
-    *uid == b.uid
-        && *sub == b.sub
-        && *iss == b.iss
-        && *tags == b.tags
-        && *authn == b.authn
-        && *attrs == b.attrs
+    entity_fields(a) == entity_fields(b)
 }
 
 /// `entity` plus the schema's action entities, with `entity` validated against
