@@ -15,6 +15,7 @@ use cedar_policy::{
 use super::cache::{DecisionCache, Reads};
 use super::diagnostics::{at_offset, error_chain, line_column, push_all, whole_file};
 use super::entities::{self, WORKLOAD};
+use super::shape::WorkloadShape;
 use super::{slices, Authorizer, AuthorizerOptions, Diagnostic, RequestInfo};
 
 /// Source of [`Authorizer::generation`].
@@ -48,7 +49,10 @@ pub(super) fn load(
     options: AuthorizerOptions,
 ) -> Result<Authorizer, Vec<Diagnostic>> {
     let mut collected = Collected::default();
-    let schema = load_schema(schema_path, &mut collected);
+    let (schema, workload_shape) = match load_schema(schema_path, &mut collected) {
+        Some((schema, shape)) => (Some(schema), shape),
+        None => (None, None),
+    };
     match policy_files(dir) {
         Ok(paths) => {
             for path in paths {
@@ -82,6 +86,7 @@ pub(super) fn load(
             Ok(Authorizer {
                 cache: DecisionCache::new(options.decision_cache_entries, Reads::of(&policies)),
                 schema,
+                workload_shape,
                 policies,
                 slices,
                 warnings,
@@ -122,7 +127,8 @@ fn read_text(path: &Path) -> Result<String, Diagnostic> {
     std::fs::read_to_string(path).map_err(|err| whole_file(path, format!("cannot read: {err}")))
 }
 
-fn load_schema(path: &Path, collected: &mut Collected) -> Option<Schema> {
+/// The schema, and the shape of `Workload` when the native check understands it.
+fn load_schema(path: &Path, collected: &mut Collected) -> Option<(Schema, Option<WorkloadShape>)> {
     let text = match read_text(path) {
         Ok(text) => text,
         Err(diagnostic) => {
@@ -135,7 +141,7 @@ fn load_schema(path: &Path, collected: &mut Collected) -> Option<Schema> {
             for warning in warnings {
                 push_all(&mut collected.warnings, path, &text, &warning);
             }
-            Some(schema)
+            Some((schema, WorkloadShape::from_schema_text(&text)))
         }
         Err(err) => {
             push_all(&mut collected.errors, path, &text, &err);

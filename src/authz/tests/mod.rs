@@ -5,6 +5,7 @@ mod decide;
 mod equivalence;
 mod load;
 mod properties;
+mod shape;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
