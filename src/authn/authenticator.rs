@@ -1,7 +1,7 @@
 //! The authentication stage: bearer token → verified, cached identity and
-//! principal entity. Ties the pure pieces ([`jwt`](super::jwt),
-//! [`verify`](super::verify), [`presets`](super::presets)) to the key holders
-//! ([`jwks`](super::jwks)) and the [`TokenCache`].
+//! principal. Ties the pure pieces ([`super::jwt`], [`super::verify`],
+//! [`super::presets`]) to the key holders ([`super::jwks`]) and the
+//! [`TokenCache`].
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};

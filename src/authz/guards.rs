@@ -1,8 +1,9 @@
-//! Principal guards: before Cedar evaluates a slice, drop the policies that
-//! cannot apply to the request's principal, found through an index on `sub`
-//! rather than by evaluating every policy.
+//! Guards: before Cedar evaluates a slice, drop the policies that cannot
+//! apply to the request's principal (found through an index on `sub`, not by
+//! looking at every policy), and decide without Cedar when what is left is
+//! simple enough.
 //!
-//! # Why this is exact
+//! # Guards, and why dropping policies is exact
 //!
 //! Cedar evaluates a policy as one conjunction, `principal scope && action
 //! scope && resource scope && c1 && (c2 && …)`, where each `when { e }` adds
@@ -12,43 +13,46 @@
 //! in `parser/cst_to_ast.rs`). Scope constraints never error (see
 //! `slices.rs`).
 //!
-//! A *guard* is a conjunct that reads only the principal's built-in
-//! attributes (`sub`, `iss`, `authn`: strings; `tags`: a set of strings; the
-//! uid; `has`), through `like`, `==`, `!=`, `.contains`, `!`, `&&`, `||` and
-//! string literals. Every principal entity has those attributes with those
-//! types (`entities::principal_entity`), so a guard never errors, and wisp
-//! evaluates it natively as Cedar does. A policy's guards are the conjuncts
-//! from the start of its chain (the principal scope when it is `==`, then the
-//! leading `when`/`unless` conjuncts) up to the first that is not a guard.
+//! A *guard* is a conjunct over fields every request has with a fixed type —
+//! the principal's built-in attributes (`sub`, `iss`, `authn`: strings;
+//! `tags`: a set of strings; the uid; `has`), `resource.path`/`host`,
+//! `context.method`/`query` (strings), `context.mtls` (a bool), the
+//! principal and resource uids — combined with `like`, `==`, `!=`,
+//! `.contains`, `!`, `&&`, `||` and literals. Every request's entities and
+//! context have those fields with those types (`entities.rs`), so a guard
+//! never errors, and wisp evaluates it natively as Cedar does. A policy's
+//! guards are the conjuncts from the start of its chain (its principal and
+//! resource scopes when understood, then its `when`/`unless` conjuncts) up
+//! to the first that is not a guard.
 //!
-//! When a guard is false for a principal, every conjunct before it (scopes
-//! and guards) was error-free, so the policy evaluates to false without an
-//! error: it is neither satisfied nor erroring, and Cedar's response (the
-//! decision, the reasons and the errors) is the same without it. The
-//! equivalence property test (`tests/equivalence.rs`) checks this against
-//! evaluating the whole set.
+//! When a guard is false, every conjunct before it (scopes and guards) was
+//! error-free, so the policy evaluates to false without an error: it is
+//! neither satisfied nor erroring, and Cedar's response (the decision, the
+//! reasons and the errors) is the same without it. The guards that read only
+//! the principal (*principal guards*) are the same for every request of that
+//! principal: they pick the *candidate* policies.
 //!
 //! # Why the cost does not grow with the policy count
 //!
+//! A policy whose principal guards include `principal.sub like "<prefix>*"`
+//! or `principal.sub == "<s>"` is indexed under that prefix or string; a
+//! lookup probes the principal's `sub` once per distinct prefix length, so
+//! policies for other workloads are never looked at. Only unindexed policies
+//! are checked one by one, natively (tens of ns each). The policy set Cedar
+//! evaluates is built once per distinct candidate list and kept.
+//!
 //! # Decisions without Cedar
 //!
-//! The same native expressions cover the request's always-present,
-//! string-typed fields too (`resource.path`, `resource.host`,
-//! `context.method`, `context.query`, `context.mtls`, `resource ==
-//! Route::"…"`). A policy whose every conjunct is such an expression (its
-//! action scope is known to hold: slices are exact per action) is
-//! *complete*: it is satisfied exactly when all of them hold, and it never
-//! errors. When every candidate policy of a request is complete, wisp
-//! decides natively as Cedar would (forbid wins; the reasons are the
-//! satisfied policies of the deciding effect; no errors) instead of
-//! building entities and calling Cedar (~0.2 µs instead of ~7 µs).
+//! A policy whose every conjunct is a guard (its action scope holding:
+//! slices are exact per action) is *complete*: it is satisfied exactly when
+//! all its guards hold, and it never errors. When every candidate policy of
+//! a request is complete, wisp decides natively as Cedar would (forbid wins;
+//! the reasons are the satisfied policies of the deciding effect; no errors)
+//! instead of building entities and calling Cedar (~0.4 µs instead of
+//! ~7 µs).
 //!
-//! A policy whose guards include `principal.sub like "<prefix>*"` or
-//! `principal.sub == "<s>"` is indexed under that prefix or string; a lookup
-//! probes the principal's `sub` once per distinct prefix length, so policies
-//! for other workloads are never looked at. Only unindexed policies (no such
-//! guard) are checked one by one, natively (tens of ns each). The policy set
-//! Cedar evaluates is built once per distinct candidate list and kept.
+//! The equivalence property test (`tests/equivalence.rs`) checks all of this
+//! against evaluating the whole set.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
