@@ -101,7 +101,7 @@ impl IdentityHeaderValues {
 pub fn inject(
     request: &mut RequestHeader,
     values: &IdentityHeaderValues,
-    names: &IdentityHeaderNames,
+    names: &PreparedNames,
 ) -> Result<(), String> {
     set(request, &names.subject, Some(&values.subject))?;
     set(request, &names.issuer, Some(&values.issuer))?;
@@ -109,18 +109,50 @@ pub fn inject(
     set(request, &names.spiffe_id, values.spiffe_id.as_ref())
 }
 
+/// The identity header names in the form pingora takes them, built once at
+/// startup so a request does not allocate a name per header.
+#[derive(Debug, Clone)]
+pub struct PreparedNames {
+    subject: PreparedName,
+    issuer: PreparedName,
+    tags: PreparedName,
+    spiffe_id: PreparedName,
+}
+
+#[derive(Debug, Clone)]
+struct PreparedName {
+    text: String,
+    bytes: bytes::Bytes,
+}
+
+impl PreparedNames {
+    /// Prepares `names`.
+    pub fn new(names: &IdentityHeaderNames) -> PreparedNames {
+        let prepare = |name: &str| PreparedName {
+            text: name.to_owned(),
+            bytes: bytes::Bytes::copy_from_slice(name.as_bytes()),
+        };
+        PreparedNames {
+            subject: prepare(&names.subject),
+            issuer: prepare(&names.issuer),
+            tags: prepare(&names.tags),
+            spiffe_id: prepare(&names.spiffe_id),
+        }
+    }
+}
+
 /// Inserts `name: value`, or removes `name` when `value` is `None`.
 fn set(
     request: &mut RequestHeader,
-    name: &str,
+    name: &PreparedName,
     value: Option<&http::HeaderValue>,
 ) -> Result<(), String> {
     match value {
         Some(value) => request
-            .insert_header(name.to_owned(), value.clone())
-            .map_err(|e| format!("cannot set header {name}: {e}")),
+            .insert_header(name.bytes.clone(), value.clone())
+            .map_err(|e| format!("cannot set header {}: {e}", name.text)),
         None => {
-            request.remove_header(name);
+            request.remove_header(name.text.as_str());
             Ok(())
         }
     }
@@ -296,7 +328,7 @@ mod tests {
         let mut req = request(&[("x-wisp-subject", "stale")]);
         let values_of =
             IdentityHeaderValues::new(&identity(&["tag:prod", "tag:web"], None)).unwrap();
-        inject(&mut req, &values_of, &names()).unwrap();
+        inject(&mut req, &values_of, &PreparedNames::new(&names())).unwrap();
         assert_eq!(values(&req, "x-wisp-subject"), ["acme:frontend"]);
         assert_eq!(values(&req, "x-wisp-issuer"), ["https://issuer.example"]);
         assert_eq!(values(&req, "x-wisp-tags"), ["tag:prod,tag:web"]);
@@ -307,7 +339,7 @@ mod tests {
     fn inject_omits_tags_when_there_are_none() {
         let mut req = request(&[]);
         let values_of = IdentityHeaderValues::new(&identity(&[], None)).unwrap();
-        inject(&mut req, &values_of, &names()).unwrap();
+        inject(&mut req, &values_of, &PreparedNames::new(&names())).unwrap();
         assert!(req.headers.get("x-wisp-tags").is_none());
         assert_eq!(req.headers.len(), 2);
     }
@@ -317,7 +349,7 @@ mod tests {
         let mut req = request(&[]);
         let id = AttrValue::String("spiffe://example.org/ns/a/sa/b".into());
         let values_of = IdentityHeaderValues::new(&identity(&[], Some(id))).unwrap();
-        inject(&mut req, &values_of, &names()).unwrap();
+        inject(&mut req, &values_of, &PreparedNames::new(&names())).unwrap();
         assert_eq!(
             values(&req, "x-wisp-spiffe-id"),
             ["spiffe://example.org/ns/a/sa/b"]
@@ -326,7 +358,7 @@ mod tests {
         let mut req = request(&[]);
         let values_of =
             IdentityHeaderValues::new(&identity(&[], Some(AttrValue::Long(1)))).unwrap();
-        inject(&mut req, &values_of, &names()).unwrap();
+        inject(&mut req, &values_of, &PreparedNames::new(&names())).unwrap();
         assert!(req.headers.get("x-wisp-spiffe-id").is_none());
     }
 

@@ -37,6 +37,8 @@ pub struct WispProxy {
     policies: Arc<PolicyStore>,
     metrics: Metrics,
     upstream: HttpPeer,
+    /// `config.headers.identity`, prepared once.
+    identity_headers: headers::PreparedNames,
 }
 
 /// What happened to one request, for the upstream headers and the log.
@@ -72,6 +74,7 @@ impl WispProxy {
         upstream: HttpPeer,
     ) -> WispProxy {
         WispProxy {
+            identity_headers: headers::PreparedNames::new(&config.headers.identity),
             config,
             authn,
             policies,
@@ -272,12 +275,15 @@ impl ProxyHttp for WispProxy {
             upstream_request.remove_header(&http::header::AUTHORIZATION);
         }
         if let Some(caller) = &ctx.caller {
-            headers::inject(upstream_request, &caller.header_values, names).map_err(|message| {
-                Error::explain(
-                    ErrorType::InternalError,
-                    format!("identity header: {message}"),
-                )
-            })?;
+            let prepared = &self.identity_headers;
+            headers::inject(upstream_request, &caller.header_values, prepared).map_err(
+                |message| {
+                    Error::explain(
+                        ErrorType::InternalError,
+                        format!("identity header: {message}"),
+                    )
+                },
+            )?;
         }
         Ok(())
     }
