@@ -165,7 +165,7 @@ fn optional_string(header: &Map<String, Value>, name: &str) -> Result<Option<Str
 /// Parses one JSON object, rejecting repeated keys at any depth.
 fn json_object(bytes: &[u8], part: &str) -> Result<Map<String, Value>, AuthnError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = StrictValue
+    let value = StrictValue { top_level: true }
         .deserialize(&mut deserializer)
         .and_then(|value| deserializer.end().map(|()| value))
         .map_err(|e| malformed(format!("{part}: {e}")))?;
@@ -192,17 +192,24 @@ fn printable(text: &str) -> String {
 /// A `serde_json::Value` seed that fails on a repeated object key.
 /// (serde_json's own `Value` keeps the last one silently.) Nesting depth is
 /// bounded by serde_json's recursion limit.
-struct StrictValue;
+struct StrictValue {
+    /// The token's header or claim set itself (not a value inside it).
+    top_level: bool,
+}
 
 impl<'de> DeserializeSeed<'de> for StrictValue {
     type Value = Value;
 
     fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(StrictVisitor)
+        deserializer.deserialize_any(StrictVisitor {
+            top_level: self.top_level,
+        })
     }
 }
 
-struct StrictVisitor;
+struct StrictVisitor {
+    top_level: bool,
+}
 
 impl<'de> Visitor<'de> for StrictVisitor {
     type Value = Value;
@@ -247,23 +254,32 @@ impl<'de> Visitor<'de> for StrictVisitor {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(item) = seq.next_element_seed(StrictValue)? {
+        while let Some(item) = seq.next_element_seed(StrictValue { top_level: false })? {
             items.push(item);
         }
         Ok(Value::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = Map::new();
+        // JSON gives no size hint. A header or claim set has a dozen keys or
+        // so: one allocation instead of growing 0 → 3 → 7 → 14. Nested
+        // objects start empty, so a token full of `{}` cannot make each
+        // one allocate a table.
+        let capacity = if self.top_level { 16 } else { 0 };
+        let mut object = Map::with_capacity(capacity);
         while let Some(key) = map.next_key::<String>()? {
-            if object.contains_key(&key) {
-                return Err(de::Error::custom(format_args!(
-                    "repeated key \"{}\"",
-                    printable(&key)
-                )));
+            // One lookup per key: the entry both detects a repeat and inserts.
+            match object.entry(key) {
+                serde_json::map::Entry::Occupied(repeated) => {
+                    return Err(de::Error::custom(format_args!(
+                        "repeated key \"{}\"",
+                        printable(repeated.key())
+                    )));
+                }
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(map.next_value_seed(StrictValue { top_level: false })?);
+                }
             }
-            let value = map.next_value_seed(StrictValue)?;
-            object.insert(key, value);
         }
         Ok(Value::Object(object))
     }
