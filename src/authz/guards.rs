@@ -499,15 +499,15 @@ struct Indexed {
     forbid: bool,
     /// Its leading guards; `complete` when they are the whole policy.
     analysis: Analysis,
+    /// The principal guards among them (they pick the candidates).
+    principal_guards: Vec<Guard>,
 }
 
 impl Indexed {
-    /// Its principal-only guards hold for `identity`.
+    /// Its principal guards hold for `identity`.
     fn may_apply(&self, identity: &Identity, request: &RequestInfo<'_>) -> bool {
-        self.analysis
-            .guards
+        self.principal_guards
             .iter()
-            .filter(|guard| guard.principal_only())
             .all(|guard| guard.holds(identity, request))
     }
 }
@@ -597,11 +597,18 @@ impl Index {
                 Some(Key::Sub(sub)) => index.by_sub.entry(sub.into()).or_default().push(position),
                 None => index.unindexed.push(position),
             }
+            let principal_guards = analysis
+                .guards
+                .iter()
+                .filter(|guard| guard.principal_only())
+                .cloned()
+                .collect();
             index.policies.push(Indexed {
                 id: policy.id().to_string(),
                 forbid: policy.effect() == cedar_policy::Effect::Forbid,
                 policy: policy.clone(),
                 analysis,
+                principal_guards,
             });
         }
         index.prefix_lengths.sort_unstable();
@@ -734,7 +741,7 @@ impl Index {
         let guarded = self
             .policies
             .iter()
-            .filter(|p| p.analysis.guards.iter().any(Guard::principal_only))
+            .filter(|p| !p.principal_guards.is_empty())
             .count();
         (self.policies.len(), indexed, guarded)
     }
