@@ -138,26 +138,13 @@ impl TokenCache {
         let estimated = usize::try_from(max_bytes / 1024)
             .unwrap_or(usize::MAX)
             .clamp(64, 1 << 20);
-        let options = quick_cache::OptionsBuilder::new()
-            .estimated_items_capacity(estimated)
-            .weight_capacity(max_bytes)
-            .build();
-        let cache = match options {
-            Ok(options) => Entries::with_options(
-                options,
-                Weigh,
-                RandomState::new(),
-                CountEvictions(evictions),
-            ),
-            // Only an unset capacity fails to build; both are set above.
-            Err(_) => Entries::with(
-                estimated,
-                max_bytes,
-                Weigh,
-                RandomState::new(),
-                CountEvictions(evictions),
-            ),
-        };
+        let cache = Entries::with(
+            estimated,
+            max_bytes,
+            Weigh,
+            RandomState::new(),
+            CountEvictions(evictions),
+        );
         TokenCache {
             cache: Arc::new(cache),
         }

@@ -64,7 +64,13 @@ pub(super) fn authorize_unsliced(
         Some(slice) => {
             let actions = match entities::schema_actions(&authorizer.schema) {
                 Ok(actions) => actions,
-                Err(error) => return unknown_method(&error),
+                Err(error) => {
+                    return Decision {
+                        effect: Effect::Deny,
+                        policy_ids: Vec::new(),
+                        errors: vec![error],
+                    }
+                }
             };
             let target = Target {
                 action: &slice.uid,
