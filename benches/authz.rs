@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use wisp::authz::{Authorizer, AuthorizerOptions, Effect, Principal, RequestInfo};
-use wisp::identity::{AuthnMethod, Identity};
+use wisp::identity::{AuthnMethod, Identity, Names};
 
 const SIZES: [usize; 4] = [1, 10, 100, 1000];
 
@@ -64,17 +64,14 @@ fn allowed_index(count: usize) -> usize {
 }
 
 fn identity(team: usize) -> Identity {
-    Identity {
-        uid: format!("https://issuer.example#team-{team}:web"),
-        sub: format!("team-{team}:web"),
-        iss: "https://issuer.example".to_owned(),
-        issuer_name: Arc::from("bench"),
-        tags: vec![format!("tag:{team}"), "tag:prod".to_owned()],
-        authn: AuthnMethod::Jwt,
-        attrs: Default::default(),
-        expires_at: i64::MAX,
-        bound_certificate: None,
-    }
+    let names = Names {
+        uid: &format!("https://issuer.example#team-{team}:web"),
+        sub: &format!("team-{team}:web"),
+        iss: "https://issuer.example",
+        tags: &[format!("tag:{team}"), "tag:prod".to_owned()],
+    };
+    Identity::new(names, Arc::from("bench"), AuthnMethod::Jwt, i64::MAX)
+        .expect("no tag holds a comma")
 }
 
 fn load(dir: &Path, options: AuthorizerOptions) -> Authorizer {

@@ -17,6 +17,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use jsonwebtoken::Algorithm;
@@ -163,8 +164,9 @@ pub enum JwksSource {
 /// under the old rules.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IssuerConfig {
-    /// Short name used in metrics, logs and `/readyz`.
-    pub name: String,
+    /// Short name used in metrics, logs and `/readyz` (shared with every
+    /// identity it verifies).
+    pub name: Arc<str>,
     /// The exact `iss` value tokens must carry.
     pub issuer: String,
     /// The issuer kind.

@@ -43,3 +43,9 @@ pub mod responses;
 pub mod server;
 pub mod tls;
 pub mod upstream;
+
+/// The unit tests run on the binary's allocator, so that in-process memory
+/// measurements (`memory_per_cached_token`) match the server.
+#[cfg(all(test, not(target_env = "msvc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

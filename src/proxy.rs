@@ -220,7 +220,7 @@ impl ProxyHttp for WispProxy {
             query: target.query.as_deref().unwrap_or(""),
             source_ip,
             mtls: matches!(
-                caller.identity.authn,
+                caller.identity().authn,
                 AuthnMethod::Mtls | AuthnMethod::JwtAndMtls
             ),
         };
@@ -276,14 +276,13 @@ impl ProxyHttp for WispProxy {
         }
         if let Some(caller) = &ctx.caller {
             let prepared = &self.identity_headers;
-            headers::inject(upstream_request, &caller.header_values, prepared).map_err(
-                |message| {
-                    Error::explain(
-                        ErrorType::InternalError,
-                        format!("identity header: {message}"),
-                    )
-                },
-            )?;
+            let values = headers::IdentityHeaderValues::of(caller.identity());
+            headers::inject(upstream_request, &values, prepared).map_err(|message| {
+                Error::explain(
+                    ErrorType::InternalError,
+                    format!("identity header: {message}"),
+                )
+            })?;
         }
         Ok(())
     }
@@ -375,8 +374,8 @@ impl ProxyHttp for WispProxy {
             return;
         }
         let request = session.req_header();
-        let principal = ctx.caller.as_ref().map(|c| c.identity.uid.as_str());
-        let issuer = ctx.caller.as_ref().map(|c| &*c.identity.issuer_name);
+        let principal = ctx.caller.as_ref().map(|c| c.identity().uid());
+        let issuer = ctx.caller.as_ref().map(|c| &*c.identity().issuer_name);
         let policy_ids = ctx
             .authz
             .as_ref()

@@ -155,11 +155,13 @@ impl Authenticator {
         policy_generation: u64,
         now: i64,
     ) -> Result<Option<Arc<CachedToken>>, AuthnError> {
-        let Some(issuer) = self.issuers.get(entry.issuer_index) else {
+        let Some(issuer) = self.issuers.get(entry.issuer_index as usize) else {
             cache.remove_key(key);
             return Ok(None);
         };
-        if self.issuer_fingerprints.get(entry.issuer_index) != Some(&entry.issuer_fingerprint) {
+        if self.issuer_fingerprints.get(entry.issuer_index as usize)
+            != Some(&entry.issuer_fingerprint)
+        {
             // Verified under other rules (the configuration changed): verify afresh.
             cache.remove_key(key);
             return Ok(None);
@@ -169,7 +171,11 @@ impl Authenticator {
             return Err(AuthnError::Expired);
         }
         match issuer.keys() {
-            None => return Err(AuthnError::IssuerUnavailable(issuer.config().name.clone())),
+            None => {
+                return Err(AuthnError::IssuerUnavailable(
+                    issuer.config().name.to_string(),
+                ))
+            }
             Some(keys) if !keys.set.contains(entry.key_fingerprint) => {
                 // The key was withdrawn: verify afresh (it will fail unless re-signed).
                 cache.remove_key(key);
@@ -182,11 +188,9 @@ impl Authenticator {
         }
         // Policies (and maybe the schema) changed: rebuild the principal entity.
         let principal = authorizer
-            .principal(Arc::clone(&entry.identity))
+            .principal(Arc::clone(entry.identity()))
             .map_err(AuthnError::SchemaMismatch)?;
         let rebuilt = Arc::new(CachedToken {
-            identity: entry.identity.clone(),
-            header_values: entry.header_values.clone(),
             principal,
             policy_generation,
             issuer_index: entry.issuer_index,
@@ -227,19 +231,18 @@ impl Authenticator {
             verified.expires_at,
             &self.trust_domains,
         )?;
-        let header_values = identity_header_values(&identity)?;
+        check_header_values(&identity)?;
         let leeway = i64::try_from(issuer.config().leeway.as_secs()).unwrap_or(0);
         let weight = u32::try_from(identity_weight(&identity)).unwrap_or(u32::MAX);
-        let identity = Arc::new(identity);
         let principal = authorizer
-            .principal(Arc::clone(&identity))
+            .principal(identity)
             .map_err(AuthnError::SchemaMismatch)?;
         Ok(CachedToken {
-            identity,
-            header_values,
             principal,
             policy_generation,
-            issuer_index,
+            // Never more than u32::MAX issuers; were there, the index would
+            // match none and the token be verified afresh.
+            issuer_index: u32::try_from(issuer_index).unwrap_or(u32::MAX),
             issuer_fingerprint: self.issuer_fingerprints[issuer_index],
             key_fingerprint: verified.key_fingerprint,
             valid_until: verified.expires_at.saturating_add(leeway),
@@ -254,7 +257,7 @@ impl Authenticator {
         issuer: &IssuerKeys,
         kid: Option<&str>,
     ) -> Result<Arc<LoadedKeys>, AuthnError> {
-        let unavailable = || AuthnError::IssuerUnavailable(issuer.config().name.clone());
+        let unavailable = || AuthnError::IssuerUnavailable(issuer.config().name.to_string());
         let current = issuer.keys();
         let needs_refetch = match (&current, kid) {
             (None, _) => true,
@@ -271,15 +274,15 @@ impl Authenticator {
     }
 }
 
-/// The identity's upstream header values; a value that cannot be a header is
-/// an authentication failure (never a 500 later).
-pub(super) fn identity_header_values(
-    identity: &crate::identity::Identity,
-) -> Result<crate::headers::IdentityHeaderValues, AuthnError> {
-    crate::headers::IdentityHeaderValues::new(identity).map_err(|detail| AuthnError::InvalidClaim {
-        claim: "sub".to_owned(),
-        detail,
-    })
+/// Checks the identity's upstream header values; a value that cannot be a
+/// header is an authentication failure (never a 500 later).
+pub(super) fn check_header_values(identity: &crate::identity::Identity) -> Result<(), AuthnError> {
+    crate::headers::IdentityHeaderValues::of(identity)
+        .check()
+        .map_err(|detail| AuthnError::InvalidClaim {
+            claim: "sub".to_owned(),
+            detail,
+        })
 }
 
 /// JWT-SVID §3: `typ`, when present, is `JWT` or `JOSE`.

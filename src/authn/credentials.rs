@@ -10,7 +10,7 @@ use super::token_cache::{identity_weight, CachedToken};
 use super::AuthnError;
 use crate::authz::Authorizer;
 use crate::config::RequireCredentials;
-use crate::identity::{AttrValue, AuthnMethod, Identity};
+use crate::identity::{AttrValue, AuthnMethod, Identity, Names};
 
 /// The credentials of one request.
 #[derive(Debug, Clone, Copy, Default)]
@@ -72,7 +72,10 @@ pub async fn authenticate(
         ),
         None => None,
     };
-    if let Some(bound) = verified.as_ref().and_then(|v| v.identity.bound_certificate) {
+    if let Some(bound) = verified
+        .as_ref()
+        .and_then(|v| v.identity().bound_certificate.as_deref().copied())
+    {
         match peer {
             None => return Err(AuthnError::CertificateRequired),
             Some(peer) if peer.thumbprint != bound => return Err(AuthnError::CertificateMismatch),
@@ -135,7 +138,7 @@ impl PeerCallers {
         peer.thumbprint.hash(&mut hasher);
         token
             .as_ref()
-            .map(|t| (t.identity.uid.as_str(), t.key_fingerprint))
+            .map(|t| (t.identity().uid(), t.key_fingerprint))
             .hash(&mut hasher);
         let key = hasher.finish();
         if let Some(hit) = self.cache.get(&key) {
@@ -154,18 +157,18 @@ impl PeerCallers {
         }
         let caller = match &token {
             Some(verified) => caller(
-                combined_identity(&verified.identity, peer)?,
+                combined_identity(verified.identity(), peer)?,
                 authorizer,
                 policy_generation,
                 verified.key_fingerprint,
                 verified.issuer_index,
             )?,
             None => caller(
-                peer_identity(peer),
+                peer_identity(peer)?,
                 authorizer,
                 policy_generation,
                 0,
-                usize::MAX,
+                u32::MAX,
             )?,
         };
         self.cache.insert(
@@ -181,26 +184,39 @@ impl PeerCallers {
 }
 
 /// The identity of a caller authenticated by its X.509-SVID alone.
-pub fn peer_identity(peer: &PeerIdentity) -> Identity {
-    let spiffe_id = peer.spiffe_id.as_str().to_owned();
-    let trust_domain = peer.spiffe_id.trust_domain().to_owned();
-    let mut attrs = std::collections::BTreeMap::new();
-    attrs.insert("spiffe_id".to_owned(), AttrValue::String(spiffe_id.clone()));
-    attrs.insert(
-        "trust_domain".to_owned(),
-        AttrValue::String(trust_domain.clone()),
-    );
-    Identity {
-        uid: spiffe_id.clone(),
+///
+/// # Errors
+/// The SPIFFE ID cannot be an identity (more than 4 GiB: never, certificates
+/// are far smaller).
+pub fn peer_identity(peer: &PeerIdentity) -> Result<Identity, AuthnError> {
+    let spiffe_id = peer.spiffe_id.as_str();
+    let trust_domain = peer.spiffe_id.trust_domain();
+    let iss = format!("spiffe://{trust_domain}");
+    let names = Names::<&str> {
+        uid: spiffe_id,
         sub: spiffe_id,
-        iss: format!("spiffe://{trust_domain}"),
-        issuer_name: Arc::from(MTLS_ISSUER_NAME),
-        tags: Vec::new(),
-        authn: AuthnMethod::Mtls,
-        attrs,
-        expires_at: peer.not_after,
-        bound_certificate: None,
-    }
+        iss: &iss,
+        tags: &[],
+    };
+    let mut identity = Identity::new(
+        names,
+        Arc::from(MTLS_ISSUER_NAME),
+        AuthnMethod::Mtls,
+        peer.not_after,
+    )
+    .map_err(|why| AuthnError::InvalidClaim {
+        claim: "spiffe_id".to_owned(),
+        detail: why.to_string(),
+    })?;
+    identity.attrs.insert(
+        "spiffe_id".to_owned(),
+        AttrValue::String(spiffe_id.to_owned()),
+    );
+    identity.attrs.insert(
+        "trust_domain".to_owned(),
+        AttrValue::String(trust_domain.to_owned()),
+    );
+    Ok(identity)
 }
 
 /// The token's identity, enriched with the certificate's SPIFFE ID.
@@ -231,18 +247,16 @@ fn caller(
     authorizer: &Authorizer,
     policy_generation: u64,
     key_fingerprint: u64,
-    issuer_index: usize,
+    issuer_index: u32,
 ) -> Result<Arc<CachedToken>, AuthnError> {
     let weight = u32::try_from(identity_weight(&identity)).unwrap_or(u32::MAX);
-    let header_values = super::authenticator::identity_header_values(&identity)?;
-    let identity = Arc::new(identity);
+    super::authenticator::check_header_values(&identity)?;
+    let valid_until = identity.expires_at;
     let principal = authorizer
-        .principal(Arc::clone(&identity))
+        .principal(identity)
         .map_err(AuthnError::SchemaMismatch)?;
     Ok(Arc::new(CachedToken {
-        valid_until: identity.expires_at,
-        header_values,
-        identity,
+        valid_until,
         principal,
         policy_generation,
         issuer_index,

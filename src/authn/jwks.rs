@@ -127,7 +127,7 @@ impl IssuerKeys {
     /// [`FetchError`]; the previous keys are kept.
     pub async fn refresh(&self) -> Result<usize, FetchError> {
         let result = self.fetch().await;
-        let issuer = self.config.name.as_str();
+        let issuer = &*self.config.name;
         match result {
             Ok(set) => {
                 let count = set.len();
@@ -187,7 +187,7 @@ impl IssuerKeys {
         let keys = self.keys();
         let last_success = self.last_success.load(Ordering::Relaxed);
         IssuerStatus {
-            name: self.config.name.clone(),
+            name: self.config.name.to_string(),
             ready: keys.is_some(),
             keys: keys.as_ref().map_or(0, |k| k.set.len()),
             last_success: (last_success > 0).then_some(last_success),

@@ -21,7 +21,7 @@ use self::claims::{
 use super::spiffe::SpiffeId;
 use super::AuthnError;
 use crate::config::{ClaimMapping, IssuerConfig, Preset};
-use crate::identity::{AttrValue, AuthnMethod, Identity};
+use crate::identity::{AttrValue, AuthnMethod, Identity, Names};
 
 /// tsiam's claim object as its code emits it (`buildinfo.AppNamespace`).
 const TSIAM_CLAIM: &str = "italypaleale.me/tsiam";
@@ -89,19 +89,23 @@ pub fn identity(
     for tag in &mapped.tags {
         check_tag(&mapped.tags_pointer, tag)?;
     }
-    let bound_certificate = bound_certificate(claims)?;
-
-    Ok(Identity {
-        uid: format!("{iss}#{sub}"),
-        sub: sub.to_owned(),
-        iss: iss.to_owned(),
-        issuer_name: Arc::from(issuer.name.as_str()),
-        tags: mapped.tags,
-        authn: AuthnMethod::Jwt,
-        attrs: mapped.attrs,
+    let uid = format!("{iss}#{sub}");
+    let names = Names {
+        uid: &uid,
+        sub,
+        iss,
+        tags: &mapped.tags,
+    };
+    let mut identity = Identity::new(
+        names,
+        Arc::clone(&issuer.name),
+        AuthnMethod::Jwt,
         expires_at,
-        bound_certificate,
-    })
+    )
+    .map_err(|why| invalid(&mapped.tags_pointer, why.to_string()))?;
+    identity.attrs = mapped.attrs;
+    identity.bound_certificate = bound_certificate(claims)?.map(Box::new);
+    Ok(identity)
 }
 
 /// Tags and attributes gathered from a preset and the mapping.

@@ -22,16 +22,13 @@ use crate::identity::{AttrValue, Identity};
 /// What a cache entry holds.
 #[derive(Debug)]
 pub struct CachedToken {
-    /// The verified identity (the same allocation as the principal's).
-    pub identity: Arc<Identity>,
-    /// The identity headers sent upstream, built once.
-    pub header_values: crate::headers::IdentityHeaderValues,
     /// The principal entity, built for `policy_generation`.
     pub principal: Principal,
     /// The policy generation `principal` was built for.
     pub policy_generation: u64,
-    /// Index of the issuer (in config order) that verified the token.
-    pub issuer_index: usize,
+    /// Index of the issuer (in config order) that verified the token
+    /// (`u32::MAX` for certificate callers: no issuer has it).
+    pub issuer_index: u32,
     /// Hash of the issuer rules the token was verified under; a hit under
     /// other rules is a miss.
     pub issuer_fingerprint: u64,
@@ -43,11 +40,19 @@ pub struct CachedToken {
     pub weight: u32,
 }
 
-/// Estimates the bytes a cache entry holds: the entry and identity structs,
-/// the identity's strings, tags and attributes, the header values (one
-/// buffer) and the cache's own bookkeeping. Calibrated against RSS
-/// (`memory_per_cached_token` in authenticator/tests.rs: 865 B real per
-/// entry, weighed 902, for a 21-byte `sub`, a 22-byte `iss`, no tags), so that
+impl CachedToken {
+    /// The verified identity (the principal's).
+    pub fn identity(&self) -> &Arc<Identity> {
+        self.principal.identity()
+    }
+}
+
+/// Estimates the bytes a cache entry holds: the entry (64 B) and identity
+/// (88 B) structs with their `Arc` headers, the identity's text (names and
+/// tags), its attributes and certificate binding, and the cache's own slot.
+/// Calibrated against the RSS of the release binary (jemalloc):
+/// `loadtests/run.sh`'s 100k distinct tokens (a 23-byte `sub`, a 24-byte
+/// `iss`, two tags: 69 bytes of text) took 411 B each, weighed 421, so that
 /// `max_bytes` bounds real memory.
 pub fn identity_weight(identity: &Identity) -> usize {
     fn attr(value: &AttrValue) -> usize {
@@ -58,20 +63,21 @@ pub fn identity_weight(identity: &Identity) -> usize {
             AttrValue::Record(map) => map.iter().map(|(k, v)| k.len() + 64 + attr(v)).sum(),
         }
     }
-    let strings = identity.uid.len() + identity.sub.len() + identity.iss.len();
-    let tags: usize = identity.tags.iter().map(|t| t.len() + 48).sum();
     let attrs: usize = identity
         .attrs
         .iter()
         .map(|(k, v)| k.len() + 64 + attr(v))
         .sum();
-    let headers = identity.sub.len()
-        + identity.iss.len()
-        + identity.tags.iter().map(|t| t.len() + 1).sum::<usize>();
-    // The entry (240 B) and identity (184 B) structs with their Arc
-    // headers, the header buffer's allocation, and the cache's slot.
-    const FIXED: usize = 768;
-    FIXED + strings + tags + attrs + headers
+    let binding = if identity.bound_certificate.is_some() {
+        48
+    } else {
+        0
+    };
+    // The entry (80 B with its Arc header, as allocated) and identity
+    // (112 B) allocations, the text's size-class rounding, the cache's slot
+    // and table share (~75 B), and its decision-cache share.
+    const FIXED: usize = 352;
+    FIXED + identity.text_len() + attrs + binding
 }
 
 /// A cache key: the SHA-256 digest of the token text.

@@ -1,7 +1,7 @@
 //! The Cedar side of wisp's model (DESIGN.md §4): the principal entity from an
 //! [`Identity`], and the per-request resource and context.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::LazyLock;
 
@@ -11,7 +11,7 @@ use cedar_policy::{
 
 use super::diagnostics::error_chain;
 use super::RequestInfo;
-use crate::identity::{AttrValue, AuthnMethod, Identity};
+use crate::identity::{AttrValue, Identity};
 
 /// Entity type of the principal.
 pub(super) const WORKLOAD: &str = "Workload";
@@ -63,48 +63,19 @@ pub(super) fn principal_entity(identity: &Identity) -> Result<Entity, String> {
     }
     attrs.insert(
         "sub".to_owned(),
-        RestrictedExpression::new_string(identity.sub.clone()),
+        RestrictedExpression::new_string(identity.sub().to_owned()),
     );
     attrs.insert(
         "iss".to_owned(),
-        RestrictedExpression::new_string(identity.iss.clone()),
+        RestrictedExpression::new_string(identity.iss().to_owned()),
     );
-    attrs.insert("tags".to_owned(), string_set(&identity.tags));
+    attrs.insert("tags".to_owned(), string_set(identity.tags()));
     attrs.insert(
         "authn".to_owned(),
         RestrictedExpression::new_string(identity.authn.as_str().to_owned()),
     );
-    Entity::new(uid(WORKLOAD, &identity.uid)?, attrs, HashSet::new())
-        .map_err(|err| format!("principal `{}`: {}", identity.uid, error_chain(&err)))
-}
-
-/// What [`principal_entity`] reads from an identity: the uid and the
-/// attributes. `issuer_name`, `expires_at` and `bound_certificate` are not
-/// part of the entity (no policy can read them).
-type EntityFields<'a> = (
-    &'a str,
-    &'a str,
-    &'a str,
-    &'a [String],
-    AuthnMethod,
-    &'a BTreeMap<String, AttrValue>,
-);
-
-fn entity_fields(identity: &Identity) -> EntityFields<'_> {
-    // Destructured so that a new field must be considered here: is it part
-    // of the entity?
-    let Identity {
-        uid,
-        sub,
-        iss,
-        issuer_name: _,
-        tags,
-        authn,
-        attrs,
-        expires_at: _,
-        bound_certificate: _,
-    } = identity;
-    (uid, sub, iss, tags, *authn, attrs)
+    Entity::new(uid(WORKLOAD, identity.uid())?, attrs, HashSet::new())
+        .map_err(|err| format!("principal `{}`: {}", identity.uid(), error_chain(&err)))
 }
 
 /// Hash of the entity `identity` gives: equal for identities that give the
@@ -112,13 +83,13 @@ fn entity_fields(identity: &Identity) -> EntityFields<'_> {
 pub(super) fn entity_hash(identity: &Identity) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    entity_fields(identity).hash(&mut hasher);
+    identity.entity_content().hash(&mut hasher);
     hasher.finish()
 }
 
 /// Whether `a` and `b` give the same principal entity.
 pub(super) fn same_entity(a: &Identity, b: &Identity) -> bool {
-    entity_fields(a) == entity_fields(b)
+    a.entity_content() == b.entity_content()
 }
 
 /// `entity` plus the schema's action entities, with `entity` validated against
@@ -213,8 +184,12 @@ fn ip_literal(ip: IpAddr) -> String {
     }
 }
 
-fn string_set(values: &[String]) -> RestrictedExpression {
-    RestrictedExpression::new_set(values.iter().cloned().map(RestrictedExpression::new_string))
+fn string_set<'a>(values: impl IntoIterator<Item = &'a str>) -> RestrictedExpression {
+    RestrictedExpression::new_set(
+        values
+            .into_iter()
+            .map(|value| RestrictedExpression::new_string(value.to_owned())),
+    )
 }
 
 /// The Cedar value of a claim, by its type.
@@ -223,7 +198,7 @@ fn restricted(value: &AttrValue) -> Result<RestrictedExpression, String> {
         AttrValue::String(value) => RestrictedExpression::new_string(value.clone()),
         AttrValue::Long(value) => RestrictedExpression::new_long(*value),
         AttrValue::Bool(value) => RestrictedExpression::new_bool(*value),
-        AttrValue::Set(values) => string_set(values),
+        AttrValue::Set(values) => string_set(values.iter().map(String::as_str)),
         AttrValue::Record(fields) => {
             let fields = fields
                 .iter()

@@ -95,8 +95,8 @@ impl Field {
 
     fn of<'a>(self, identity: &'a Identity, request: &RequestInfo<'a>) -> &'a str {
         match self {
-            Field::Sub => &identity.sub,
-            Field::Iss => &identity.iss,
+            Field::Sub => identity.sub(),
+            Field::Iss => identity.iss(),
             Field::Authn => identity.authn.as_str(),
             Field::Path => request.path,
             Field::Host => request.host,
@@ -217,11 +217,11 @@ impl Guard {
     /// Evaluates the guard for `identity`'s entity and `request`, as Cedar would.
     pub(super) fn holds(&self, identity: &Identity, request: &RequestInfo<'_>) -> bool {
         match self {
-            Guard::Uid(uid) => identity.uid == **uid,
+            Guard::Uid(uid) => identity.uid() == &**uid,
             Guard::Route(path) => request.path == &**path,
             Guard::Like(field, pattern) => pattern.matches(field.of(identity, request)),
             Guard::Equals(field, s) => field.of(identity, request) == &**s,
-            Guard::HasTag(tag) => identity.tags.iter().any(|t| t == &**tag),
+            Guard::HasTag(tag) => identity.has_tag(tag),
             Guard::Has(name) => {
                 matches!(&**name, "sub" | "iss" | "tags" | "authn")
                     || identity.attrs.contains_key(&**name)
@@ -670,7 +670,7 @@ impl Index {
             }
         };
         consider(&self.unindexed);
-        let sub = identity.sub.as_str();
+        let sub = identity.sub();
         if let Some(positions) = self.by_sub.get(sub) {
             consider(positions);
         }

@@ -176,7 +176,7 @@ impl Principal {
 
     /// The principal's Cedar uid, e.g. `Workload::"https://issuer#alice"`.
     pub fn uid(&self) -> String {
-        match entities::uid(entities::WORKLOAD, &self.identity.uid) {
+        match entities::uid(entities::WORKLOAD, self.identity.uid()) {
             Ok(uid) => uid.to_string(),
             Err(message) => message,
         }

@@ -53,7 +53,7 @@ pub(super) fn build_issuers(
     for (index, raw_issuer) in raw.into_iter().enumerate() {
         let key = element("issuers", index);
         let issuer = build_issuer(raw_issuer, base_dir).map_err(|p| p.under(&key))?;
-        if let Some(first) = names.insert(issuer.name.clone(), index) {
+        if let Some(first) = names.insert(issuer.name.to_string(), index) {
             return Err(Problem::at(
                 format!("{key}.name"),
                 format!(
@@ -120,7 +120,7 @@ fn build_issuer(raw: RawIssuer, base_dir: &Path) -> Result<IssuerConfig, Problem
     }
     let claims = build_claims(raw.claims).map_err(|p| p.under("claims"))?;
     Ok(IssuerConfig {
-        name,
+        name: name.into(),
         issuer,
         preset,
         jwks: jwks.source,

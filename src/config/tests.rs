@@ -172,7 +172,7 @@ shutdown_grace: 10s
     );
 
     let tsiam = &config.issuers[0];
-    assert_eq!(tsiam.name, "tsiam");
+    assert_eq!(&*tsiam.name, "tsiam");
     assert_eq!(tsiam.issuer, "https://tsiam.example.ts.net");
     assert_eq!(tsiam.preset, Preset::Tsiam);
     assert_eq!(tsiam.jwks, JwksSource::Discovery);

@@ -229,8 +229,6 @@ async fn the_byte_bound_holds_under_100k_inserts() {
     for n in 0..100_000u32 {
         let key = format!("{token}{n:08}");
         let entry = CachedToken {
-            identity: template.identity.clone(),
-            header_values: template.header_values.clone(),
             principal: template.principal.clone(),
             policy_generation: 1,
             issuer_index: 0,
@@ -287,9 +285,9 @@ async fn certificate_callers_are_cached_per_certificate_and_rebuilt_for_new_poli
         Arc::ptr_eq(&first, &again),
         "same certificate: served from the cache"
     );
-    assert_eq!(first.identity.sub, "spiffe://example.org/ns/prod/sa/a");
+    assert_eq!(first.identity().sub(), "spiffe://example.org/ns/prod/sa/a");
     let other = ask(&b, 1).await.unwrap();
-    assert_eq!(other.identity.sub, "spiffe://example.org/ns/prod/sa/b");
+    assert_eq!(other.identity().sub(), "spiffe://example.org/ns/prod/sa/b");
     let reloaded = ask(&a, 2).await.unwrap();
     assert!(
         !Arc::ptr_eq(&first, &reloaded),
@@ -319,13 +317,14 @@ async fn a_combined_caller_is_rebuilt_when_its_token_is_verified_afresh() {
     };
     let first = ask(&token_a).await.unwrap();
     assert_eq!(
-        first.identity.authn,
+        first.identity().authn,
         crate::identity::AuthnMethod::JwtAndMtls
     );
     assert!(Arc::ptr_eq(&first, &ask(&token_a).await.unwrap()));
     let other = ask(&token_b).await.unwrap();
     assert_eq!(
-        other.identity.sub, "acme:b:2",
+        other.identity().sub(),
+        "acme:b:2",
         "another token over the same connection"
     );
     authn.cache().unwrap().clear();
@@ -334,7 +333,7 @@ async fn a_combined_caller_is_rebuilt_when_its_token_is_verified_afresh() {
         !Arc::ptr_eq(&first, &fresh),
         "a re-verified token is combined afresh"
     );
-    assert_eq!(fresh.identity.sub, "acme:a:1");
+    assert_eq!(fresh.identity().sub(), "acme:a:1");
 }
 
 fn rss_kib() -> u64 {
@@ -389,10 +388,10 @@ async fn memory_per_principal() {
     let n = 20_000u64;
     let before = rss_kib();
     let principals: Vec<_> = (0..n)
-        .map(|_| f.authorizer.principal(template.identity.clone()).unwrap())
+        .map(|_| f.authorizer.principal(template.identity().clone()).unwrap())
         .collect();
     let mid = rss_kib();
-    let identities: Vec<Identity> = (0..n).map(|_| (*template.identity).clone()).collect();
+    let identities: Vec<Identity> = (0..n).map(|_| (**template.identity()).clone()).collect();
     let after = rss_kib();
     let cache = TokenCache::new(1 << 30, f.metrics.token_cache_evictions.clone());
     for i in 0..n {

@@ -7,7 +7,7 @@ use cedar_policy::PolicySet;
 
 use super::super::cache::Reads;
 use super::super::{Authorizer, AuthorizerOptions, Effect};
-use super::{authorizer, demo, dir_with, identity, request, shipped_schema, with_tags};
+use super::{authorizer, demo, dir_with, identity, renamed, request, shipped_schema, with_tags};
 
 const TAG_PERMIT: &str = r#"
 @id("t1-reads")
@@ -58,7 +58,7 @@ fn principals_are_cached_by_entity_content_not_by_uid_or_instance() {
     // eviction): another instance, another exp, the same entity.
     let mut again = with_tags(identity("a"), &["t1"]);
     again.expires_at -= 60;
-    again.bound_certificate = Some([7; 32]);
+    again.bound_certificate = Some(Box::new([7; 32]));
     let rebuilt = authorizer.principal(again).unwrap();
     assert_eq!(authorizer.authorize(&rebuilt, &asked).effect, Effect::Allow);
     assert_eq!(
@@ -68,8 +68,8 @@ fn principals_are_cached_by_entity_content_not_by_uid_or_instance() {
     );
 
     // Any attribute that reaches the entity tells principals apart.
-    let mut other_sub = with_tags(identity("a"), &["t1"]);
-    other_sub.sub = "b".to_owned();
+    let same = with_tags(identity("a"), &["t1"]);
+    let other_sub = renamed(&same, same.uid(), "b", &["t1"]);
     let other_sub = authorizer.principal(other_sub).unwrap();
     assert_eq!(
         authorizer.authorize(&other_sub, &asked).effect,

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use proptest::prelude::*;
 
 use super::super::{Authorizer, AuthorizerOptions, Principal, RequestInfo};
-use super::{dir_with, identity, with_attr, with_tags};
+use super::{dir_with, identity, renamed, with_attr, with_tags};
 use crate::identity::{AttrValue, AuthnMethod};
 
 /// wisp's model plus a required Long (for overflow errors) and an optional
@@ -196,7 +196,7 @@ fn build(authorizer: &Authorizer, caller: &Caller) -> Principal {
         "count",
         AttrValue::Long(caller.count),
     );
-    built.uid = caller.uid.to_owned();
+    built = renamed(&built, caller.uid, caller.sub, &caller.tags);
     if let Some(nick) = caller.nick {
         built = with_attr(built, "nick", AttrValue::String(nick.to_owned()));
     }

@@ -7,7 +7,6 @@ mod load;
 mod properties;
 mod shape;
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +14,7 @@ use std::sync::Arc;
 use tempfile::TempDir;
 
 use super::{Authorizer, Decision, Diagnostic, RequestInfo};
-use crate::identity::{AttrValue, AuthnMethod, Identity};
+use crate::identity::{AttrValue, AuthnMethod, Identity, Names};
 
 /// The shipped schema.
 fn shipped_schema() -> PathBuf {
@@ -63,22 +62,35 @@ fn demo() -> Authorizer {
 
 /// A JWT caller with `sub`, no tags, no further attributes.
 pub(super) fn identity(sub: &str) -> Identity {
-    Identity {
-        uid: format!("https://issuer.example#{sub}"),
-        sub: sub.to_owned(),
-        iss: "https://issuer.example".to_owned(),
-        issuer_name: Arc::from("example"),
-        tags: Vec::new(),
-        authn: AuthnMethod::Jwt,
-        attrs: BTreeMap::new(),
-        expires_at: i64::MAX,
-        bound_certificate: None,
-    }
+    let iss = "https://issuer.example";
+    let uid = format!("{iss}#{sub}");
+    let names = Names::<&str> {
+        uid: &uid,
+        sub,
+        iss,
+        tags: &[],
+    };
+    Identity::new(names, Arc::from("example"), AuthnMethod::Jwt, i64::MAX).unwrap()
 }
 
-pub(super) fn with_tags(mut identity: Identity, tags: &[&str]) -> Identity {
-    identity.tags = tags.iter().map(|tag| (*tag).to_owned()).collect();
-    identity
+/// `identity` with other names and tags (a tag may not contain `,`).
+pub(super) fn renamed<T: AsRef<str>>(
+    identity: &Identity,
+    uid: &str,
+    sub: &str,
+    tags: &[T],
+) -> Identity {
+    let names = Names {
+        uid,
+        sub,
+        iss: identity.iss(),
+        tags,
+    };
+    identity.renamed(names).unwrap()
+}
+
+pub(super) fn with_tags<T: AsRef<str>>(identity: Identity, tags: &[T]) -> Identity {
+    renamed(&identity, identity.uid(), identity.sub(), tags)
 }
 
 fn with_attr(mut identity: Identity, name: &str, value: AttrValue) -> Identity {
