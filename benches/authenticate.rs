@@ -228,5 +228,10 @@ fn benches(c: &mut Criterion) {
     });
 }
 
+/// The binary's allocator, so the numbers are the server's.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 criterion_group!(authenticate_benches, benches);
 criterion_main!(authenticate_benches);

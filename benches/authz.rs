@@ -138,5 +138,10 @@ fn benches(c: &mut Criterion) {
     }
 }
 
+/// The binary's allocator, so the numbers are the server's.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 criterion_group!(authz_benches, benches);
 criterion_main!(authz_benches);

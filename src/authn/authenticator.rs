@@ -221,9 +221,12 @@ impl Authenticator {
         let keys = self
             .usable_keys(issuer, parsed.header.kid.as_deref())
             .await?;
-        let verified = verify::verify(&parsed, issuer.config(), &keys.set, now)?;
+        // Read before the token moves into verification, reported after it
+        // (a forged token learns nothing from the header checks).
+        let svid_type = check_jwt_svid_type(parsed.header.typ.as_deref());
+        let verified = verify::verify(parsed, issuer.config(), &keys.set, now)?;
         if issuer.config().preset == Preset::SpiffeJwt {
-            check_jwt_svid_type(parsed.header.typ.as_deref())?;
+            svid_type?;
         }
         let identity = presets::identity(
             issuer.config(),

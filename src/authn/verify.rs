@@ -1,7 +1,6 @@
 //! Signature and registered-claim verification for one issuer (pure: keys and
 //! clock are inputs).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -14,8 +13,8 @@ use crate::config::IssuerConfig;
 /// A token whose signature and registered claims were verified.
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
-    /// All claims.
-    pub claims: Arc<Map<String, Value>>,
+    /// All claims (moved out of the parsed token, not copied).
+    pub claims: Map<String, Value>,
     /// Fingerprint of the key that verified it.
     pub key_fingerprint: u64,
     /// `exp`, Unix seconds.
@@ -33,15 +32,15 @@ pub struct VerifiedToken {
 /// `BadSignature`, then `InvalidClaim` (`iss`, `exp`, `nbf`, `iat`, `sub`),
 /// `Expired`, `NotYetValid`, `IssuedInFuture`, `LifetimeTooLong`, `BadAudience`.
 pub fn verify(
-    token: &UnverifiedToken<'_>,
+    token: UnverifiedToken<'_>,
     issuer: &IssuerConfig,
     keys: &KeySet,
     now: i64,
 ) -> Result<VerifiedToken, AuthnError> {
-    let key_fingerprint = verify_signature(token, issuer, keys)?;
+    let key_fingerprint = verify_signature(&token, issuer, keys)?;
     let expires_at = check_claims(&token.claims, issuer, now)?;
     Ok(VerifiedToken {
-        claims: Arc::new(token.claims.clone()),
+        claims: token.claims,
         key_fingerprint,
         expires_at,
     })
@@ -245,7 +244,7 @@ mod tests {
         keys: &KeySet,
     ) -> Result<VerifiedToken, AuthnError> {
         crypto::install();
-        verify(&jwt::parse(token, MAX)?, issuer, keys, NOW)
+        verify(jwt::parse(token, MAX)?, issuer, keys, NOW)
     }
 
     /// An ES256 key `k1`, its key set, and an issuer pinned to ES256.
@@ -348,7 +347,7 @@ mod tests {
             claims: Map::new(),
         };
         let err = verify(
-            &token,
+            token,
             &issuer(&[Algorithm::RS256, Algorithm::HS256]),
             &keys,
             NOW,
