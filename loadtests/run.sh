@@ -5,10 +5,10 @@
 #   bash loadtests/run.sh            # everything, writes loadtests/RESULTS.md
 #
 # Knobs (environment): DURATION=10 (s per measured run), WARMUP=2 (s),
-# ROUNDS=2 (each scenario this many times, interleaved; best kept),
+# ROUNDS=3 (each scenario this many times, interleaved; best kept),
 # WRK_THREADS=2, CONNECTIONS=64, RATE=1000 (fixed-rate run, req/s),
-# RATE_DURATION=10, ROTATING=10000, FILL=100000, FILL_CACHE=128MiB (the
-# fill wisp's token cache: large enough that all FILL tokens stay cached),
+# RATE_DURATION=10, ROTATING=10000, FILL=100000, FILL_CACHE=64MiB (the
+# fill wisp's token cache bound: wisp's default, which keeps all FILL tokens),
 # BASE_PORT=18080,
 # RESULTS=loadtests/RESULTS.md, KEEP=1 (keep the temp dir), SKIP_BUILD=1.
 set -euo pipefail
@@ -16,14 +16,14 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 WRK_THREADS=${WRK_THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 RATE=${RATE:-1000}
 RATE_DURATION=${RATE_DURATION:-10}
 ROTATING=${ROTATING:-10000}
 FILL=${FILL:-100000}
-FILL_CACHE=${FILL_CACHE:-128MiB}
+FILL_CACHE=${FILL_CACHE:-64MiB}
 BASE_PORT=${BASE_PORT:-18080}
 RESULTS=${RESULTS:-$ROOT/loadtests/RESULTS.md}
 LUA=$ROOT/loadtests/lua
@@ -89,7 +89,8 @@ P_ONE=$((BASE_PORT + 4))
 P_FILL=$((BASE_PORT + 5))
 P_HA_ES=$((BASE_PORT + 101))
 P_HA_RS=$((BASE_PORT + 102))
-for port in $P_NGINX $P_PUBLIC $P_AUTH $P_NOCACHE $P_ONE $P_FILL $P_HA_ES $P_HA_RS \
+P_HA_PLAIN=$((BASE_PORT + 103))
+for port in $P_NGINX $P_PUBLIC $P_AUTH $P_NOCACHE $P_ONE $P_FILL $P_HA_ES $P_HA_RS $P_HA_PLAIN \
     $((P_PUBLIC + 10)) $((P_AUTH + 10)) $((P_NOCACHE + 10)) $((P_ONE + 10)) $((P_FILL + 10)); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         die "port $port on 127.0.0.1 is in use (set BASE_PORT)"
@@ -156,6 +157,9 @@ backend nginx
 EOF
     haproxy_frontend haproxy_es256 "$P_HA_ES" ES256 "$WORK/es256.pub.pem"
     haproxy_frontend haproxy_rs256 "$P_HA_RS" RS256 "$WORK/rs256.pub.pem"
+    # Diagnostic: HAProxy as a plain proxy, to split its jwt_verify numbers
+    # into forwarding and verification.
+    printf 'frontend haproxy_plain\n  bind 127.0.0.1:%s\n  default_backend nginx\n' "$P_HA_PLAIN"
 } >"$WORK/haproxy.cfg"
 
 # 50 policies with `when` clauses on sub prefixes and tags; exactly one
@@ -264,6 +268,7 @@ SCENARIOS=(
     "haproxy_es256|HAProxy jwt_verify, reused ES256 token|$P_HA_ES|token.lua|$WORK/token_es256.txt"
     "haproxy_rs256|HAProxy jwt_verify, reused RS256 token|$P_HA_RS|token.lua|$WORK/token_rs256.txt"
     "haproxy_rotating|HAProxy jwt_verify, $ROTATING rotating ES256 tokens|$P_HA_ES|rotate.lua|$WORK/tokens_es256_rotating.txt"
+    "haproxy_plain|HAProxy, no auth (diagnostic)|$P_HA_PLAIN|report.lua|"
 )
 
 # wrk_run script port file seconds → prints the RESULT line (or nothing)
@@ -416,6 +421,23 @@ wrk_version=$({ wrk -v 2>&1 || true; } | sed -n 1p | awk '{ print $1, $2 }')
     echo
     echo "wrk's latencies above are under saturation (closed loop): they measure queueing, not the cost of a request."
     echo "Token cache on the cache-on wisp after its scenarios: ${AUTH_HITS:-?} hits, ${AUTH_MISSES:-?} misses."
+    echo
+    echo "## Where the time goes (diagnostic)"
+    echo
+    echo "Machine time per request is 1 / throughput (the whole machine: load generator, proxy and upstream)."
+    echo "A proxy's no-auth row is its forwarding cost; the other rows add what authenticating costs it."
+    echo
+    echo "| scenario | µs per request | µs added over the same proxy without auth |"
+    echo "|---|---:|---:|"
+    for pair in "wisp_public|wisp_public" "wisp_es256|wisp_public" "wisp_rs256|wisp_public" \
+        "wisp_rotating_nocache|wisp_public" "haproxy_plain|haproxy_plain" "haproxy_es256|haproxy_plain" \
+        "haproxy_rs256|haproxy_plain" "haproxy_rotating|haproxy_plain"; do
+        IFS='|' read -r id base <<<"$pair"
+        [ -n "${BEST_RPS[$id]:-}" ] && [ -n "${BEST_RPS[$base]:-}" ] || continue
+        label=$(printf '%s\n' "${SCENARIOS[@]}" | awk -F'|' -v id="$id" '$1 == id { print $2 }')
+        awk -v l="$label" -v a="${BEST_RPS[$id]}" -v b="${BEST_RPS[$base]}" -v same="$([ "$id" = "$base" ] && echo 1)" \
+            'BEGIN { printf "| %s | %.1f | %s |\n", l, 1e6 / a, (same ? "—" : sprintf("%.1f", 1e6 / a - 1e6 / b)) }'
+    done
     echo
     echo "## Latency at a fixed rate ($RATE req/s, ${RATE_DURATION}s, \`loadgen\`, latency from each request's due time)"
     echo
