@@ -218,7 +218,24 @@ impl Identity {
 
     /// Whether `tag` is one of the tags.
     pub fn has_tag(&self, tag: &str) -> bool {
-        self.tags().any(|t| t == tag)
+        if self.tag_count == 0 {
+            return false;
+        }
+        // One pass over the joined tags: an element matches when it has the
+        // tag's length and bytes (a plain loop: the elements are short, and
+        // this runs per tag condition on every decision-cache miss).
+        let tag = tag.as_bytes();
+        let mut rest = self.tags_text().as_bytes();
+        loop {
+            let end = rest.iter().position(|&b| b == b',').unwrap_or(rest.len());
+            if end == tag.len() && rest[..end] == *tag {
+                return true;
+            }
+            match rest.get(end + 1..) {
+                Some(next) => rest = next,
+                None => return false,
+            }
+        }
     }
 
     /// What the principal entity is built from: the names, tags, `authn` and

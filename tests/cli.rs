@@ -47,8 +47,8 @@ fn check_reports_how_the_policy_index_covers_the_policies() {
     // forbid: tags; all three use only fields wisp evaluates natively.
     assert!(
         stdout.contains(
-            "index: 1 indexed by principal.sub, 2 guarded by other principal conditions, \
-             0 looked at for every principal; 3 decided without Cedar"
+            "index: 1 indexed by principal.sub, 1 by principal.tags, 1 guarded by other \
+             principal conditions, 0 looked at for every principal; 3 decided without Cedar"
         ),
         "{stdout}"
     );

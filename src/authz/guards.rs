@@ -37,8 +37,10 @@
 //! A policy whose principal guards include `principal.sub like "<prefix>*"`
 //! or `principal.sub == "<s>"` is indexed under that prefix or string; a
 //! lookup probes the principal's `sub` once per distinct prefix length, so
-//! policies for other workloads are never looked at. Only unindexed policies
-//! are checked one by one, natively (tens of ns each). The policy set Cedar
+//! policies for other workloads are never looked at. A policy without such a
+//! guard but with `principal.tags.contains("<t>")` is indexed under `t`,
+//! looked up once per tag of the principal. Only unindexed policies are
+//! checked one by one, natively (tens of ns each). The policy set Cedar
 //! evaluates is built once per distinct candidate list and kept.
 //!
 //! # Decisions without Cedar
@@ -523,6 +525,8 @@ pub(super) struct Index {
     prefix_lengths: Vec<usize>,
     /// Policies with a `sub == "<s>"` guard, by `s`.
     by_sub: HashMap<Box<str>, Vec<u32>>,
+    /// Policies with no `sub` guard but a `tags.contains("<t>")` one, by `t`.
+    by_tag: HashMap<Box<str>, Vec<u32>>,
     /// Every other policy (checked one by one).
     unindexed: Vec<u32>,
     /// The slice itself, for when every policy is a candidate.
@@ -572,6 +576,7 @@ impl Index {
             by_prefix: HashMap::new(),
             prefix_lengths: Vec::new(),
             by_sub: HashMap::new(),
+            by_tag: HashMap::new(),
             unindexed: Vec::new(),
             all: slice.clone(),
             sets: RwLock::new(HashMap::new()),
@@ -595,6 +600,7 @@ impl Index {
                         .push(position);
                 }
                 Some(Key::Sub(sub)) => index.by_sub.entry(sub.into()).or_default().push(position),
+                Some(Key::Tag(tag)) => index.by_tag.entry(tag.into()).or_default().push(position),
                 None => index.unindexed.push(position),
             }
             let principal_guards = analysis
@@ -684,7 +690,16 @@ impl Index {
                 consider(positions);
             }
         }
+        if !self.by_tag.is_empty() {
+            for tag in identity.tags() {
+                if let Some(positions) = self.by_tag.get(tag) {
+                    consider(positions);
+                }
+            }
+        }
         found.sort_unstable();
+        // A tag listed twice finds its policies twice.
+        found.dedup();
         found
     }
 
@@ -754,6 +769,9 @@ pub struct GuardStats {
     pub policies: usize,
     /// Policies indexed on `principal.sub` (looked at only for matching principals).
     pub indexed: usize,
+    /// Policies indexed on a tag (`principal.tags.contains("t")`, no `sub`
+    /// guard): looked at only for principals with that tag.
+    pub indexed_by_tag: usize,
     /// Policies with principal guards but no index key (checked natively
     /// for every principal, then evaluated only when the guards hold).
     pub guarded_only: usize,
@@ -772,10 +790,13 @@ impl GuardStats {
                 .to_json()
                 .map(|json| analyze(&json, true))
                 .unwrap_or_default();
-            if index_key(&analysis.guards).is_some() {
-                stats.indexed += 1;
-            } else if analysis.guards.iter().any(Guard::principal_only) {
-                stats.guarded_only += 1;
+            match index_key(&analysis.guards) {
+                Some(Key::Prefix(_) | Key::Sub(_)) => stats.indexed += 1,
+                Some(Key::Tag(_)) => stats.indexed_by_tag += 1,
+                None if analysis.guards.iter().any(Guard::principal_only) => {
+                    stats.guarded_only += 1
+                }
+                None => {}
             }
             if analysis.complete {
                 stats.native += 1;
@@ -788,18 +809,27 @@ impl GuardStats {
 enum Key<'a> {
     Prefix(&'a str),
     Sub(&'a str),
+    Tag(&'a str),
 }
 
 /// The first guard usable as an index key: every guard is necessary for the
-/// policy to be satisfied or to error, so any one of them can index it.
+/// policy to be satisfied or to error, so any one of them can index it. A
+/// `sub` guard is preferred (one workload, or one family of them); a tag
+/// guard (`principal.tags.contains("t")`) otherwise.
 fn index_key(guards: &[Guard]) -> Option<Key<'_>> {
-    guards.iter().find_map(|guard| match guard {
+    let sub = guards.iter().find_map(|guard| match guard {
         Guard::Like(Field::Sub, pattern) => pattern
             .as_prefix()
             .map(Key::Prefix)
             .or_else(|| pattern.as_exact().map(Key::Sub)),
         Guard::Equals(Field::Sub, sub) => Some(Key::Sub(sub)),
         _ => None,
+    });
+    sub.or_else(|| {
+        guards.iter().find_map(|guard| match guard {
+            Guard::HasTag(tag) => Some(Key::Tag(tag)),
+            _ => None,
+        })
     })
 }
 

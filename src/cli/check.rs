@@ -58,11 +58,11 @@ pub fn run(path: &Path) -> ExitCode {
         config.policies.dir.display()
     );
     if let Some(stats) = stats.filter(|s| s.policies > 0) {
-        let unguarded = stats.policies - stats.indexed - stats.guarded_only;
+        let unguarded = stats.policies - stats.indexed - stats.indexed_by_tag - stats.guarded_only;
         println!(
-            "index: {} indexed by principal.sub, {} guarded by other principal conditions, \
-             {} looked at for every principal; {} decided without Cedar",
-            stats.indexed, stats.guarded_only, unguarded, stats.native
+            "index: {} indexed by principal.sub, {} by principal.tags, {} guarded by other \
+             principal conditions, {} looked at for every principal; {} decided without Cedar",
+            stats.indexed, stats.indexed_by_tag, stats.guarded_only, unguarded, stats.native
         );
     }
     ExitCode::SUCCESS

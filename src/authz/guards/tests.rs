@@ -176,7 +176,7 @@ const TEAMS: &str = r#"
 #[test]
 fn the_index_finds_exactly_the_policies_whose_guards_hold() {
     let index = index(TEAMS);
-    assert_eq!(index.stats(), (5, 3, 4));
+    assert_eq!(index.stats(), (5, 4, 4), "`tagged` is indexed by its tag");
     assert_eq!(
         candidate_ids(&index, &identity("acme:a:1")),
         ["a", "a-exact", "open"]
@@ -197,6 +197,22 @@ fn the_index_finds_exactly_the_policies_whose_guards_hold() {
         ["open"],
         "no char boundary at 7"
     );
+}
+
+#[test]
+fn a_tag_listed_twice_finds_its_policies_once() {
+    let index = index(TEAMS);
+    let twice = with_tags(identity("acme:a:1"), &["blocked", "blocked"]);
+    assert_eq!(
+        index.candidate_positions(&twice, &get("/")),
+        index.candidate_positions(&with_tags(identity("acme:a:1"), &["blocked"]), &get("/"))
+    );
+    assert_eq!(
+        candidate_ids(&index, &twice),
+        ["a", "a-exact", "open", "tagged"]
+    );
+    let denied = decided(&index, &twice, &get("/x")).unwrap();
+    assert_eq!(denied.policy_ids, ["policy3"]);
 }
 
 #[test]

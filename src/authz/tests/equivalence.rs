@@ -175,7 +175,8 @@ fn caller() -> impl Strategy<Value = Caller> {
     (
         prop::sample::select(vec!["u1", "u2"]),
         prop::sample::select(vec!["a1", "ab2", "b3", "nx", "é1", "éa", ""]),
-        prop::sample::subsequence(vec!["t1", "t2", "t3"], 0..=3),
+        // Repeats allowed: a token may list a tag twice.
+        prop::collection::vec(prop::sample::select(vec!["t1", "t2", "t3"]), 0..=3),
         prop::sample::select(vec![0, 5, -3, i64::MAX, i64::MIN, i64::MAX / 2 + 1]),
         prop::option::of(prop::sample::select(vec!["n1", "m2"])),
         any::<bool>(),
