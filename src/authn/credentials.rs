@@ -186,8 +186,8 @@ impl PeerCallers {
 /// The identity of a caller authenticated by its X.509-SVID alone.
 ///
 /// # Errors
-/// The SPIFFE ID cannot be an identity (more than 4 GiB: never, certificates
-/// are far smaller).
+/// The SPIFFE ID cannot be an identity (more than 64 KiB: never, a SPIFFE
+/// ID is at most 2048 bytes).
 pub fn peer_identity(peer: &PeerIdentity) -> Result<Identity, AuthnError> {
     let spiffe_id = peer.spiffe_id.as_str();
     let trust_domain = peer.spiffe_id.trust_domain();
