@@ -164,11 +164,16 @@ impl Identity {
         })
     }
 
-    /// This identity with other names and tags; every other field is kept.
+    /// This identity with other names and tags; every other field is kept
+    /// (for tests that vary one name of an otherwise equal identity).
     ///
     /// # Errors
     /// As [`Identity::new`].
-    pub fn renamed<T: AsRef<str>>(&self, names: Names<'_, T>) -> Result<Identity, IdentityError> {
+    #[cfg(test)]
+    pub(crate) fn renamed<T: AsRef<str>>(
+        &self,
+        names: Names<'_, T>,
+    ) -> Result<Identity, IdentityError> {
         let renamed = Identity::new(
             names,
             Arc::clone(&self.issuer_name),
