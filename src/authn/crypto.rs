@@ -71,21 +71,68 @@ struct PublicKeyVerifier {
 
 impl Verifier<Vec<u8>> for PublicKeyVerifier {
     fn verify(&self, msg: &[u8], signature: &Vec<u8>) -> Result<(), SignatureError> {
-        match (self.key.kind(), self.rsa_params) {
-            (DecodingKeyKind::SecretOrDer(bytes), _) => {
-                sig::UnparsedPublicKey::new(self.ring_alg, bytes)
-                    .verify(msg, signature)
-                    .map_err(signature_error)
-            }
-            (DecodingKeyKind::RsaModulusExponent { n, e }, Some(params)) => {
-                sig::RsaPublicKeyComponents { n, e }
-                    .verify(params, msg, signature)
-                    .map_err(signature_error)
-            }
-            (DecodingKeyKind::RsaModulusExponent { .. }, None) => {
-                Err(SignatureError::from_source(family_error()))
-            }
+        verify_public(self.ring_alg, self.rsa_params, &self.key, msg, signature)
+    }
+}
+
+/// One public-key verification with ring: `key` is a raw key (RSA PKCS#1
+/// DER, uncompressed EC point, Ed25519 point) or RSA components, which need
+/// `rsa_params`.
+fn verify_public(
+    ring_alg: &'static dyn sig::VerificationAlgorithm,
+    rsa_params: Option<&'static sig::RsaParameters>,
+    key: &DecodingKey,
+    msg: &[u8],
+    signature: &[u8],
+) -> Result<(), SignatureError> {
+    match (key.kind(), rsa_params) {
+        (DecodingKeyKind::SecretOrDer(bytes), _) => sig::UnparsedPublicKey::new(ring_alg, bytes)
+            .verify(msg, signature)
+            .map_err(signature_error),
+        (DecodingKeyKind::RsaModulusExponent { n, e }, Some(params)) => {
+            sig::RsaPublicKeyComponents { n, e }
+                .verify(params, msg, signature)
+                .map_err(signature_error)
         }
+        (DecodingKeyKind::RsaModulusExponent { .. }, None) => {
+            Err(SignatureError::from_source(family_error()))
+        }
+    }
+}
+
+/// Whether `signature` (raw bytes, already base64url-decoded) over
+/// `message` verifies with `key` under the asymmetric `alg`.
+///
+/// What `jsonwebtoken::crypto::verify` does through this provider, minus
+/// the per-token costs of going through it: decoding the signature again,
+/// boxing a verifier and cloning the key. `false`, never a panic, for a key
+/// whose type does not fit `alg` and for HMAC algorithms (wisp verifies no
+/// shared-secret tokens).
+pub fn verify(alg: Algorithm, key: &DecodingKey, message: &[u8], signature: &[u8]) -> bool {
+    if key.family() != alg.family() {
+        return false;
+    }
+    public_algorithm(alg).is_some_and(|(ring_alg, rsa_params)| {
+        verify_public(ring_alg, rsa_params, key, message, signature).is_ok()
+    })
+}
+
+/// ring's verification algorithm for an asymmetric `alg`, with its RSA
+/// parameters when it is an RSA one. `None` for HMAC.
+fn public_algorithm(
+    alg: Algorithm,
+) -> Option<(
+    &'static dyn sig::VerificationAlgorithm,
+    Option<&'static sig::RsaParameters>,
+)> {
+    if let Some(params) = rsa_verification(alg) {
+        return Some((params, Some(params)));
+    }
+    match alg {
+        Algorithm::ES256 => Some((&sig::ECDSA_P256_SHA256_FIXED, None)),
+        Algorithm::ES384 => Some((&sig::ECDSA_P384_SHA384_FIXED, None)),
+        Algorithm::EdDSA => Some((&sig::ED25519, None)),
+        _ => None,
     }
 }
 
@@ -148,14 +195,9 @@ fn new_verifier(alg: &Algorithm, key: &DecodingKey) -> JwtResult<Box<dyn JwtVeri
             key: hmac::Key::new(hmac_alg, secret),
         }));
     }
-    let (ring_alg, rsa_params): (&'static dyn sig::VerificationAlgorithm, _) =
-        match (alg, rsa_verification(alg)) {
-            (_, Some(params)) => (params, Some(params)),
-            (Algorithm::ES256, None) => (&sig::ECDSA_P256_SHA256_FIXED, None),
-            (Algorithm::ES384, None) => (&sig::ECDSA_P384_SHA384_FIXED, None),
-            (Algorithm::EdDSA, None) => (&sig::ED25519, None),
-            _ => return Err(new_error(ErrorKind::UnsupportedAlgorithm)),
-        };
+    let Some((ring_alg, rsa_params)) = public_algorithm(alg) else {
+        return Err(new_error(ErrorKind::UnsupportedAlgorithm));
+    };
     Ok(Box::new(PublicKeyVerifier {
         alg,
         ring_alg,
@@ -339,6 +381,14 @@ pub(crate) mod test_keys {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     }
 
+    /// Decodes unpadded base64url (a JWS signature segment).
+    pub fn b64_decode(text: &str) -> Vec<u8> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .expect("base64url")
+    }
+
     /// RSA 2048 private key, PKCS#8 DER.
     pub const RSA2048_PK8: &[u8] = include_bytes!("../../tests/fixtures/rsa2048.pk8.der");
     /// RSA 1024 private key, PKCS#8 DER.
@@ -472,6 +522,87 @@ mod tests {
         )
         .expect("sign");
         assert!(verify(&forged, b"m", &rsa_public, Algorithm::HS256).is_err());
+    }
+
+    /// The direct path (`super::verify`, on decoded signature bytes) agrees
+    /// with jsonwebtoken's path through this provider, for every algorithm,
+    /// on the right message and on another one.
+    #[test]
+    fn direct_verify_agrees_with_the_provider_path() {
+        install();
+        let rsa = rsa2048();
+        let (p256, p384, ed) = (p256(), p384(), ed25519());
+        let cases = [
+            (&rsa, Algorithm::RS256),
+            (&rsa, Algorithm::RS512),
+            (&rsa, Algorithm::PS256),
+            (&p256, Algorithm::ES256),
+            (&p384, Algorithm::ES384),
+            (&ed, Algorithm::EdDSA),
+        ];
+        for (key, alg) in cases {
+            let signature = sign(b"m", &key.encoding, alg).expect("sign");
+            let raw = test_keys::b64_decode(&signature);
+            let jwk: Jwk = serde_json::from_value(key.jwk.clone()).expect("jwk");
+            let decoding = DecodingKey::from_jwk(&jwk).expect("decoding key");
+            for message in [&b"m"[..], b"n"] {
+                assert_eq!(
+                    super::verify(alg, &decoding, message, &raw),
+                    verify(&signature, message, &decoding, alg).expect("verify"),
+                    "{alg:?} over {message:?}"
+                );
+            }
+            assert!(super::verify(alg, &decoding, b"m", &raw), "{alg:?}");
+        }
+        // PKCS#1 DER keys take the raw-key branch.
+        let signature = sign(b"m", &rsa.encoding, Algorithm::RS256).expect("sign");
+        let der = DecodingKey::from_rsa_der(RSA2048_PUB_PKCS1);
+        assert!(super::verify(
+            Algorithm::RS256,
+            &der,
+            b"m",
+            &test_keys::b64_decode(&signature)
+        ));
+    }
+
+    #[test]
+    fn direct_verify_refuses_keys_of_another_family_and_hmac() {
+        install();
+        let ec = p256();
+        let signature =
+            test_keys::b64_decode(&sign(b"m", &ec.encoding, Algorithm::ES256).expect("sign"));
+        let jwk: Jwk = serde_json::from_value(ec.jwk.clone()).expect("jwk");
+        let decoding = DecodingKey::from_jwk(&jwk).expect("decoding key");
+        // The EC key with an RSA or Ed25519 algorithm: false, no panic.
+        assert!(!super::verify(
+            Algorithm::RS256,
+            &decoding,
+            b"m",
+            &signature
+        ));
+        assert!(!super::verify(
+            Algorithm::EdDSA,
+            &decoding,
+            b"m",
+            &signature
+        ));
+        // A right HMAC over the public key's bytes is still refused: wisp
+        // never verifies shared-secret tokens.
+        let der = DecodingKey::from_rsa_der(RSA2048_PUB_PKCS1);
+        let mac = test_keys::b64_decode(
+            &sign(
+                b"m",
+                &EncodingKey::from_secret(RSA2048_PUB_PKCS1),
+                Algorithm::HS256,
+            )
+            .expect("sign"),
+        );
+        assert!(!super::verify(Algorithm::HS256, &der, b"m", &mac));
+        let secret = DecodingKey::from_secret(b"s3cret");
+        let mac = test_keys::b64_decode(
+            &sign(b"m", &EncodingKey::from_secret(b"s3cret"), Algorithm::HS256).expect("sign"),
+        );
+        assert!(!super::verify(Algorithm::HS256, &secret, b"m", &mac));
     }
 
     #[test]

@@ -37,8 +37,9 @@ pub struct TokenHeader {
 pub struct UnverifiedToken<'a> {
     /// `base64url(header) "." base64url(payload)`: the signed bytes.
     pub signing_input: &'a str,
-    /// The base64url signature segment.
-    pub signature: &'a str,
+    /// The signature, decoded from its base64url segment (once: the
+    /// verifier uses these bytes).
+    pub signature: Vec<u8>,
     /// Parsed header.
     pub header: TokenHeader,
     /// Parsed payload (a JSON object without repeated keys).
@@ -73,8 +74,7 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<UnverifiedToken<'_>, Authn
 
     let header = parse_header(&decode_segment(header_b64, "header")?)?;
     let claims = json_object(&decode_segment(payload_b64, "payload")?, "payload")?;
-    // Decoded only to prove it is canonical base64url; the verifier decodes it again.
-    decode_segment(signature, "signature")?;
+    let signature = decode_segment(signature, "signature")?;
 
     Ok(UnverifiedToken {
         signing_input: &token[..header_b64.len() + 1 + payload_b64.len()],
@@ -88,24 +88,26 @@ fn malformed(reason: impl Into<String>) -> AuthnError {
     AuthnError::Malformed(reason.into())
 }
 
-/// Strict unpadded base64url: the alphabet check comes first so that `=`,
-/// `+`, `/` and whitespace get a precise message; the engine then rejects
-/// impossible lengths and non-zero trailing bits (non-canonical encodings).
+/// Strict unpadded base64url: the engine rejects characters outside the
+/// alphabet (`=`, `+`, `/`, whitespace), impossible lengths and non-zero
+/// trailing bits (non-canonical encodings). Only a rejected segment is
+/// scanned again, to say which of those it was.
 fn decode_segment(segment: &str, part: &str) -> Result<Vec<u8>, AuthnError> {
     if segment.is_empty() {
         return Err(malformed(format!("empty {part} segment")));
     }
-    if !segment
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(malformed(format!(
-            "{part} segment has characters outside unpadded base64url"
-        )));
-    }
-    URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| malformed(format!("{part} segment is not canonical base64url")))
+    URL_SAFE_NO_PAD.decode(segment).map_err(|_| {
+        if segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            malformed(format!("{part} segment is not canonical base64url"))
+        } else {
+            malformed(format!(
+                "{part} segment has characters outside unpadded base64url"
+            ))
+        }
+    })
 }
 
 fn parse_header(bytes: &[u8]) -> Result<TokenHeader, AuthnError> {
@@ -350,7 +352,10 @@ mod tests {
         assert_eq!(parsed.claims["sub"], "a");
         let (input, signature) = t.rsplit_once('.').expect("dots");
         assert_eq!(parsed.signing_input, input);
-        assert_eq!(parsed.signature, signature);
+        assert_eq!(
+            Some(parsed.signature),
+            URL_SAFE_NO_PAD.decode(signature).ok()
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::crypto;
 use super::jwt::UnverifiedToken;
 use super::keys::KeySet;
 use super::AuthnError;
@@ -63,9 +64,9 @@ fn verify_signature(
     let message = token.signing_input.as_bytes();
     candidates
         .find(|key| {
-            // An error here (a key the backend refuses) counts as "did not
-            // verify": the next candidate may still do.
-            jsonwebtoken::crypto::verify(token.signature, message, &key.key, alg).unwrap_or(false)
+            // A key ring refuses counts as "did not verify": the next
+            // candidate may still do.
+            crypto::verify(alg, &key.key, message, &token.signature)
         })
         .map(|key| key.fingerprint)
         .ok_or(AuthnError::BadSignature)
@@ -162,7 +163,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::authn::crypto::test_keys::{self, TestKey, RSA2048_PUB_PKCS1};
+    use crate::authn::crypto::test_keys::{self, b64_decode, TestKey, RSA2048_PUB_PKCS1};
     use crate::authn::{crypto, jwt};
     use crate::config::{JwksSource, Preset};
 
@@ -338,7 +339,7 @@ mod tests {
         let (input, signature) = forged.rsplit_once('.').expect("dots");
         let token = jwt::UnverifiedToken {
             signing_input: input,
-            signature,
+            signature: b64_decode(signature),
             header: jwt::TokenHeader {
                 alg: Algorithm::HS256,
                 kid: Some("k".into()),

@@ -147,9 +147,13 @@ pub(super) fn resolve<'c>(claims: &'c Map<String, Value>, pointer: &str) -> Opti
     }
     let rest = pointer.strip_prefix('/')?;
     let (first, tail) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
-    // RFC 6901 §4: `~1` before `~0`, so that `~01` becomes `~1`, not `/`.
-    let claim = first.replace("~1", "/").replace("~0", "~");
-    claims.get(&claim)?.pointer(tail).map(Resolved::Value)
+    let value = if first.contains('~') {
+        // RFC 6901 §4: `~1` before `~0`, so that `~01` becomes `~1`, not `/`.
+        claims.get(&first.replace("~1", "/").replace("~0", "~"))?
+    } else {
+        claims.get(first)?
+    };
+    value.pointer(tail).map(Resolved::Value)
 }
 
 /// What a pointer resolved to.
