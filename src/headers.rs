@@ -5,6 +5,9 @@
 //! removed, whatever its case, count, or `_`-for-`-` spelling (CGI-style
 //! upstreams fold `_` into `-`, so `X_WISP_SUBJECT` would arrive as the real one).
 
+use std::collections::BTreeSet;
+use std::sync::{Mutex, PoisonError};
+
 use pingora::http::RequestHeader;
 
 use crate::config::IdentityHeaderNames;
@@ -119,19 +122,34 @@ pub struct PreparedNames {
     spiffe_id: PreparedName,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct PreparedName {
-    text: String,
-    bytes: bytes::Bytes,
+    /// `'static` so that pingora wraps it in a static `Bytes`: cloning a
+    /// shared `Bytes` instead bumps one reference count from every worker
+    /// thread, a cache line bounced between cores on every request.
+    text: &'static str,
+}
+
+/// The one `'static` copy of `name`: leaked once per distinct name for the
+/// life of the process (a handful of configured header names), however many
+/// proxies are built.
+fn intern(name: &str) -> &'static str {
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    // A panic while holding the lock cannot leave the set half-updated
+    // (one insert), so a poisoned lock is still a good set.
+    let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(interned) = names.get(name) {
+        return interned;
+    }
+    let interned: &'static str = Box::leak(name.into());
+    names.insert(interned);
+    interned
 }
 
 impl PreparedNames {
     /// Prepares `names`.
     pub fn new(names: &IdentityHeaderNames) -> PreparedNames {
-        let prepare = |name: &str| PreparedName {
-            text: name.to_owned(),
-            bytes: bytes::Bytes::copy_from_slice(name.as_bytes()),
-        };
+        let prepare = |name: &str| PreparedName { text: intern(name) };
         PreparedNames {
             subject: prepare(&names.subject),
             issuer: prepare(&names.issuer),
@@ -152,11 +170,11 @@ fn set(
             let value = header_value(value)
                 .map_err(|_| format!("the value of header {} is not valid", name.text))?;
             request
-                .insert_header(name.bytes.clone(), value)
+                .insert_header(name.text, value)
                 .map_err(|e| format!("cannot set header {}: {e}", name.text))
         }
         None => {
-            request.remove_header(name.text.as_str());
+            request.remove_header(name.text);
             Ok(())
         }
     }
@@ -381,6 +399,15 @@ mod tests {
         assert!(inject(&mut req, &IdentityHeaderValues::of(&bad), &names).is_err());
         let good = identity(&["tag:prod"], None);
         assert_eq!(IdentityHeaderValues::of(&good).check(), Ok(()));
+    }
+
+    #[test]
+    fn a_header_name_is_interned_once_however_many_proxies_use_it() {
+        let first = intern("X-Test-Interned");
+        let again = intern(&String::from("X-Test-Interned"));
+        assert_eq!(first, "X-Test-Interned");
+        assert!(std::ptr::eq(first, again), "one leaked copy per name");
+        assert!(!std::ptr::eq(first, intern("x-test-interned")));
     }
 
     proptest! {
