@@ -7,21 +7,25 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-/// Stages timed by `wisp_request_duration_seconds{stage}`.
+mod stages;
+
+pub use stages::StageTimer;
+
+/// Stages timed by `wisp_request_duration_seconds{stage}` (per-thread
+/// shards: see [`stages`]).
 #[derive(Debug, Clone)]
 pub struct StageTimers {
     /// Authentication (token parse, cache, verification).
-    pub authn: Histogram,
+    pub authn: StageTimer,
     /// Authorization (Cedar evaluation).
-    pub authz: Histogram,
+    pub authz: StageTimer,
     /// From upstream connect to the response header.
-    pub upstream: Histogram,
+    pub upstream: StageTimer,
     /// The whole request as seen by wisp.
-    pub total: Histogram,
+    pub total: StageTimer,
 }
 
 /// `wisp_requests_total` with a handle resolved at startup for every
@@ -130,19 +134,16 @@ impl Metrics {
             Opts::new("wisp_requests_total", "Requests by decision and reason."),
             &["decision", "reason"],
         )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "wisp_request_duration_seconds",
-                "Time spent per request stage.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["stage"],
+        let duration = stages::StageCollector::new(
+            "wisp_request_duration_seconds",
+            "Time spent per request stage.",
+            &["authn", "authz", "upstream", "total"],
         )?;
         let durations = StageTimers {
-            authn: duration.with_label_values(&["authn"]),
-            authz: duration.with_label_values(&["authz"]),
-            upstream: duration.with_label_values(&["upstream"]),
-            total: duration.with_label_values(&["total"]),
+            authn: duration.timer(0),
+            authz: duration.timer(1),
+            upstream: duration.timer(2),
+            total: duration.timer(3),
         };
         let token_cache_hits =
             IntCounter::new("wisp_token_cache_hits_total", "Verified-token cache hits.")?;
