@@ -112,21 +112,41 @@ fn decode_segment(segment: &str, part: &str) -> Result<Vec<u8>, AuthnError> {
 
 fn parse_header(bytes: &[u8]) -> Result<TokenHeader, AuthnError> {
     let header = json_object(bytes, "header")?;
-    let alg = match header.get("alg") {
+    // One pass over the few entries (keys are unique: repeats were
+    // refused) instead of a hashed lookup per name; the checks below then
+    // run in a fixed order, whatever the order on the wire.
+    let (mut alg, mut kid, mut typ, mut crit) = (None, None, None, None);
+    let mut key_header: Option<usize> = None;
+    for (name, value) in &header {
+        match name.as_str() {
+            "alg" => alg = Some(value),
+            "kid" => kid = Some(value),
+            "typ" => typ = Some(value),
+            "crit" => crit = Some(value),
+            other => {
+                if let Some(index) = KEY_HEADERS.iter().position(|key| *key == other) {
+                    key_header = Some(key_header.map_or(index, |seen| seen.min(index)));
+                }
+            }
+        }
+    }
+    let alg = match alg {
         Some(Value::String(alg)) => header_algorithm(alg)?,
         Some(_) => return Err(malformed("header alg is not a string")),
         None => return Err(malformed("header has no alg")),
     };
-    if let Some(name) = KEY_HEADERS.iter().find(|name| header.contains_key(**name)) {
-        return Err(AuthnError::HeaderKeyNotAllowed((*name).to_owned()));
+    if let Some(index) = key_header {
+        return Err(AuthnError::HeaderKeyNotAllowed(
+            KEY_HEADERS[index].to_owned(),
+        ));
     }
-    if let Some(crit) = header.get("crit") {
+    if let Some(crit) = crit {
         check_crit(crit)?;
     }
     Ok(TokenHeader {
         alg,
-        kid: optional_string(&header, "kid")?,
-        typ: optional_string(&header, "typ")?,
+        kid: optional_string(kid, "kid")?,
+        typ: optional_string(typ, "typ")?,
     })
 }
 
@@ -156,8 +176,8 @@ fn check_crit(crit: &Value) -> Result<(), AuthnError> {
     }
 }
 
-fn optional_string(header: &Map<String, Value>, name: &str) -> Result<Option<String>, AuthnError> {
-    match header.get(name) {
+fn optional_string(value: Option<&Value>, name: &str) -> Result<Option<String>, AuthnError> {
+    match value {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(malformed(format!("header {name} is not a string"))),
@@ -484,6 +504,34 @@ mod tests {
             assert_eq!(err, AuthnError::HeaderKeyNotAllowed(name.into()));
             assert_eq!(err.reason(), "header_key_not_allowed");
         }
+    }
+
+    #[test]
+    fn header_checks_run_in_a_fixed_order_whatever_the_order_on_the_wire() {
+        // Several key headers: the first in KEY_HEADERS order is named.
+        assert_eq!(
+            parse_err(&with_header(r#"{"x5c":["MIIB"],"alg":"ES256","jwk":{}}"#)),
+            AuthnError::HeaderKeyNotAllowed("jwk".into())
+        );
+        // alg is judged before key headers, key headers before crit and kid.
+        assert_malformed(
+            &with_header(r#"{"x5u":"u","crit":[],"alg":1}"#),
+            "header alg is not a string",
+        );
+        assert_eq!(
+            parse_err(&with_header(
+                r#"{"kid":1,"crit":[],"jku":"u","alg":"ES256"}"#
+            )),
+            AuthnError::HeaderKeyNotAllowed("jku".into())
+        );
+        assert_malformed(
+            &with_header(r#"{"kid":1,"crit":[],"alg":"ES256"}"#),
+            "crit is empty",
+        );
+        assert_malformed(
+            &with_header(r#"{"typ":1,"kid":1,"alg":"ES256"}"#),
+            "header kid is not a string",
+        );
     }
 
     #[test]
