@@ -192,10 +192,12 @@ impl ProxyHttp for WispProxy {
         let policies = self.policies.current();
         let authn_started = Instant::now();
         let result = self.authenticate(session, &policies).await;
+        // One clock read ends authentication and starts authorization.
+        let authz_started = Instant::now();
         self.metrics
             .durations
             .authn
-            .observe(authn_started.elapsed().as_secs_f64());
+            .observe((authz_started - authn_started).as_secs_f64());
         let caller = match result {
             Ok(caller) => caller,
             Err(error) => {
@@ -206,7 +208,6 @@ impl ProxyHttp for WispProxy {
         };
 
         // d. Authorize.
-        let authz_started = Instant::now();
         let request = session.req_header();
         let source_ip = session
             .client_addr()

@@ -170,18 +170,18 @@ impl Authenticator {
             cache.remove_key(key);
             return Err(AuthnError::Expired);
         }
-        match issuer.keys() {
+        match issuer.has_key(entry.key_fingerprint) {
             None => {
                 return Err(AuthnError::IssuerUnavailable(
                     issuer.config().name.to_string(),
                 ))
             }
-            Some(keys) if !keys.set.contains(entry.key_fingerprint) => {
+            Some(false) => {
                 // The key was withdrawn: verify afresh (it will fail unless re-signed).
                 cache.remove_key(key);
                 return Ok(None);
             }
-            Some(_) => {}
+            Some(true) => {}
         }
         if entry.policy_generation == policy_generation {
             return Ok(Some(entry));

@@ -112,13 +112,25 @@ impl IssuerKeys {
 
     /// The usable keys now: `None` when they never loaded or went stale.
     pub fn keys(&self) -> Option<Arc<LoadedKeys>> {
-        let loaded = self.current.load_full()?;
-        // A fresh fetch is expected every `refresh`; failures are tolerated for
-        // `max_stale` beyond that, then the keys are no longer trusted.
-        if loaded.fetched_at.elapsed() > self.config.refresh + self.config.max_stale {
-            return None;
-        }
-        Some(loaded)
+        self.current.load_full().filter(|loaded| self.fresh(loaded))
+    }
+
+    /// Whether the key with `fingerprint` is among the usable keys now;
+    /// `None` when there are none (never loaded or stale).
+    ///
+    /// What a token-cache hit asks on every request: it borrows the keys
+    /// instead of cloning their `Arc`, whose reference count every worker
+    /// thread would otherwise bump.
+    pub fn has_key(&self, fingerprint: u64) -> Option<bool> {
+        let current = self.current.load();
+        let loaded = current.as_deref().filter(|loaded| self.fresh(loaded))?;
+        Some(loaded.set.contains(fingerprint))
+    }
+
+    /// A fresh fetch is expected every `refresh`; failures are tolerated for
+    /// `max_stale` beyond that, then the keys are no longer trusted.
+    fn fresh(&self, loaded: &LoadedKeys) -> bool {
+        loaded.fetched_at.elapsed() <= self.config.refresh + self.config.max_stale
     }
 
     /// Fetches the keys now and installs them on success.
@@ -331,6 +343,59 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An issuer refreshing every minute, trusted 1 minute past a failed refresh.
+    fn issuer(dir: &std::path::Path) -> IssuerKeys {
+        let yaml = "upstream: { address: 127.0.0.1:1 }\n\
+                    issuers:\n  - name: t\n    issuer: https://t.example\n    \
+                    jwks: { file: jwks.json, refresh: 1m, max_stale: 1m }\n    \
+                    audiences: [a]\n    algorithms: [ES256]\n";
+        std::fs::write(dir.join("jwks.json"), r#"{"keys":[]}"#).unwrap();
+        let yaml = format!(
+            "{yaml}policies: {{ dir: {}/policies }}\n",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let config = crate::config::Config::from_yaml(&yaml, &dir.join("wisp.yaml")).unwrap();
+        crate::server::install_crypto();
+        let client = http_client().unwrap();
+        IssuerKeys::new(
+            Arc::new(config.issuers[0].clone()),
+            client,
+            Metrics::new().unwrap(),
+        )
+    }
+
+    #[test]
+    fn has_key_answers_from_fresh_keys_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = issuer(dir.path());
+        assert_eq!(keys.has_key(1), None, "never loaded");
+
+        let mut jwk = crate::authn::crypto::test_keys::p256().jwk;
+        jwk["kid"] = "k".into();
+        let jwks = serde_json::json!({ "keys": [jwk] }).to_string();
+        let set =
+            KeySet::from_jwks_json(jwks.as_bytes(), &[jsonwebtoken::Algorithm::ES256]).unwrap();
+        let fingerprint = set.keys()[0].fingerprint;
+        let install = |age: Duration| {
+            keys.current.store(Some(Arc::new(LoadedKeys {
+                set: set.clone(),
+                fetched_at: Instant::now() - age,
+            })));
+        };
+
+        install(Duration::ZERO);
+        assert_eq!(keys.has_key(fingerprint), Some(true));
+        assert_eq!(keys.has_key(fingerprint ^ 1), Some(false));
+        // Past refresh but within max_stale: still trusted.
+        install(Duration::from_secs(90));
+        assert_eq!(keys.has_key(fingerprint), Some(true));
+        assert!(keys.keys().is_some());
+        // Past refresh + max_stale: no keys at all, as `keys()` says.
+        install(Duration::from_secs(121));
+        assert_eq!(keys.has_key(fingerprint), None);
+        assert!(keys.keys().is_none());
+    }
 
     #[test]
     fn retry_delay_backs_off_and_caps() {
