@@ -1,0 +1,150 @@
+//! A profiling harness for the cold path: the whole in-process decision for
+//! tokens never seen before, from workloads never seen before (what
+//! `cold_path_*` in `benches/authenticate.rs` times), with nothing else in
+//! the process while it runs. Criterion's `iter_batched` mints a token for
+//! every iteration, and the signing would dominate a `perf record` of the
+//! bench.
+//!
+//! ```sh
+//! cargo build --release --example profile_cold_path
+//! ./target/release/examples/profile_cold_path rs256 10000 10 &   # alg, tokens, rounds
+//! # once it prints "minted", from another shell:
+//! perf record -F 2999 --call-graph dwarf,16384 -p <pid>
+//! ```
+//!
+//! It mints `tokens` tokens (distinct `sub`s) with the dev issuer, then runs
+//! `rounds` rounds over them, each with a fresh authenticator and authorizer
+//! (empty token and decision caches), and prints the time per token.
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use serde_json::json;
+use wisp::authn::authenticator::Authenticator;
+use wisp::authn::unix_now;
+use wisp::authz::{Authorizer, RequestInfo};
+use wisp::config::Config;
+use wisp::devtools::issuer::{DevIssuer, DevIssuerOptions};
+use wisp::metrics::Metrics;
+
+/// The server's allocator, so the profile is the server's.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let number = |index: usize, default: usize| {
+        args.get(index)
+            .map_or(Ok(default), |text| text.parse::<usize>())
+    };
+    let (alg, tokens, rounds) = match (args.first(), number(1, 10_000), number(2, 10)) {
+        (alg, Ok(tokens), Ok(rounds)) if tokens > 0 && rounds > 0 => (
+            alg.map_or("es256", String::as_str).to_owned(),
+            tokens,
+            rounds,
+        ),
+        _ => {
+            eprintln!("usage: profile_cold_path [es256|rs256|eddsa] [tokens] [rounds]");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&alg, tokens, rounds) {
+        Ok(per_token) => {
+            println!("{alg}: {per_token:.2} µs per token ({tokens} tokens × {rounds} rounds)");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("profile_cold_path: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Error = Box<dyn std::error::Error>;
+
+fn run(alg: &str, tokens: usize, rounds: usize) -> Result<f64, Error> {
+    wisp::server::install_crypto();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let issuer = runtime.block_on(DevIssuer::start(
+        "127.0.0.1:0".parse()?,
+        DevIssuerOptions {
+            issuer: Some("https://issuer.example".into()),
+            default_audience: "orders".into(),
+            ..DevIssuerOptions::default()
+        },
+    ))?;
+    let signer = match alg {
+        "es256" => None,
+        "rs256" => Some(issuer.add_rsa_key(
+            include_bytes!("../src/devtools/testdata/rsa-2048.pk8"),
+            "RS256".parse()?,
+        )?),
+        "eddsa" => Some(issuer.add_ed25519_key()?),
+        other => return Err(format!("unknown algorithm {other:?}").into()),
+    };
+    if let Some(kid) = &signer {
+        issuer.set_signer(kid)?;
+    }
+    let minted = (0..tokens)
+        .map(|n| {
+            issuer.mint(json!({"sub": format!("acme:frontend:cold-{n}"), "tags": ["tag:prod"]}))
+        })
+        .collect::<Result<Vec<String>, _>>()?;
+
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("jwks.json"), issuer.jwks_json())?;
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let yaml = format!(
+        "upstream: {{ address: 127.0.0.1:1 }}\n\
+         issuers:\n  - name: profile\n    issuer: https://issuer.example\n    jwks: {{ file: jwks.json }}\n    audiences: [orders]\n    algorithms: [ES256, RS256, EdDSA]\n    claims: {{ tags: /tags }}\n\
+         policies: {{ dir: {} }}\n",
+        policies.display()
+    );
+    let config = Config::from_yaml(&yaml, &dir.path().join("wisp.yaml"))?;
+    let http = wisp::authn::jwks::http_client()?;
+    // Built before the timed loop, so a round starts with empty caches.
+    let fresh = (0..rounds)
+        .map(|_| -> Result<(Authenticator, Authorizer), Error> {
+            let authn = Authenticator::new(&config, http.clone(), Metrics::new()?);
+            runtime.block_on(authn.issuers()[0].refresh())?;
+            let authorizer = Authorizer::load(&policies.join("wisp.cedarschema"), &policies)
+                .map_err(|diagnostics| {
+                    let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+                    lines.join("\n")
+                })?;
+            Ok((authn, authorizer))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let request = RequestInfo {
+        method: "GET",
+        path: "/api/orders",
+        host: "orders.internal",
+        query: "",
+        source_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        mtls: false,
+    };
+
+    eprintln!("minted; pid {}", std::process::id());
+    let started = Instant::now();
+    for (authn, authorizer) in &fresh {
+        for token in &minted {
+            let caller = runtime.block_on(authn.authenticate(
+                black_box(token),
+                authorizer,
+                1,
+                unix_now(),
+            ))?;
+            black_box(authorizer.authorize(&caller.principal, &request));
+        }
+    }
+    let elapsed = started.elapsed();
+    // Dropping the caches is not part of the cold path.
+    std::mem::forget(fresh);
+    Ok(elapsed.as_secs_f64() * 1e6 / (tokens * rounds) as f64)
+}
