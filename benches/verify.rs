@@ -5,6 +5,8 @@
 //!   cache of its own, so this costs what `fresh_*` does; the token cache's
 //!   hit path is measured in `benches/authenticate.rs`.
 //! - `parse_only_*`: the strict parser alone.
+//! - `parse_memo_*`: the same with a header memo that has seen this header
+//!   (what the authenticator does: tokens of one issuer share their header).
 //!
 //! `cargo bench --bench verify -- --warm-up-time 1 --measurement-time 3`
 
@@ -120,6 +122,10 @@ fn bench_alg(
 
     c.bench_function(&format!("parse_only_{name}"), |b| {
         b.iter(|| black_box(jwt::parse(black_box(&token), 8192).expect("parse")))
+    });
+    let memo = jwt::HeaderMemo::default();
+    c.bench_function(&format!("parse_memo_{name}"), |b| {
+        b.iter(|| black_box(jwt::parse_remembering(black_box(&token), 8192, &memo).expect("parse")))
     });
 }
 

@@ -24,6 +24,8 @@ pub struct Authenticator {
     by_iss: HashMap<String, usize>,
     cache: Option<TokenCache>,
     max_token_bytes: usize,
+    /// The last token header parsed (tokens of one issuer share theirs).
+    headers: jwt::HeaderMemo,
     trust_domains: Vec<String>,
     peer_callers: super::credentials::PeerCallers,
     metrics: Metrics,
@@ -85,6 +87,7 @@ impl Authenticator {
             by_iss,
             cache,
             max_token_bytes: config.authn.max_token_bytes,
+            headers: jwt::HeaderMemo::default(),
             trust_domains: config.trust_domains.clone(),
             peer_callers: super::credentials::PeerCallers::default(),
             metrics,
@@ -210,7 +213,7 @@ impl Authenticator {
         policy_generation: u64,
         now: i64,
     ) -> Result<CachedToken, AuthnError> {
-        let parsed = jwt::parse(token, self.max_token_bytes)?;
+        let parsed = jwt::parse_remembering(token, self.max_token_bytes, &self.headers)?;
         let iss = parsed
             .claims
             .get("iss")

@@ -8,7 +8,9 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::Algorithm;
@@ -56,6 +58,54 @@ pub struct UnverifiedToken<'a> {
 /// unknown algorithms, [`HeaderKeyNotAllowed`](AuthnError::HeaderKeyNotAllowed) and
 /// [`UnsupportedCritical`](AuthnError::UnsupportedCritical).
 pub fn parse(token: &str, max_bytes: usize) -> Result<UnverifiedToken<'_>, AuthnError> {
+    parse_with(token, max_bytes, None)
+}
+
+/// [`parse`], with `memo` answering for a header segment it has seen last
+/// (see [`HeaderMemo`]).
+///
+/// # Errors
+/// As [`parse`], exactly.
+pub fn parse_remembering<'t>(
+    token: &'t str,
+    max_bytes: usize,
+    memo: &HeaderMemo,
+) -> Result<UnverifiedToken<'t>, AuthnError> {
+    parse_with(token, max_bytes, Some(memo))
+}
+
+/// The last header segment parsed and what it parsed to.
+///
+/// Workload tokens from one issuer share their header byte for byte (`alg`,
+/// `kid`, `typ`), so a token never seen before usually needs only its
+/// payload parsed. Parsing a header is a pure function of the segment's
+/// bytes, which are compared in full, so a remembered header is exactly what
+/// parsing the segment again would give. Only headers that parsed are
+/// remembered; one slot, replaced by the next header that differs.
+#[derive(Debug, Default)]
+pub struct HeaderMemo {
+    last: ArcSwapOption<(Box<str>, TokenHeader)>,
+}
+
+impl HeaderMemo {
+    fn header(&self, segment: &str) -> Result<TokenHeader, AuthnError> {
+        if let Some(last) = &*self.last.load() {
+            if *last.0 == *segment {
+                return Ok(last.1.clone());
+            }
+        }
+        let header = parse_header(&decode_segment(segment, "header")?)?;
+        self.last
+            .store(Some(Arc::new((segment.into(), header.clone()))));
+        Ok(header)
+    }
+}
+
+fn parse_with<'t>(
+    token: &'t str,
+    max_bytes: usize,
+    memo: Option<&HeaderMemo>,
+) -> Result<UnverifiedToken<'t>, AuthnError> {
     if token.len() > max_bytes {
         return Err(AuthnError::TokenTooLarge { max: max_bytes });
     }
@@ -72,7 +122,10 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<UnverifiedToken<'_>, Authn
         )));
     };
 
-    let header = parse_header(&decode_segment(header_b64, "header")?)?;
+    let header = match memo {
+        Some(memo) => memo.header(header_b64)?,
+        None => parse_header(&decode_segment(header_b64, "header")?)?,
+    };
     let claims = json_object(&decode_segment(payload_b64, "payload")?, "payload")?;
     let signature = decode_segment(signature, "signature")?;
 
@@ -696,6 +749,32 @@ mod tests {
             }
             let s: String = chars.into_iter().collect();
             let _ = parse(&s, MAX);
+        }
+
+        /// Remembering the last header changes nothing: over any sequence of
+        /// tokens (valid headers, invalid ones, one-byte variations), parsing
+        /// with the memo gives what parsing without it gives, token by token.
+        #[test]
+        fn the_header_memo_changes_no_result(
+            picks in proptest::collection::vec((0..7usize, any::<bool>()), 1..12)
+        ) {
+            let headers = [
+                r#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#,
+                r#"{"alg":"ES256","kid":"k2","typ":"JWT"}"#,
+                r#"{"alg":"RS256","kid":"k1"}"#,
+                r#"{"alg":"none","kid":"k1"}"#,
+                r#"{"alg":"ES256","jwk":{}}"#,
+                r#"{"alg":"ES256","alg":"ES256"}"#,
+                r#"{"alg":"ES256","kid":"k1","typ":"JWT"} "#,
+            ];
+            let memo = HeaderMemo::default();
+            for (pick, good_payload) in picks {
+                let payload = if good_payload { r#"{"sub":"a","exp":1}"# } else { "[]" };
+                let t = token(headers[pick], payload);
+                let plain = parse(&t, MAX).map(|p| (p.header, p.claims));
+                let remembered = parse_remembering(&t, MAX, &memo).map(|p| (p.header, p.claims));
+                prop_assert_eq!(remembered, plain, "{}", headers[pick]);
+            }
         }
 
         #[test]
