@@ -10,10 +10,14 @@
 #
 # Knobs: N=3000, BASE_PORT=18480, KEEP=1 (keep the temp dir with the
 # callgrind profiles: callgrind_annotate <file> shows where they went),
-# SKIP_BUILD=1, WISP=path/to/another/wisp (e.g. a build of another commit).
+# SKIP_BUILD=1, WISP=path/to/another/wisp (e.g. a build of another commit),
+# ALG=es256|rs256 (the reused token's algorithm), COLD=1 (the token cache
+# off and N distinct ES256 tokens: the cold path; ALG is ignored).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N=${N:-3000}
+ALG=${ALG:-es256}
+case "$ALG" in es256 | rs256) ;; *) echo "ALG must be es256 or rs256" >&2; exit 2 ;; esac
 BASE_PORT=${BASE_PORT:-18480}
 log() { printf '[instructions] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -55,8 +59,15 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 P_NGINX=$BASE_PORT P_WISP=$((BASE_PORT + 1)) P_ADMIN=$((BASE_PORT + 11))
-"$TARGET/release/examples/mint_tokens" "$WORK" --rotating 1 --fill 1 >/dev/null
-head -1 "$WORK/token_es256.txt" >"$WORK/one-token.txt"
+if [ -n "${COLD:-}" ]; then
+    "$TARGET/release/examples/mint_tokens" "$WORK" --rotating "$((N + 300))" --fill 1 >/dev/null
+    cp "$WORK/tokens_es256_rotating.txt" "$WORK/tokens.txt"
+    CACHE=0 WHAT="$N distinct ES256 tokens, token cache off (the cold path)"
+else
+    "$TARGET/release/examples/mint_tokens" "$WORK" --rotating 1 --fill 1 >/dev/null
+    head -1 "$WORK/token_$ALG.txt" >"$WORK/tokens.txt"
+    CACHE=64MiB WHAT="one reused $ALG token (token and decision cache hits)"
+fi
 mkdir -p "$WORK/nginx" "$WORK/policies"
 cp "$ROOT/policies/wisp.cedarschema" "$WORK/policies/"
 # The load test's 50 policies; p37 permits the token's acme:frontend:*.
@@ -91,6 +102,7 @@ issuers:
     claims: { tags: /tags }
 policies: { dir: $WORK/policies, watch: false }
 routes: { public: ["/pub/*"] }
+authn: { token_cache: { max_bytes: $CACHE } }
 log: { decisions: none }
 threads: 2
 shutdown_grace: 1s
@@ -115,13 +127,17 @@ send() { # path [token file] requests
 }
 log "warming up (the first token verification, connection pools)"
 send /pub/x "" 300
-send /api/orders "$WORK/one-token.txt" 300
+# (loadgen sends line i of the file with request i: the cold run's
+# warm-up tokens are not among the measured ones, see the tail below)
+head -300 "$WORK/tokens.txt" >"$WORK/warmup.txt"
+send /api/orders "$WORK/warmup.txt" 300
 callgrind_control -z "$VALGRIND" >/dev/null 2>&1
 log "$N requests on the public route"
 send /pub/x "" "$N"
 callgrind_control -d public "$VALGRIND" >/dev/null 2>&1
-log "$N requests with the reused token (token and decision cache hits)"
-send /api/orders "$WORK/one-token.txt" "$N"
+log "$N requests with $WHAT"
+tail -n "$N" "$WORK/tokens.txt" >"$WORK/measured.txt"
+send /api/orders "$WORK/measured.txt" "$N"
 callgrind_control -d cached "$VALGRIND" >/dev/null 2>&1
 
 per_request() { # dump name
@@ -133,6 +149,6 @@ per_request() { # dump name
 public=$(per_request public)
 cached=$(per_request cached)
 printf '\n| route | instructions per request |\n|---|---:|\n'
-printf '| public (no auth) | %s |\n| reused ES256 token (cache hits) | %s |\n' "$public" "$cached"
+printf '| public (no auth) | %s |\n| %s | %s |\n' "$public" "$WHAT" "$cached"
 awk -v p="$public" -v c="$cached" 'BEGIN { printf "| **added by authentication** | %d (%.2f× the public route) |\n", c - p, c / p }'
 log "valgrind has no SHA-NI: the token's SHA-256 counts ~15k instructions here, a few hundred cycles on the real CPU"
