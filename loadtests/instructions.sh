@@ -44,19 +44,9 @@ fi
 WISP=${WISP:-$TARGET/release/wisp}
 LOADGEN=$TARGET/release/examples/loadgen
 
-WORK=$(mktemp -d /tmp/wisp-instructions.XXXXXX)
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    if [ -n "${KEEP:-}" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=loadtests/lib.sh
+. "$ROOT/loadtests/lib.sh"
+workspace wisp-instructions
 
 P_NGINX=$BASE_PORT P_WISP=$((BASE_PORT + 1)) P_ADMIN=$((BASE_PORT + 11))
 if [ -n "${COLD:-}" ]; then

@@ -67,19 +67,9 @@ for bin in "$WISP" "$MINT" "$LOADGEN"; do [ -x "$bin" ] || die "missing $bin (bu
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------- workspace, cleanup
-WORK=$(mktemp -d /tmp/wisp-loadtests.XXXXXX)
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    if [ -n "${KEEP:-}" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=loadtests/lib.sh
+. "$ROOT/loadtests/lib.sh"
+workspace wisp-loadtests
 
 P_NGINX=$BASE_PORT
 P_PUBLIC=$((BASE_PORT + 1))
