@@ -58,27 +58,8 @@ else
     head -1 "$WORK/token_$ALG.txt" >"$WORK/tokens.txt"
     CACHE=64MiB WHAT="one reused $ALG token (token and decision cache hits)"
 fi
-mkdir -p "$WORK/nginx" "$WORK/policies"
-cp "$ROOT/policies/wisp.cedarschema" "$WORK/policies/"
-# The load test's 50 policies; p37 permits the token's acme:frontend:*.
-for i in $(seq -w 0 49); do
-    if [ "$i" = 37 ]; then sub="acme:frontend:*" tag="tag:prod"; else sub="acme:svc$i:*" tag="tag:team$i"; fi
-    printf '@id("p%s")\npermit (principal, action in Action::"read", resource)\nwhen { principal.sub like "%s" && principal.tags.contains("%s") && resource.path like "/api/*" };\n\n' \
-        "$i" "$sub" "$tag"
-done >"$WORK/policies/load.cedar"
-cat >"$WORK/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx;
-  fastcgi_temp_path $WORK/nginx; uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
-  server { listen 127.0.0.1:$P_NGINX; location / { default_type text/plain; return 200 "ok\n"; } }
-}
-EOF
+write_policies "$WORK/policies"
+write_nginx_conf "$P_NGINX" 1
 cat >"$WORK/wisp.yaml" <<EOF
 listen: 127.0.0.1:$P_WISP
 upstream: { address: 127.0.0.1:$P_NGINX }

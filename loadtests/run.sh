@@ -93,25 +93,7 @@ log "minting keys and tokens into $WORK"
 ISSUER=https://issuer.wisp.test
 
 # -------------------------------------------------------------------- configs
-mkdir -p "$WORK/nginx" "$WORK/policies" "$WORK/policies-one"
-cat >"$WORK/nginx.conf" <<EOF
-worker_processes auto;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  keepalive_timeout 120s;
-  client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx;
-  fastcgi_temp_path $WORK/nginx; uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
-  server {
-    listen 127.0.0.1:$P_NGINX;
-    location / { default_type text/plain; return 200 "ok\n"; }
-  }
-}
-EOF
+write_nginx_conf "$P_NGINX" auto
 
 # HAProxy checks what wisp checks on a token (alg pinned, iss, aud, exp,
 # signature) and authorizes on the sub prefix; it has no verification cache.
@@ -152,19 +134,9 @@ EOF
     printf 'frontend haproxy_plain\n  bind 127.0.0.1:%s\n  default_backend nginx\n' "$P_HA_PLAIN"
 } >"$WORK/haproxy.cfg"
 
-# 50 policies with `when` clauses on sub prefixes and tags; exactly one
-# (p37) permits the tokens' sub (acme:frontend:*).
-cp "$ROOT/policies/wisp.cedarschema" "$WORK/policies/"
-for i in $(seq -w 0 49); do
-    if [ "$i" = 37 ]; then sub="acme:frontend:*" tag="tag:prod"; else sub="acme:svc$i:*" tag="tag:team$i"; fi
-    cat <<EOF
-@id("p$i")
-permit (principal, action in Action::"read", resource)
-when { principal.sub like "$sub" && principal.tags.contains("$tag") && resource.path like "/api/*" };
-
-EOF
-done >"$WORK/policies/load.cedar"
+write_policies "$WORK/policies"
 # Diagnostic: the same permit alone, to show what the 49 others cost.
+mkdir -p "$WORK/policies-one"
 cp "$ROOT/policies/wisp.cedarschema" "$WORK/policies-one/"
 sed -n '/^@id("p37")/,/^$/p' "$WORK/policies/load.cedar" >"$WORK/policies-one/load.cedar"
 
