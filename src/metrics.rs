@@ -134,16 +134,16 @@ impl Metrics {
             Opts::new("wisp_requests_total", "Requests by decision and reason."),
             &["decision", "reason"],
         )?;
-        let duration = stages::StageCollector::new(
+        let (duration, [authn, authz, upstream, total]) = stages::StageCollector::new(
             "wisp_request_duration_seconds",
             "Time spent per request stage.",
-            &["authn", "authz", "upstream", "total"],
+            ["authn", "authz", "upstream", "total"],
         )?;
         let durations = StageTimers {
-            authn: duration.timer(0),
-            authz: duration.timer(1),
-            upstream: duration.timer(2),
-            total: duration.timer(3),
+            authn,
+            authz,
+            upstream,
+            total,
         };
         let token_cache_hits =
             IntCounter::new("wisp_token_cache_hits_total", "Verified-token cache hits.")?;

@@ -121,82 +121,71 @@ impl Stage {
 
 /// A handle on one stage's histogram, cheap to clone.
 #[derive(Clone)]
-pub struct StageTimer {
-    family: Arc<StageFamily>,
-    index: usize,
-}
+pub struct StageTimer(Arc<Stage>);
 
 impl std::fmt::Debug for StageTimer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("StageTimer")
-            .field(&self.family.stages[self.index].label)
-            .finish()
+        f.debug_tuple("StageTimer").field(&self.0.label).finish()
     }
 }
 
 impl StageTimer {
     /// Records one duration, in seconds.
     pub fn observe(&self, seconds: f64) {
-        self.family.stages[self.index].observe(seconds);
+        self.0.observe(seconds);
     }
 
     /// Observations so far (all shards).
-    pub fn count(&self) -> u64 {
-        let (counts, _) = self.family.stages[self.index].totals();
+    #[cfg(test)]
+    fn count(&self) -> u64 {
+        let (counts, _) = self.0.totals();
         counts.iter().sum()
     }
 }
 
-/// The metric family: one histogram per stage label.
-struct StageFamily {
+/// The registered collector for the family: one histogram per stage label,
+/// written through the [`StageTimer`]s [`StageCollector::new`] hands out.
+pub(super) struct StageCollector {
     desc: Desc,
     help: String,
-    stages: Vec<Stage>,
+    stages: Vec<Arc<Stage>>,
 }
 
-/// The registered collector for the family; [`StageTimer`]s write to it.
-pub(super) struct StageCollector(Arc<StageFamily>);
-
 impl StageCollector {
-    /// The family `name` with one histogram per label in `stages`.
-    pub(super) fn new(
+    /// The family `name` with one histogram per label, and the timer of each
+    /// label, in the same order.
+    pub(super) fn new<const N: usize>(
         name: &str,
         help: &str,
-        stages: &[&'static str],
-    ) -> Result<StageCollector, prometheus::Error> {
+        labels: [&'static str; N],
+    ) -> Result<(StageCollector, [StageTimer; N]), prometheus::Error> {
         let desc = Desc::new(
             name.to_owned(),
             help.to_owned(),
             vec!["stage".to_owned()],
             Default::default(),
         )?;
-        Ok(StageCollector(Arc::new(StageFamily {
+        let stages = labels.map(|label| Arc::new(Stage::new(label)));
+        let collector = StageCollector {
             desc,
             help: help.to_owned(),
-            stages: stages.iter().map(|label| Stage::new(label)).collect(),
-        })))
-    }
-
-    /// The timer of the `index`-th stage given to [`StageCollector::new`].
-    pub(super) fn timer(&self, index: usize) -> StageTimer {
-        StageTimer {
-            family: Arc::clone(&self.0),
-            index: index.min(self.0.stages.len().saturating_sub(1)),
-        }
+            stages: stages.to_vec(),
+        };
+        Ok((collector, stages.map(StageTimer)))
     }
 }
 
 impl Collector for StageCollector {
     fn desc(&self) -> Vec<&Desc> {
-        vec![&self.0.desc]
+        vec![&self.desc]
     }
 
     fn collect(&self) -> Vec<proto::MetricFamily> {
         let mut family = proto::MetricFamily::default();
-        family.set_name(self.0.desc.fq_name.clone());
-        family.set_help(self.0.help.clone());
+        family.set_name(self.desc.fq_name.clone());
+        family.set_help(self.help.clone());
         family.set_field_type(proto::MetricType::HISTOGRAM);
-        family.set_metric(self.0.stages.iter().map(Stage::metric).collect());
+        family.set_metric(self.stages.iter().map(|stage| stage.metric()).collect());
         vec![family]
     }
 }
@@ -219,7 +208,7 @@ mod tests {
 
     #[test]
     fn renders_what_prometheus_own_histogram_renders() {
-        let ours = StageCollector::new("t_seconds", "Help.", &["a", "b"]).unwrap();
+        let (ours, timers) = StageCollector::new("t_seconds", "Help.", ["a", "b"]).unwrap();
         let theirs = prometheus::HistogramVec::new(
             prometheus::HistogramOpts::new("t_seconds", "Help.")
                 .buckets(super::super::DURATION_BUCKETS.to_vec()),
@@ -236,7 +225,7 @@ mod tests {
             (1, 1.0),
             (1, 0.002),
         ] {
-            ours.timer(stage).observe(seconds);
+            timers[stage].observe(seconds);
             theirs
                 .with_label_values(&[["a", "b"][stage]])
                 .observe(seconds);
@@ -252,8 +241,7 @@ mod tests {
 
     #[test]
     fn threads_write_their_own_shards_and_a_scrape_adds_them_up() {
-        let collector = StageCollector::new("t_seconds", "Help.", &["a"]).unwrap();
-        let timer = collector.timer(0);
+        let (collector, [timer]) = StageCollector::new("t_seconds", "Help.", ["a"]).unwrap();
         let threads: Vec<_> = (0..SHARDS + 3)
             .map(|_| {
                 let timer = timer.clone();
@@ -288,8 +276,7 @@ mod tests {
 
     #[test]
     fn a_negative_or_nan_duration_counts_without_corrupting_the_sum() {
-        let collector = StageCollector::new("t_seconds", "Help.", &["a"]).unwrap();
-        let timer = collector.timer(0);
+        let (collector, [timer]) = StageCollector::new("t_seconds", "Help.", ["a"]).unwrap();
         timer.observe(-1.0);
         timer.observe(f64::NAN);
         timer.observe(0.5);
