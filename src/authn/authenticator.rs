@@ -21,7 +21,9 @@ pub struct Authenticator {
     /// issuer's config and the trust domains): a cached token verified under
     /// other rules is verified afresh.
     issuer_fingerprints: Vec<u64>,
-    by_iss: HashMap<String, usize>,
+    /// Issuer index by `iss`. Hashed with foldhash: the table is fixed by
+    /// the configuration, so a forged `iss` can only miss.
+    by_iss: HashMap<String, usize, quick_cache::DefaultHashBuilder>,
     cache: Option<TokenCache>,
     max_token_bytes: usize,
     /// The last token header parsed (tokens of one issuer share theirs).

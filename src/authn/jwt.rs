@@ -6,6 +6,7 @@
 //! `exp` counts); asymmetric algorithms only; no key references in the header;
 //! no critical extensions (we understand none).
 
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -45,7 +46,59 @@ pub struct UnverifiedToken<'a> {
     /// Parsed header.
     pub header: TokenHeader,
     /// Parsed payload (a JSON object without repeated keys).
-    pub claims: Map<String, Value>,
+    pub claims: Claims,
+}
+
+/// A token's claim set: the payload object's members in wire order, no
+/// name twice.
+///
+/// A vector, looked up by a scan: a claim set has a dozen members or so,
+/// and comparing that many short names costs less than hashing one for
+/// serde_json's `Map` (an `IndexMap` with SipHash in this build:
+/// cedar-policy turns on serde_json's `preserve_order`), let alone
+/// building its table for every new token. Values inside the members are
+/// serde_json `Value`s. Before the signature is checked only `iss` is
+/// looked up, so a forged claim set with thousands of members costs one
+/// scan.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Claims {
+    members: Vec<(String, Value)>,
+}
+
+impl Claims {
+    /// The member named `name`.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.members
+            .iter()
+            .find(|(member, _)| member == name)
+            .map(|(_, value)| value)
+    }
+
+    /// The members, in wire order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.members
+            .iter()
+            .map(|(name, value)| (name.as_str(), value))
+    }
+
+    /// How many members there are.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+}
+
+/// A JSON object's members as claims (its names are unique already).
+impl From<Map<String, Value>> for Claims {
+    fn from(object: Map<String, Value>) -> Claims {
+        Claims {
+            members: object.into_iter().collect(),
+        }
+    }
 }
 
 /// Parses a compact JWS strictly.
@@ -170,8 +223,8 @@ fn parse_header(bytes: &[u8]) -> Result<TokenHeader, AuthnError> {
     // run in a fixed order, whatever the order on the wire.
     let (mut alg, mut kid, mut typ, mut crit) = (None, None, None, None);
     let mut key_header: Option<usize> = None;
-    for (name, value) in &header {
-        match name.as_str() {
+    for (name, value) in header.iter() {
+        match name {
             "alg" => alg = Some(value),
             "kid" => kid = Some(value),
             "typ" => typ = Some(value),
@@ -238,15 +291,15 @@ fn optional_string(value: Option<&Value>, name: &str) -> Result<Option<String>, 
 }
 
 /// Parses one JSON object, rejecting repeated keys at any depth.
-fn json_object(bytes: &[u8], part: &str) -> Result<Map<String, Value>, AuthnError> {
+fn json_object(bytes: &[u8], part: &str) -> Result<Claims, AuthnError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = StrictValue { top_level: true }
+    let members = StrictObject
         .deserialize(&mut deserializer)
-        .and_then(|value| deserializer.end().map(|()| value))
+        .and_then(|members| deserializer.end().map(|()| members))
         .map_err(|e| malformed(format!("{part}: {e}")))?;
-    match value {
-        Value::Object(map) => Ok(map),
-        _ => Err(malformed(format!("{part} is not a JSON object"))),
+    match members {
+        Some(members) => Ok(Claims { members }),
+        None => Err(malformed(format!("{part} is not a JSON object"))),
     }
 }
 
@@ -264,27 +317,103 @@ fn printable(text: &str) -> String {
     out
 }
 
+/// Up to this many members, a new name is compared with every earlier one;
+/// past it, names go into a hash set (a forged object with thousands of
+/// members would otherwise cost a quadratic number of comparisons).
+const SCAN_LIMIT: usize = 16;
+
+/// The seed for a token's header or claim set: the top-level object's
+/// members (`None` for any other JSON value), failing on a repeated name
+/// at any depth.
+struct StrictObject;
+
+impl<'de> DeserializeSeed<'de> for StrictObject {
+    type Value = Option<Vec<(String, Value)>>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(StrictObject)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictObject {
+    type Value = Option<Vec<(String, Value)>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        // Parsed all the same: a repeated key inside is reported as one.
+        StrictVisitor.visit_seq(seq).map(|_| None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // JSON gives no size hint; a header or claim set has a dozen
+        // members or so.
+        let mut members: Vec<(String, Value)> = Vec::with_capacity(SCAN_LIMIT);
+        let mut seen: Option<HashSet<String>> = None;
+        while let Some(name) = map.next_key::<String>()? {
+            let repeated = match &mut seen {
+                Some(seen) => !seen.insert(name.clone()),
+                None => members.iter().any(|(member, _)| *member == name),
+            };
+            if repeated {
+                return Err(de::Error::custom(format_args!(
+                    "repeated key \"{}\"",
+                    printable(&name)
+                )));
+            }
+            let value = map.next_value_seed(StrictValue)?;
+            members.push((name, value));
+            if seen.is_none() && members.len() == SCAN_LIMIT {
+                seen = Some(members.iter().map(|(member, _)| member.clone()).collect());
+            }
+        }
+        Ok(Some(members))
+    }
+}
+
 /// A `serde_json::Value` seed that fails on a repeated object key.
 /// (serde_json's own `Value` keeps the last one silently.) Nesting depth is
 /// bounded by serde_json's recursion limit.
-struct StrictValue {
-    /// The token's header or claim set itself (not a value inside it).
-    top_level: bool,
-}
+struct StrictValue;
 
 impl<'de> DeserializeSeed<'de> for StrictValue {
     type Value = Value;
 
     fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(StrictVisitor {
-            top_level: self.top_level,
-        })
+        deserializer.deserialize_any(StrictVisitor)
     }
 }
 
-struct StrictVisitor {
-    top_level: bool,
-}
+struct StrictVisitor;
 
 impl<'de> Visitor<'de> for StrictVisitor {
     type Value = Value;
@@ -329,19 +458,16 @@ impl<'de> Visitor<'de> for StrictVisitor {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(item) = seq.next_element_seed(StrictValue { top_level: false })? {
+        while let Some(item) = seq.next_element_seed(StrictValue)? {
             items.push(item);
         }
         Ok(Value::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        // JSON gives no size hint. A header or claim set has a dozen keys or
-        // so: one allocation instead of growing 0 → 3 → 7 → 14. Nested
-        // objects start empty, so a token full of `{}` cannot make each
-        // one allocate a table.
-        let capacity = if self.top_level { 16 } else { 0 };
-        let mut object = Map::with_capacity(capacity);
+        // Starts empty, so a token full of `{}` cannot make each one
+        // allocate a table.
+        let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             // One lookup per key: the entry both detects a repeat and inserts.
             match object.entry(key) {
@@ -352,7 +478,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
                     )));
                 }
                 serde_json::map::Entry::Vacant(slot) => {
-                    slot.insert(map.next_value_seed(StrictValue { top_level: false })?);
+                    slot.insert(map.next_value_seed(StrictValue)?);
                 }
             }
         }
@@ -422,7 +548,7 @@ mod tests {
                 typ: Some("JWT".into()),
             }
         );
-        assert_eq!(parsed.claims["sub"], "a");
+        assert_eq!(parsed.claims.get("sub"), Some(&json!("a")));
         let (input, signature) = t.rsplit_once('.').expect("dots");
         assert_eq!(parsed.signing_input, input);
         assert_eq!(
@@ -661,6 +787,33 @@ mod tests {
         assert_malformed(&with_payload(r#"{"a":[{"b":1,"b":1}]}"#), "repeated key");
     }
 
+    /// A payload of `count` distinct members `m0`, `m1`, …, then `extra`.
+    fn many_members(count: usize, extra: &str) -> String {
+        let members: Vec<String> = (0..count).map(|i| format!(r#""m{i}":{i}"#)).collect();
+        format!("{{{}{extra}}}", members.join(","))
+    }
+
+    #[test]
+    fn finds_repeats_in_claim_sets_larger_than_the_scan_limit() {
+        for count in [SCAN_LIMIT - 1, SCAN_LIMIT, SCAN_LIMIT + 1, 1000] {
+            let distinct = with_payload(&many_members(count, ""));
+            let parsed = parse(&distinct, usize::MAX).expect("distinct members");
+            assert_eq!(parsed.claims.len(), count);
+            assert_eq!(parsed.claims.get("m0"), Some(&json!(0)));
+            let last = format!("m{}", count - 1);
+            assert_eq!(parsed.claims.get(&last), Some(&json!(count - 1)));
+            for repeat in [0, count / 2, count - 1] {
+                let t = with_payload(&many_members(count, &format!(r#","m{repeat}":0"#)));
+                let err = parse(&t, usize::MAX).err();
+                let expected = format!(r#"payload: repeated key "m{repeat}""#);
+                assert!(
+                    matches!(&err, Some(AuthnError::Malformed(m)) if m.starts_with(&expected)),
+                    "{count} members, m{repeat} again: {err:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn rejects_payloads_that_are_not_objects() {
         for payload in ["[]", r#""x""#, "1", "null", "true"] {
@@ -777,6 +930,47 @@ mod tests {
             }
         }
 
+        /// Claim sets on both sides of the scan limit, with at most one name
+        /// written twice: accepted exactly when none is, in wire order, and
+        /// otherwise refused naming it.
+        #[test]
+        fn claim_sets_keep_order_and_refuse_a_repeat(
+            distinct in proptest::collection::hash_set("[a-z]{1,4}", 1..60),
+            repeat in proptest::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>())),
+        ) {
+            let mut names: Vec<String> = distinct.into_iter().collect();
+            let repeated = repeat.map(|(which, at)| {
+                let which = which.index(names.len());
+                // Somewhere after the first occurrence.
+                let at = which + 1 + at.index(names.len() - which);
+                names.insert(at, names[which].clone());
+                names[which].clone()
+            });
+            let members: Vec<String> = names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| format!(r#""{name}":{i}"#))
+                .collect();
+            let t = with_payload(&format!("{{{}}}", members.join(",")));
+            match (parse(&t, usize::MAX), repeated) {
+                (Ok(parsed), None) => {
+                    let got: Vec<(&str, &Value)> = parsed.claims.iter().collect();
+                    prop_assert_eq!(got.len(), names.len());
+                    for (i, (name, value)) in got.into_iter().enumerate() {
+                        prop_assert_eq!(name, names[i].as_str());
+                        prop_assert_eq!(value, &json!(i));
+                    }
+                }
+                (Err(AuthnError::Malformed(message)), Some(name)) => {
+                    let expected = format!(r#"payload: repeated key "{name}""#);
+                    prop_assert!(message.starts_with(&expected), "{} vs {}", message, expected);
+                }
+                (other, repeated) => {
+                    prop_assert!(false, "{:?} with {:?} repeated", other.map(|p| p.claims), repeated)
+                }
+            }
+        }
+
         #[test]
         fn parse_never_panics_on_mutated_json(
             index in any::<prop::sample::Index>(),
@@ -807,7 +1001,7 @@ mod tests {
             let payload = serde_json::to_string(&claims).expect("serialize");
             let t = with_payload(&payload);
             let parsed = parse(&t, usize::MAX).expect("valid token");
-            prop_assert_eq!(parsed.claims, claims);
+            prop_assert_eq!(parsed.claims, Claims::from(claims));
         }
     }
 }

@@ -13,11 +13,10 @@ mod claims;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
-
 use self::claims::{
     bound_certificate, invalid, optional_object, optional_str, optional_strings, required_str,
 };
+use super::jwt::Claims;
 use super::spiffe::SpiffeId;
 use super::AuthnError;
 use crate::config::{ClaimMapping, IssuerConfig, Preset};
@@ -66,7 +65,7 @@ const TAGS: &str = "tags";
 ///   SHA-256 thumbprint (claim `/cnf/x5t#S256`).
 pub fn identity(
     issuer: &IssuerConfig,
-    claims: &Map<String, Value>,
+    claims: &Claims,
     expires_at: i64,
     trust_domains: &[String],
 ) -> Result<Identity, AuthnError> {
@@ -146,7 +145,7 @@ impl Attributes {
 /// Attributes: `node_id` ← `nodeId`, `node_name` ← `name`, `ip4`, `ip6`
 /// (strings, when present) and `tags` ← `tags` (`omitempty` upstream: absent
 /// means none). The claim object is required: tsiam always emits it.
-fn tsiam(claims: &Map<String, Value>) -> Result<Attributes, AuthnError> {
+fn tsiam(claims: &Claims) -> Result<Attributes, AuthnError> {
     const CODE_POINTER: &str = "/italypaleale.me~1tsiam";
     const DOCS_POINTER: &str = "/tsiam";
     let from_code = optional_object(claims, TSIAM_CLAIM, CODE_POINTER)?;
@@ -204,7 +203,7 @@ fn tsiam(claims: &Map<String, Value>) -> Result<Attributes, AuthnError> {
 /// bound to a pod only). Checks: one of the shapes is present (if both are,
 /// they agree); `sub` is `system:serviceaccount:<ns>:<sa>` with non-empty
 /// parts equal to the namespace and service-account claims.
-fn kubernetes(sub: &str, claims: &Map<String, Value>) -> Result<Attributes, AuthnError> {
+fn kubernetes(sub: &str, claims: &Claims) -> Result<Attributes, AuthnError> {
     let projected = kubernetes_projected(claims)?;
     let legacy = kubernetes_legacy(claims)?;
     let account = match (projected, legacy) {
@@ -260,9 +259,7 @@ struct ServiceAccount<'c> {
     pod: Option<&'c str>,
 }
 
-fn kubernetes_projected(
-    claims: &Map<String, Value>,
-) -> Result<Option<ServiceAccount<'_>>, AuthnError> {
+fn kubernetes_projected(claims: &Claims) -> Result<Option<ServiceAccount<'_>>, AuthnError> {
     let Some(k8s) = optional_object(claims, "kubernetes.io", "/kubernetes.io")? else {
         return Ok(None);
     };
@@ -281,9 +278,7 @@ fn kubernetes_projected(
     }))
 }
 
-fn kubernetes_legacy(
-    claims: &Map<String, Value>,
-) -> Result<Option<ServiceAccount<'_>>, AuthnError> {
+fn kubernetes_legacy(claims: &Claims) -> Result<Option<ServiceAccount<'_>>, AuthnError> {
     const NAMESPACE: &str = "kubernetes.io/serviceaccount/namespace";
     const ACCOUNT: &str = "kubernetes.io/serviceaccount/service-account.name";
     const NAMESPACE_POINTER: &str = "/kubernetes.io~1serviceaccount~1namespace";
@@ -317,7 +312,7 @@ fn kubernetes_legacy(
 /// Attributes: `repository` (required string), `ref`, `environment` (only in
 /// jobs that name one), `workflow_ref`. `sub` is not parsed: its format is
 /// customizable per organization and repository.
-fn github_actions(claims: &Map<String, Value>) -> Result<Attributes, AuthnError> {
+fn github_actions(claims: &Claims) -> Result<Attributes, AuthnError> {
     let mut out = Attributes::default();
     out.set_str(
         "repository",
@@ -353,7 +348,7 @@ fn github_actions(claims: &Map<String, Value>) -> Result<Attributes, AuthnError>
 /// `machine_id`, `region`, `image_digest`. Checks: `sub` is
 /// `<org>:<app>:<machine>` with non-empty parts, each equal to its claim when
 /// that claim is present.
-fn fly(sub: &str, claims: &Map<String, Value>) -> Result<Attributes, AuthnError> {
+fn fly(sub: &str, claims: &Claims) -> Result<Attributes, AuthnError> {
     let org = optional_str(claims, "org_name", "/org_name")?;
     let app = optional_str(claims, "app_name", "/app_name")?;
     let machine = optional_str(claims, "machine_id", "/machine_id")?;
@@ -430,7 +425,7 @@ fn spiffe_jwt(sub: &str, trust_domains: &[String]) -> Result<Attributes, AuthnEr
 /// Applies one `claims:` entry, replacing any preset value of that attribute.
 fn apply_mapping(
     out: &mut Attributes,
-    claims: &Map<String, Value>,
+    claims: &Claims,
     mapping: &ClaimMapping,
 ) -> Result<(), AuthnError> {
     let ClaimMapping { attribute, pointer } = mapping;

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::crypto;
-use super::jwt::UnverifiedToken;
+use super::jwt::{Claims, UnverifiedToken};
 use super::keys::KeySet;
 use super::AuthnError;
 use crate::config::IssuerConfig;
@@ -15,7 +15,7 @@ use crate::config::IssuerConfig;
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
     /// All claims (moved out of the parsed token, not copied).
-    pub claims: Map<String, Value>,
+    pub claims: Claims,
     /// Fingerprint of the key that verified it.
     pub key_fingerprint: u64,
     /// `exp`, Unix seconds.
@@ -73,11 +73,7 @@ fn verify_signature(
 }
 
 /// Registered-claim checks; returns `exp`.
-fn check_claims(
-    claims: &Map<String, Value>,
-    issuer: &IssuerConfig,
-    now: i64,
-) -> Result<i64, AuthnError> {
+fn check_claims(claims: &Claims, issuer: &IssuerConfig, now: i64) -> Result<i64, AuthnError> {
     if claims.get("iss").and_then(Value::as_str) != Some(issuer.issuer.as_str()) {
         return Err(invalid_claim("iss", "does not name the issuer"));
     }
@@ -126,7 +122,7 @@ fn seconds(duration: Duration) -> i64 {
 
 /// A NumericDate (RFC 7519 §2): a JSON number of seconds, possibly
 /// fractional (floored). `Ok(None)` when absent.
-fn numeric_date(claims: &Map<String, Value>, claim: &str) -> Result<Option<i64>, AuthnError> {
+fn numeric_date(claims: &Claims, claim: &str) -> Result<Option<i64>, AuthnError> {
     let Some(value) = claims.get(claim) else {
         return Ok(None);
     };
@@ -297,7 +293,7 @@ mod tests {
             let token = mint(&key.encoding, *alg, Some("k"), &claims());
             let verified = check(&token, &issuer(&[*alg]), &keys).expect("verifies");
             assert_eq!(verified.expires_at, NOW + 600, "{alg:?}");
-            assert_eq!(verified.claims["sub"], "acme:frontend");
+            assert_eq!(verified.claims.get("sub"), Some(&json!("acme:frontend")));
             assert_eq!(verified.key_fingerprint, keys.keys()[0].fingerprint);
         }
     }
@@ -345,7 +341,7 @@ mod tests {
                 kid: Some("k".into()),
                 typ: None,
             },
-            claims: Map::new(),
+            claims: jwt::Claims::default(),
         };
         let err = verify(
             token,

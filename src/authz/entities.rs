@@ -81,10 +81,13 @@ pub(super) fn principal_entity(identity: &Identity) -> Result<Entity, String> {
 /// Hash of the entity `identity` gives: equal for identities that give the
 /// same entity (see [`same_entity`]).
 pub(super) fn entity_hash(identity: &Identity) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    identity.entity_content().hash(&mut hasher);
-    hasher.finish()
+    use std::hash::BuildHasher as _;
+    // One seed for the process: a principal built under one authorizer is
+    // looked up in the next one's decision cache after a reload. Fast and
+    // seeded (foldhash, through quick_cache); a collision costs a full
+    // comparison, never a wrong decision.
+    static HASHER: LazyLock<quick_cache::DefaultHashBuilder> = LazyLock::new(Default::default);
+    HASHER.hash_one(identity.entity_content())
 }
 
 /// Whether `a` and `b` give the same principal entity.

@@ -40,6 +40,17 @@ type Fields = BTreeMap<String, (Type, bool)>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct WorkloadShape {
     fields: Fields,
+    /// Whether the built-in attributes are declared with the types every
+    /// principal gives them (else nothing conforms).
+    builtins_declared: bool,
+    /// The required attributes that are not built in (those always are
+    /// present).
+    required: Vec<String>,
+}
+
+/// The attributes every principal entity has (`entities::principal_entity`).
+fn builtin(name: &str) -> bool {
+    matches!(name, "sub" | "iss" | "authn" | "tags")
 }
 
 /// Primitive names a schema could redefine as a common or entity type.
@@ -83,36 +94,35 @@ impl WorkloadShape {
                 _ => return None,
             },
         };
-        Some(WorkloadShape { fields })
+        // Worked out once here, not for every principal.
+        let builtins_declared = ["sub", "iss", "authn"]
+            .iter()
+            .all(|name| fields.get(*name).is_some_and(|(ty, _)| *ty == Type::String))
+            && fields
+                .get("tags")
+                .is_some_and(|(ty, _)| *ty == Type::StringSet);
+        let required = fields
+            .iter()
+            .filter(|(name, (_, required))| *required && !builtin(name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        Some(WorkloadShape {
+            fields,
+            builtins_declared,
+            required,
+        })
     }
 
     /// Whether the principal entity built from `identity` certainly conforms
     /// (`false`: it does not, or this check cannot tell).
     pub(super) fn conforms(&self, identity: &Identity) -> bool {
-        // The built-in attributes, always present with these types.
-        let strings_ok = ["sub", "iss", "authn"].iter().all(|name| {
-            self.fields
-                .get(*name)
-                .is_some_and(|(ty, _)| *ty == Type::String)
-        });
-        let tags_ok = self
-            .fields
-            .get("tags")
-            .is_some_and(|(ty, _)| *ty == Type::StringSet);
-        if !strings_ok || !tags_ok {
-            return false;
-        }
-        let present = |name: &str| {
-            matches!(name, "sub" | "iss" | "authn" | "tags") || identity.attrs.contains_key(name)
-        };
-        let required_present = self
-            .fields
-            .iter()
-            .all(|(name, (_, required))| !required || present(name));
-        required_present
+        self.builtins_declared
+            && self
+                .required
+                .iter()
+                .all(|name| identity.attrs.contains_key(name))
             && identity.attrs.iter().all(|(name, value)| {
-                !matches!(name.as_str(), "sub" | "iss" | "authn" | "tags")
-                    && self.fields.get(name).is_some_and(|(ty, _)| fits(value, ty))
+                !builtin(name) && self.fields.get(name).is_some_and(|(ty, _)| fits(value, ty))
             })
     }
 }

@@ -11,8 +11,28 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
+use crate::authn::jwt::Claims;
 use crate::authn::AuthnError;
 use crate::identity::AttrValue;
+
+/// A JSON object claims are read from: the claim set itself, or an object
+/// inside it.
+pub(super) trait Object {
+    /// The member named `name`.
+    fn member(&self, name: &str) -> Option<&Value>;
+}
+
+impl Object for Claims {
+    fn member(&self, name: &str) -> Option<&Value> {
+        self.get(name)
+    }
+}
+
+impl Object for Map<String, Value> {
+    fn member(&self, name: &str) -> Option<&Value> {
+        self.get(name)
+    }
+}
 
 /// An [`AuthnError::InvalidClaim`] for the claim at `pointer`.
 pub(super) fn invalid(pointer: &str, detail: impl Into<String>) -> AuthnError {
@@ -27,11 +47,11 @@ pub(super) fn invalid(pointer: &str, detail: impl Into<String>) -> AuthnError {
 /// # Errors
 /// [`AuthnError::InvalidClaim`] naming `pointer` when present but not a string.
 pub(super) fn optional_str<'c>(
-    object: &'c Map<String, Value>,
+    object: &'c impl Object,
     key: &str,
     pointer: &str,
 ) -> Result<Option<&'c str>, AuthnError> {
-    match object.get(key) {
+    match object.member(key) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
         Some(other) => Err(invalid(
@@ -46,7 +66,7 @@ pub(super) fn optional_str<'c>(
 /// # Errors
 /// [`AuthnError::InvalidClaim`] naming `pointer` when absent or not a string.
 pub(super) fn required_str<'c>(
-    object: &'c Map<String, Value>,
+    object: &'c impl Object,
     key: &str,
     pointer: &str,
 ) -> Result<&'c str, AuthnError> {
@@ -58,11 +78,11 @@ pub(super) fn required_str<'c>(
 /// # Errors
 /// [`AuthnError::InvalidClaim`] naming `pointer` when present but not an object.
 pub(super) fn optional_object<'c>(
-    object: &'c Map<String, Value>,
+    object: &'c impl Object,
     key: &str,
     pointer: &str,
 ) -> Result<Option<&'c Map<String, Value>>, AuthnError> {
-    match object.get(key) {
+    match object.member(key) {
         None => Ok(None),
         Some(Value::Object(map)) => Ok(Some(map)),
         Some(other) => Err(invalid(
@@ -77,11 +97,11 @@ pub(super) fn optional_object<'c>(
 /// # Errors
 /// [`AuthnError::InvalidClaim`] naming `pointer` when present but not an array of strings.
 pub(super) fn optional_strings(
-    object: &Map<String, Value>,
+    object: &impl Object,
     key: &str,
     pointer: &str,
 ) -> Result<Option<Vec<String>>, AuthnError> {
-    match object.get(key) {
+    match object.member(key) {
         None => Ok(None),
         Some(value) => string_array(value).map(Some).ok_or_else(|| {
             invalid(
@@ -105,9 +125,7 @@ pub(super) fn optional_strings(
 /// object, or `x5t#S256` is not a string, not unpadded base64url, or not 32
 /// bytes: a binding that cannot be read must never be dropped (the token would
 /// become a bearer token).
-pub(super) fn bound_certificate(
-    claims: &Map<String, Value>,
-) -> Result<Option<[u8; 32]>, AuthnError> {
+pub(super) fn bound_certificate(claims: &Claims) -> Result<Option<[u8; 32]>, AuthnError> {
     const POINTER: &str = "/cnf/x5t#S256";
     let cnf = match claims.get("cnf") {
         None => return Ok(None),
@@ -141,7 +159,7 @@ pub(super) fn bound_certificate(
 /// token names a claim (which may itself contain `.` or `/`, written `~1`),
 /// the rest walk into it. `None` when it resolves to nothing; the empty
 /// pointer names the whole claim set.
-pub(super) fn resolve<'c>(claims: &'c Map<String, Value>, pointer: &str) -> Option<Resolved<'c>> {
+pub(super) fn resolve<'c>(claims: &'c Claims, pointer: &str) -> Option<Resolved<'c>> {
     if pointer.is_empty() {
         return Some(Resolved::Claims(claims));
     }
@@ -159,7 +177,7 @@ pub(super) fn resolve<'c>(claims: &'c Map<String, Value>, pointer: &str) -> Opti
 /// What a pointer resolved to.
 pub(super) enum Resolved<'c> {
     /// The whole claim set (the empty pointer).
-    Claims(&'c Map<String, Value>),
+    Claims(&'c Claims),
     /// One JSON value inside it.
     Value(&'c Value),
 }
@@ -168,7 +186,7 @@ impl Resolved<'_> {
     /// Converts to an attribute value; the error says what was found.
     pub(super) fn to_attr(&self) -> Result<AttrValue, String> {
         match self {
-            Resolved::Claims(map) => record(map),
+            Resolved::Claims(claims) => record(claims.iter()),
             Resolved::Value(value) => attr_value(value),
         }
     }
@@ -190,16 +208,16 @@ pub(super) fn attr_value(value: &Value) -> Result<AttrValue, String> {
         Value::Array(_) => string_array(value)
             .map(AttrValue::Set)
             .ok_or_else(|| "an array whose elements are not all strings".to_owned()),
-        Value::Object(map) => record(map),
+        Value::Object(map) => record(map.iter().map(|(key, value)| (key.as_str(), value))),
         Value::Null => Err("null".to_owned()),
     }
 }
 
-fn record(map: &Map<String, Value>) -> Result<AttrValue, String> {
-    map.iter()
+fn record<'c>(members: impl Iterator<Item = (&'c str, &'c Value)>) -> Result<AttrValue, String> {
+    members
         .map(|(key, value)| {
             attr_value(value)
-                .map(|v| (key.clone(), v))
+                .map(|v| (key.to_owned(), v))
                 .map_err(|why| format!("field {key:?}: {why}"))
         })
         .collect::<Result<BTreeMap<_, _>, _>>()

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use serde_json::json;
+use serde_json::{json, Map, Value};
 
 use super::*;
 use crate::config::{Algorithm, JwksSource};
@@ -30,9 +30,9 @@ fn issuer(preset: Preset, mappings: &[(&str, &str)]) -> IssuerConfig {
     }
 }
 
-fn claims(value: Value) -> Map<String, Value> {
+fn claims(value: Value) -> Claims {
     match value {
-        Value::Object(map) => map,
+        Value::Object(map) => map.into(),
         _ => panic!("test claims must be an object"),
     }
 }
@@ -532,9 +532,9 @@ fn kubernetes_rejects_missing_or_mistyped_service_account_claims() {
 #[test]
 fn kubernetes_rejects_projected_and_legacy_claims_naming_different_accounts() {
     let mut token = projected_token();
-    for (key, value) in claims(legacy_token()) {
+    for (key, value) in claims(legacy_token()).iter() {
         if key.starts_with("kubernetes.io/") {
-            token[key] = value;
+            token[key] = value.clone();
         }
     }
     assert!(build(Preset::Kubernetes, &[], token.clone()).is_ok());
@@ -904,7 +904,7 @@ proptest::proptest! {
         token.insert("sub".into(), Value::from(sub));
         let mappings = [("tags", "/x"), ("m", "/kubernetes.io/namespace"), ("n", "/italypaleale.me~1tsiam")];
         for preset in [Preset::Generic, Preset::Tsiam, Preset::Kubernetes, Preset::GithubActions, Preset::Fly, Preset::SpiffeJwt] {
-            let _ = identity(&issuer(preset, &mappings), &token, 0, &trust_domains());
+            let _ = identity(&issuer(preset, &mappings), &token.clone().into(), 0, &trust_domains());
         }
     }
 }
