@@ -20,22 +20,18 @@
 //!
 //! `cargo bench --bench authenticate -- --warm-up-time 1 --measurement-time 3`
 
-use std::future::Future;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use ring::signature;
-use serde_json::{json, Value};
+use serde_json::json;
 use wisp::authn::authenticator::Authenticator;
 use wisp::authn::unix_now;
 use wisp::authz::{Authorizer, RequestInfo};
 use wisp::config::Config;
+use wisp::devtools::complete;
 use wisp::devtools::issuer::{DevIssuer, DevIssuerOptions};
+use wisp::devtools::raw::RawVerifier;
 use wisp::metrics::Metrics;
 
 struct Setup {
@@ -129,82 +125,6 @@ fn setup() -> Setup {
 /// path, which never sees a signature twice).
 const RAW_POOL: usize = 512;
 
-/// A ring verifier for `tokens` (same algorithm, all signed by `kid`), from
-/// the issuer's JWKS: the crypto library's own cost, without wisp around it.
-/// The returned closure verifies token `i % tokens.len()`.
-fn raw_verifier(jwks: &Value, tokens: &[String], kid: &str) -> impl Fn(usize) -> bool {
-    let b64 = |field: &str, jwk: &Value| {
-        URL_SAFE_NO_PAD
-            .decode(jwk[field].as_str().expect("jwk field"))
-            .expect("base64url")
-    };
-    let jwk = jwks["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .find(|jwk| jwk["kid"] == kid)
-        .expect("the signing key is published")
-        .clone();
-    // Decoded here, outside the timed closure: (signing input, signature).
-    let signed: Vec<(Vec<u8>, Vec<u8>)> = tokens
-        .iter()
-        .map(|token| {
-            let (signing_input, signature) = token.rsplit_once('.').expect("a JWS");
-            let signature = URL_SAFE_NO_PAD.decode(signature).expect("signature");
-            (signing_input.as_bytes().to_vec(), signature)
-        })
-        .collect();
-    enum Key {
-        Ec(Vec<u8>),
-        Rsa(Vec<u8>, Vec<u8>),
-        Ed(Vec<u8>),
-    }
-    let key = match jwk["kty"].as_str() {
-        Some("EC") => {
-            let mut point = vec![4u8];
-            point.extend(b64("x", &jwk));
-            point.extend(b64("y", &jwk));
-            Key::Ec(point)
-        }
-        Some("RSA") => Key::Rsa(b64("n", &jwk), b64("e", &jwk)),
-        _ => Key::Ed(b64("x", &jwk)),
-    };
-    move |i| {
-        let (signing_input, signature) = &signed[i % signed.len()];
-        match &key {
-            Key::Ec(point) => {
-                signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                    .verify(signing_input, signature)
-                    .is_ok()
-            }
-            Key::Rsa(n, e) => signature::RsaPublicKeyComponents { n, e }
-                .verify(
-                    &signature::RSA_PKCS1_2048_8192_SHA256,
-                    signing_input,
-                    signature,
-                )
-                .is_ok(),
-            Key::Ed(x) => signature::UnparsedPublicKey::new(&signature::ED25519, x)
-                .verify(signing_input, signature)
-                .is_ok(),
-        }
-    }
-}
-
-/// Runs `future` to completion as the proxy's request task does: polled in
-/// place, without entering a runtime for it (the authenticator awaits
-/// nothing once the keys are loaded). One that does wait goes to `runtime`.
-fn complete<F: Future>(runtime: &tokio::runtime::Runtime, future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => runtime.block_on(future),
-    }
-}
-
 fn benches(c: &mut Criterion) {
     let s = setup();
     // The runtime's context, for anything the authenticator starts (a key
@@ -225,7 +145,6 @@ fn benches(c: &mut Criterion) {
         source_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         mtls: false,
     };
-    let jwks: Value = serde_json::from_str(&s.issuer.jwks_json()).expect("jwks");
     let mut workload = 0u64;
     for (alg, token, kid) in &s.tokens {
         c.bench_function(&format!("authn_cache_hit_{alg}"), |b| {
@@ -243,21 +162,22 @@ fn benches(c: &mut Criterion) {
                     .expect("mint")
             })
             .collect();
-        let raw = raw_verifier(&jwks, &pool, kid);
+        let raw = RawVerifier::new(&s.issuer.jwks_json(), &pool, kid).expect("raw verifier");
         assert!(
-            (0..RAW_POOL).all(&raw),
+            (0..RAW_POOL).all(|i| raw.verify(i)),
             "the raw verifier accepts the tokens"
         );
         let mut next = 0usize;
         c.bench_function(&format!("raw_signature_{alg}"), |b| {
             b.iter(|| {
                 next = next.wrapping_add(1);
-                black_box(raw(next))
+                black_box(raw.verify(next))
             })
         });
-        let repeated = raw_verifier(&jwks, std::slice::from_ref(token), kid);
+        let repeated = RawVerifier::new(&s.issuer.jwks_json(), std::slice::from_ref(token), kid)
+            .expect("raw verifier");
         c.bench_function(&format!("raw_signature_repeated_{alg}"), |b| {
-            b.iter(|| black_box(repeated(0)))
+            b.iter(|| black_box(repeated.verify(0)))
         });
         c.bench_function(&format!("cold_path_{alg}"), |b| {
             b.iter_batched(

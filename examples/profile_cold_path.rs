@@ -10,11 +10,26 @@
 //! ./target/release/examples/profile_cold_path rs256 10000 10 &   # alg, tokens, rounds
 //! # once it prints "minted", from another shell:
 //! perf record -F 2999 --call-graph dwarf,16384 -p <pid>
+//! # or count instructions, for the decisions alone:
+//! valgrind --tool=callgrind --collect-atstart=no \
+//!     --toggle-collect=profile_cold_path::decide \
+//!     ./target/release/examples/profile_cold_path rs256 1000 1
 //! ```
 //!
 //! It mints `tokens` tokens (distinct `sub`s) with the dev issuer, then runs
 //! `rounds` rounds over them, each with a fresh authenticator and authorizer
 //! (empty token and decision caches), and prints the time per token.
+//!
+//! With `compare` after the numbers, each round is preceded by ring alone
+//! verifying the same tokens (`devtools::raw::RawVerifier`, the bound of
+//! `raw_signature_*`), and it prints every round's ratio and their median.
+//! Rounds of a few thousand tokens alternate every ~50 ms, so both sides
+//! see the same machine: on this shared VM, the ratio from two criterion
+//! measurements seconds apart moves by several percent from run to run.
+//!
+//! ```sh
+//! ./target/release/examples/profile_cold_path rs256 2000 30 compare
+//! ```
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -25,9 +40,11 @@ use std::time::Instant;
 use serde_json::json;
 use wisp::authn::authenticator::Authenticator;
 use wisp::authn::unix_now;
-use wisp::authz::{Authorizer, RequestInfo};
+use wisp::authz::{Authorizer, Decision, RequestInfo};
 use wisp::config::Config;
+use wisp::devtools::complete;
 use wisp::devtools::issuer::{DevIssuer, DevIssuerOptions};
+use wisp::devtools::raw::RawVerifier;
 use wisp::metrics::Metrics;
 
 /// The server's allocator, so the profile is the server's.
@@ -41,18 +58,27 @@ fn main() -> ExitCode {
         args.get(index)
             .map_or(Ok(default), |text| text.parse::<usize>())
     };
-    let (alg, tokens, rounds) = match (args.first(), number(1, 10_000), number(2, 10)) {
-        (alg, Ok(tokens), Ok(rounds)) if tokens > 0 && rounds > 0 => (
-            alg.map_or("es256", String::as_str).to_owned(),
-            tokens,
-            rounds,
-        ),
-        _ => {
-            eprintln!("usage: profile_cold_path [es256|rs256|eddsa] [tokens] [rounds]");
-            return ExitCode::from(2);
-        }
+    let compare = match args.get(3).map(String::as_str) {
+        None => Ok(false),
+        Some("compare") => Ok(true),
+        Some(other) => Err(other),
     };
-    match run(&alg, tokens, rounds) {
+    let (alg, tokens, rounds, compare) =
+        match (args.first(), number(1, 10_000), number(2, 10), compare) {
+            (alg, Ok(tokens), Ok(rounds), Ok(compare)) if tokens > 0 && rounds > 0 => (
+                alg.map_or("es256", String::as_str).to_owned(),
+                tokens,
+                rounds,
+                compare,
+            ),
+            _ => {
+                eprintln!(
+                    "usage: profile_cold_path [es256|rs256|eddsa] [tokens] [rounds] [compare]"
+                );
+                return ExitCode::from(2);
+            }
+        };
+    match run(&alg, tokens, rounds, compare) {
         Ok(per_token) => {
             println!("{alg}: {per_token:.2} µs per token ({tokens} tokens × {rounds} rounds)");
             ExitCode::SUCCESS
@@ -66,7 +92,25 @@ fn main() -> ExitCode {
 
 type Error = Box<dyn std::error::Error>;
 
-fn run(alg: &str, tokens: usize, rounds: usize) -> Result<f64, Error> {
+/// One cold-path decision: what `cold_path_*` times. Never inlined, so a
+/// profiler can start and stop at it (`valgrind --tool=callgrind
+/// --collect-atstart=no --toggle-collect=profile_cold_path::decide`).
+#[inline(never)]
+fn decide(
+    runtime: &tokio::runtime::Runtime,
+    authn: &Authenticator,
+    authorizer: &Authorizer,
+    token: &str,
+    request: &RequestInfo<'_>,
+) -> Result<Decision, Error> {
+    let caller = complete(
+        runtime,
+        authn.authenticate(black_box(token), authorizer, 1, unix_now()),
+    )?;
+    Ok(authorizer.authorize(&caller.principal, request))
+}
+
+fn run(alg: &str, tokens: usize, rounds: usize, compare: bool) -> Result<f64, Error> {
     wisp::server::install_crypto();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -80,7 +124,7 @@ fn run(alg: &str, tokens: usize, rounds: usize) -> Result<f64, Error> {
         },
     ))?;
     let signer = match alg {
-        "es256" => None,
+        "es256" => issuer.signer(),
         "rs256" => Some(issuer.add_rsa_key(
             include_bytes!("../src/devtools/testdata/rsa-2048.pk8"),
             "RS256".parse()?,
@@ -88,9 +132,8 @@ fn run(alg: &str, tokens: usize, rounds: usize) -> Result<f64, Error> {
         "eddsa" => Some(issuer.add_ed25519_key()?),
         other => return Err(format!("unknown algorithm {other:?}").into()),
     };
-    if let Some(kid) = &signer {
-        issuer.set_signer(kid)?;
-    }
+    let kid = signer.ok_or("the issuer has no signing key")?;
+    issuer.set_signer(&kid)?;
     let minted = (0..tokens)
         .map(|n| {
             issuer.mint(json!({"sub": format!("acme:frontend:cold-{n}"), "tags": ["tag:prod"]}))
@@ -130,20 +173,54 @@ fn run(alg: &str, tokens: usize, rounds: usize) -> Result<f64, Error> {
         mtls: false,
     };
 
+    // As in a request task (see `complete`).
+    let _context = runtime.enter();
     eprintln!("minted; pid {}", std::process::id());
-    let started = Instant::now();
-    for (authn, authorizer) in &fresh {
+    let raw = compare
+        .then(|| RawVerifier::new(&issuer.jwks_json(), &minted, &kid))
+        .transpose()?;
+    let mut ratios = Vec::new();
+    let mut elapsed = std::time::Duration::ZERO;
+    for (round, (authn, authorizer)) in fresh.iter().enumerate() {
+        let raw_time = match &raw {
+            Some(raw) => {
+                let started = Instant::now();
+                for i in 0..minted.len() {
+                    if !raw.verify(black_box(i)) {
+                        return Err("ring refused a token".into());
+                    }
+                }
+                Some(started.elapsed())
+            }
+            None => None,
+        };
+        let started = Instant::now();
         for token in &minted {
-            let caller = runtime.block_on(authn.authenticate(
-                black_box(token),
-                authorizer,
-                1,
-                unix_now(),
-            ))?;
-            black_box(authorizer.authorize(&caller.principal, &request));
+            black_box(decide(&runtime, authn, authorizer, token, &request)?);
+        }
+        let cold_time = started.elapsed();
+        elapsed += cold_time;
+        if let Some(raw_time) = raw_time {
+            let ratio = raw_time.as_secs_f64() / cold_time.as_secs_f64();
+            let per = |time: std::time::Duration| time.as_secs_f64() * 1e6 / tokens as f64;
+            println!(
+                "round {round}: raw {:.2} µs, cold path {:.2} µs, {ratio:.3}×",
+                per(raw_time),
+                per(cold_time)
+            );
+            ratios.push(ratio);
         }
     }
-    let elapsed = started.elapsed();
+    if !ratios.is_empty() {
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "cold path / raw rate, median of {} rounds: {:.3}× (range {:.3}–{:.3})",
+            ratios.len(),
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1]
+        );
+    }
     // Dropping the caches is not part of the cold path.
     std::mem::forget(fresh);
     Ok(elapsed.as_secs_f64() * 1e6 / (tokens * rounds) as f64)

@@ -44,6 +44,14 @@ pub mod server;
 pub mod tls;
 pub mod upstream;
 
+/// A hash map for tables built at startup or load and looked up on every
+/// request (issuers by `iss`, policy slices by method, the guard index by
+/// `sub` prefix and tag, metric handles). Seeded foldhash, through
+/// quick_cache (already a dependency), instead of std's SipHash, which was
+/// a visible part of a request's cost. Keys come from the configuration and
+/// the policies, so an attacker's input can only miss.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, quick_cache::DefaultHashBuilder>;
+
 /// The unit tests run on the binary's allocator, so that in-process memory
 /// measurements (`memory_per_cached_token`) match the server.
 #[cfg(all(test, not(target_env = "msvc")))]

@@ -3,7 +3,6 @@
 //! Every handle the request path touches is resolved here, so a request never
 //! formats a metric name or allocates a label set.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use prometheus::{
@@ -34,7 +33,7 @@ pub struct StageTimers {
 #[derive(Debug, Clone)]
 pub struct RequestCounters {
     vec: IntCounterVec,
-    known: Arc<HashMap<(&'static str, &'static str), IntCounter>>,
+    known: Arc<crate::FastMap<(&'static str, &'static str), IntCounter>>,
 }
 
 impl RequestCounters {

@@ -3,7 +3,6 @@
 //! [`super::presets`]) to the key holders ([`super::jwks`]) and the
 //! [`TokenCache`].
 
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -23,7 +22,7 @@ pub struct Authenticator {
     issuer_fingerprints: Vec<u64>,
     /// Issuer index by `iss`. Hashed with foldhash: the table is fixed by
     /// the configuration, so a forged `iss` can only miss.
-    by_iss: HashMap<String, usize, quick_cache::DefaultHashBuilder>,
+    by_iss: crate::FastMap<String, usize>,
     cache: Option<TokenCache>,
     max_token_bytes: usize,
     /// The last token header parsed (tokens of one issuer share theirs).

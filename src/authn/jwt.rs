@@ -43,8 +43,8 @@ pub struct UnverifiedToken<'a> {
     /// The signature, decoded from its base64url segment (once: the
     /// verifier uses these bytes).
     pub signature: Vec<u8>,
-    /// Parsed header.
-    pub header: TokenHeader,
+    /// Parsed header; shared with the [`HeaderMemo`] that remembered it.
+    pub header: Arc<TokenHeader>,
     /// Parsed payload (a JSON object without repeated keys).
     pub claims: Claims,
 }
@@ -137,19 +137,20 @@ pub fn parse_remembering<'t>(
 /// remembered; one slot, replaced by the next header that differs.
 #[derive(Debug, Default)]
 pub struct HeaderMemo {
-    last: ArcSwapOption<(Box<str>, TokenHeader)>,
+    /// The segment and what it parsed to.
+    last: ArcSwapOption<(Box<str>, Arc<TokenHeader>)>,
 }
 
 impl HeaderMemo {
-    fn header(&self, segment: &str) -> Result<TokenHeader, AuthnError> {
+    fn header(&self, segment: &str) -> Result<Arc<TokenHeader>, AuthnError> {
         if let Some(last) = &*self.last.load() {
             if *last.0 == *segment {
-                return Ok(last.1.clone());
+                return Ok(Arc::clone(&last.1));
             }
         }
-        let header = parse_header(&decode_segment(segment, "header")?)?;
+        let header = Arc::new(parse_header(&decode_segment(segment, "header")?)?);
         self.last
-            .store(Some(Arc::new((segment.into(), header.clone()))));
+            .store(Some(Arc::new((segment.into(), Arc::clone(&header)))));
         Ok(header)
     }
 }
@@ -177,7 +178,7 @@ fn parse_with<'t>(
 
     let header = match memo {
         Some(memo) => memo.header(header_b64)?,
-        None => parse_header(&decode_segment(header_b64, "header")?)?,
+        None => Arc::new(parse_header(&decode_segment(header_b64, "header")?)?),
     };
     let claims = json_object(&decode_segment(payload_b64, "payload")?, "payload")?;
     let signature = decode_segment(signature, "signature")?;
@@ -541,7 +542,7 @@ mod tests {
         );
         let parsed = parse(&t, MAX).expect("valid token");
         assert_eq!(
-            parsed.header,
+            *parsed.header,
             TokenHeader {
                 alg: Algorithm::ES256,
                 kid: Some("k1".into()),

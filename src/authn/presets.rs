@@ -10,6 +10,7 @@
 
 mod claims;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -88,7 +89,10 @@ pub fn identity(
     for tag in &mapped.tags {
         check_tag(&mapped.tags_pointer, tag)?;
     }
-    let uid = format!("{iss}#{sub}");
+    let mut uid = String::with_capacity(iss.len() + 1 + sub.len());
+    uid.push_str(iss);
+    uid.push('#');
+    uid.push_str(sub);
     let names = Names {
         uid: &uid,
         sub,
@@ -109,14 +113,15 @@ pub fn identity(
 
 /// Tags and attributes gathered from a preset and the mapping.
 #[derive(Debug, Default)]
-struct Attributes {
+struct Attributes<'c> {
     tags: Vec<String>,
-    /// Where the tags came from, for error messages.
-    tags_pointer: String,
+    /// Where the tags came from, for error messages (borrowed from the
+    /// issuer's mapping, when it came from there).
+    tags_pointer: Cow<'c, str>,
     attrs: BTreeMap<String, AttrValue>,
 }
 
-impl Attributes {
+impl Attributes<'_> {
     /// Sets `name` to the string when there is one.
     fn set_str(&mut self, name: &str, value: Option<&str>) {
         if let Some(value) = value {
@@ -145,7 +150,7 @@ impl Attributes {
 /// Attributes: `node_id` ← `nodeId`, `node_name` ← `name`, `ip4`, `ip6`
 /// (strings, when present) and `tags` ← `tags` (`omitempty` upstream: absent
 /// means none). The claim object is required: tsiam always emits it.
-fn tsiam(claims: &Claims) -> Result<Attributes, AuthnError> {
+fn tsiam(claims: &Claims) -> Result<Attributes<'static>, AuthnError> {
     const CODE_POINTER: &str = "/italypaleale.me~1tsiam";
     const DOCS_POINTER: &str = "/tsiam";
     let from_code = optional_object(claims, TSIAM_CLAIM, CODE_POINTER)?;
@@ -172,7 +177,7 @@ fn tsiam(claims: &Claims) -> Result<Attributes, AuthnError> {
     out.set_str("node_name", optional_str(object, "name", &at("name"))?);
     out.set_str("ip4", optional_str(object, "ip4", &at("ip4"))?);
     out.set_str("ip6", optional_str(object, "ip6", &at("ip6"))?);
-    out.tags_pointer = at("tags");
+    out.tags_pointer = Cow::Owned(at("tags"));
     out.tags = optional_strings(object, "tags", &out.tags_pointer)?.unwrap_or_default();
     Ok(out)
 }
@@ -203,7 +208,7 @@ fn tsiam(claims: &Claims) -> Result<Attributes, AuthnError> {
 /// bound to a pod only). Checks: one of the shapes is present (if both are,
 /// they agree); `sub` is `system:serviceaccount:<ns>:<sa>` with non-empty
 /// parts equal to the namespace and service-account claims.
-fn kubernetes(sub: &str, claims: &Claims) -> Result<Attributes, AuthnError> {
+fn kubernetes(sub: &str, claims: &Claims) -> Result<Attributes<'static>, AuthnError> {
     let projected = kubernetes_projected(claims)?;
     let legacy = kubernetes_legacy(claims)?;
     let account = match (projected, legacy) {
@@ -312,7 +317,7 @@ fn kubernetes_legacy(claims: &Claims) -> Result<Option<ServiceAccount<'_>>, Auth
 /// Attributes: `repository` (required string), `ref`, `environment` (only in
 /// jobs that name one), `workflow_ref`. `sub` is not parsed: its format is
 /// customizable per organization and repository.
-fn github_actions(claims: &Claims) -> Result<Attributes, AuthnError> {
+fn github_actions(claims: &Claims) -> Result<Attributes<'static>, AuthnError> {
     let mut out = Attributes::default();
     out.set_str(
         "repository",
@@ -348,7 +353,7 @@ fn github_actions(claims: &Claims) -> Result<Attributes, AuthnError> {
 /// `machine_id`, `region`, `image_digest`. Checks: `sub` is
 /// `<org>:<app>:<machine>` with non-empty parts, each equal to its claim when
 /// that claim is present.
-fn fly(sub: &str, claims: &Claims) -> Result<Attributes, AuthnError> {
+fn fly(sub: &str, claims: &Claims) -> Result<Attributes<'static>, AuthnError> {
     let org = optional_str(claims, "org_name", "/org_name")?;
     let app = optional_str(claims, "app_name", "/app_name")?;
     let machine = optional_str(claims, "machine_id", "/machine_id")?;
@@ -401,7 +406,7 @@ fn fly(sub: &str, claims: &Claims) -> Result<Attributes, AuthnError> {
 /// configured `trust_domains`. The other JWT-SVID rules (algorithms, `aud`,
 /// `exp`, header `typ`) concern the token, not its claims: they belong to
 /// config validation and [`verify`](super::verify), not here.
-fn spiffe_jwt(sub: &str, trust_domains: &[String]) -> Result<Attributes, AuthnError> {
+fn spiffe_jwt(sub: &str, trust_domains: &[String]) -> Result<Attributes<'static>, AuthnError> {
     let id = SpiffeId::parse(sub)
         .map_err(|e| invalid("/sub", format!("not a SPIFFE ID: {e} ({})", e.reason())))?;
     if !trust_domains
@@ -423,10 +428,10 @@ fn spiffe_jwt(sub: &str, trust_domains: &[String]) -> Result<Attributes, AuthnEr
 }
 
 /// Applies one `claims:` entry, replacing any preset value of that attribute.
-fn apply_mapping(
-    out: &mut Attributes,
+fn apply_mapping<'c>(
+    out: &mut Attributes<'c>,
     claims: &Claims,
-    mapping: &ClaimMapping,
+    mapping: &'c ClaimMapping,
 ) -> Result<(), AuthnError> {
     let ClaimMapping { attribute, pointer } = mapping;
     let value = match claims::resolve(claims, pointer) {
@@ -439,7 +444,7 @@ fn apply_mapping(
         })?),
     };
     if attribute == TAGS {
-        out.tags_pointer.clone_from(pointer);
+        out.tags_pointer = Cow::Borrowed(pointer);
         out.tags = match value {
             None => Vec::new(),
             Some(AttrValue::Set(tags)) => tags,
@@ -465,7 +470,15 @@ fn header_safe(pointer: &str, value: &str) -> Result<(), AuthnError> {
     if value.is_empty() {
         return Err(invalid(pointer, "must not be empty"));
     }
-    if let Some(c) = value.chars().find(|c| !matches!(c, ' '..='~')) {
+    // Printable ASCII is bytes 0x20..=0x7e; the loop over bytes vectorizes,
+    // and only a refused value is walked again for the character to name.
+    let printable = value
+        .bytes()
+        .fold(true, |ok, b| ok & (b' '..=b'~').contains(&b));
+    if let Some(c) = (!printable)
+        .then(|| value.chars().find(|c| !matches!(c, ' '..='~')))
+        .flatten()
+    {
         return Err(invalid(
             pointer,
             format!(

@@ -340,7 +340,8 @@ mod tests {
                 alg: Algorithm::HS256,
                 kid: Some("k".into()),
                 typ: None,
-            },
+            }
+            .into(),
             claims: jwt::Claims::default(),
         };
         let err = verify(

@@ -56,7 +56,6 @@
 //! The equivalence property test (`tests/equivalence.rs`) checks all of this
 //! against evaluating the whole set.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use cedar_policy::{Policy, PolicySet};
@@ -66,6 +65,7 @@ use super::diagnostics::error_chain;
 use super::entities::{ROUTE, WORKLOAD};
 use super::{Decision, Effect, RequestInfo};
 use crate::identity::Identity;
+use crate::FastMap;
 
 /// A string that every request has: a built-in principal attribute, a
 /// resource attribute, or a context field.
@@ -520,19 +520,19 @@ pub(super) struct Index {
     /// The slice's policies, in order.
     policies: Vec<Indexed>,
     /// Policies with a `sub like "<prefix>*"` guard, by prefix.
-    by_prefix: HashMap<Box<str>, Vec<u32>>,
+    by_prefix: FastMap<Box<str>, Vec<u32>>,
     /// The distinct prefix lengths in `by_prefix`, ascending.
     prefix_lengths: Vec<usize>,
     /// Policies with a `sub == "<s>"` guard, by `s`.
-    by_sub: HashMap<Box<str>, Vec<u32>>,
+    by_sub: FastMap<Box<str>, Vec<u32>>,
     /// Policies with no `sub` guard but a `tags.contains("<t>")` one, by `t`.
-    by_tag: HashMap<Box<str>, Vec<u32>>,
+    by_tag: FastMap<Box<str>, Vec<u32>>,
     /// Every other policy (checked one by one).
     unindexed: Vec<u32>,
     /// The slice itself, for when every policy is a candidate.
     all: PolicySet,
     /// Candidate list → the policy set Cedar evaluates.
-    sets: RwLock<HashMap<Box<[u32]>, Arc<PolicySet>>>,
+    sets: RwLock<FastMap<Box<[u32]>, Arc<PolicySet>>>,
 }
 
 /// What to evaluate for one principal.
@@ -573,13 +573,13 @@ impl Index {
     ) -> Result<Index, String> {
         let mut index = Index {
             policies: Vec::new(),
-            by_prefix: HashMap::new(),
+            by_prefix: FastMap::default(),
             prefix_lengths: Vec::new(),
-            by_sub: HashMap::new(),
-            by_tag: HashMap::new(),
+            by_sub: FastMap::default(),
+            by_tag: FastMap::default(),
             unindexed: Vec::new(),
             all: slice.clone(),
-            sets: RwLock::new(HashMap::new()),
+            sets: RwLock::new(FastMap::default()),
         };
         for policy in slice.policies() {
             let position = u32::try_from(index.policies.len())
@@ -735,7 +735,7 @@ impl Index {
         set
     }
 
-    fn read_sets(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Box<[u32]>, Arc<PolicySet>>> {
+    fn read_sets(&self) -> std::sync::RwLockReadGuard<'_, FastMap<Box<[u32]>, Arc<PolicySet>>> {
         // A poisoned lock only means a panic elsewhere while holding it; the
         // map is still a valid cache (entries are inserted whole).
         self.sets
@@ -743,7 +743,7 @@ impl Index {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn write_sets(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Box<[u32]>, Arc<PolicySet>>> {
+    fn write_sets(&self) -> std::sync::RwLockWriteGuard<'_, FastMap<Box<[u32]>, Arc<PolicySet>>> {
         self.sets
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -48,7 +48,7 @@ pub(super) struct ActionSlice {
 }
 
 /// HTTP method → its [`ActionSlice`], for every action that is not a group.
-pub(super) type Slices = HashMap<String, ActionSlice>;
+pub(super) type Slices = crate::FastMap<String, ActionSlice>;
 
 /// Builds one slice per method. With `options.slice_by_action` false every
 /// slice holds the whole set (the unsliced reference, for benchmarks); with
