@@ -233,7 +233,7 @@ impl Identity {
         let mut rest = self.tags_text().as_bytes();
         loop {
             let end = rest.iter().position(|&b| b == b',').unwrap_or(rest.len());
-            if end == tag.len() && rest[..end] == *tag {
+            if crate::same_bytes(&rest[..end], tag) {
                 return true;
             }
             match rest.get(end + 1..) {

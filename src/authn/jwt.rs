@@ -70,7 +70,7 @@ impl Claims {
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.members
             .iter()
-            .find(|(member, _)| member == name)
+            .find(|(member, _)| crate::same_bytes(member.as_bytes(), name.as_bytes()))
             .map(|(_, value)| value)
     }
 

@@ -30,6 +30,7 @@ use serde_json::Value;
 
 use super::{entities, Decision, Principal, RequestInfo};
 use crate::identity::Identity;
+use crate::same_bytes;
 
 /// Which per-request fields some policy may read. `true` when unsure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,10 +172,17 @@ impl StoredKey {
     }
 
     fn matches(&self, view: &KeyView<'_>) -> bool {
-        *self.method == *view.method
-            && *self.path == *view.path
-            && self.host.as_deref() == view.host
-            && self.query.as_deref() == view.query
+        // The view's strings are the request's, just parsed (see `same_bytes`).
+        let same = |stored: &str, seen: &str| same_bytes(stored.as_bytes(), seen.as_bytes());
+        let same_option = |stored: Option<&str>, seen: Option<&str>| match (stored, seen) {
+            (Some(stored), Some(seen)) => same(stored, seen),
+            (None, None) => true,
+            _ => false,
+        };
+        same(&self.method, view.method)
+            && same(&self.path, view.path)
+            && same_option(self.host.as_deref(), view.host)
+            && same_option(self.query.as_deref(), view.query)
             && self.source_ip == view.source_ip
             && self.mtls == view.mtls
             && (Arc::ptr_eq(&self.principal, view.principal)

@@ -65,7 +65,7 @@ use super::diagnostics::error_chain;
 use super::entities::{ROUTE, WORKLOAD};
 use super::{Decision, Effect, RequestInfo};
 use crate::identity::Identity;
-use crate::FastMap;
+use crate::{same_bytes, FastMap};
 
 /// A string that every request has: a built-in principal attribute, a
 /// resource attribute, or a context field.
@@ -156,15 +156,19 @@ impl Pattern {
             None => return text.is_empty(),
         };
         let Some((last, middle)) = rest.split_last() else {
-            return text == &**first;
+            return same_bytes(text.as_bytes(), first.as_bytes());
         };
-        let Some(mut remaining) = text.strip_prefix(&**first) else {
+        let (text_bytes, first, last) = (text.as_bytes(), first.as_bytes(), last.as_bytes());
+        if text_bytes.len() < first.len() + last.len()
+            || !same_bytes(&text_bytes[..first.len()], first)
+            || !same_bytes(&text_bytes[text_bytes.len() - last.len()..], last)
+        {
+            return false;
+        }
+        // Both ends matched whole UTF-8 sequences, so these are char boundaries.
+        let Some(mut remaining) = text.get(first.len()..text.len() - last.len()) else {
             return false;
         };
-        let Some(inner) = remaining.strip_suffix(&**last) else {
-            return false;
-        };
-        remaining = inner;
         for piece in middle {
             match remaining.find(&**piece) {
                 Some(at) => remaining = &remaining[at + piece.len()..],
