@@ -122,4 +122,4 @@ cached=$(per_request cached)
 printf '\n| route | instructions per request |\n|---|---:|\n'
 printf '| public (no auth) | %s |\n| %s | %s |\n' "$public" "$WHAT" "$cached"
 awk -v p="$public" -v c="$cached" 'BEGIN { printf "| **added by authentication** | %d (%.2f× the public route) |\n", c - p, c / p }'
-log "valgrind has no SHA-NI: the token's SHA-256 counts ~15k instructions here, a few hundred cycles on the real CPU"
+log "valgrind has no SHA-NI: a token seen for the first or second time costs its SHA-256 (~15k instructions here, a few hundred cycles on the real CPU); later uses find it by its text"

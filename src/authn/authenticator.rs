@@ -127,25 +127,44 @@ impl Authenticator {
                 max: self.max_token_bytes,
             });
         }
-        let key = self.cache.as_ref().map(|_| TokenKey::of(token));
-        if let (Some(cache), Some(key)) = (&self.cache, &key) {
-            if let Some(entry) = cache.get_key(key) {
-                if let Some(hit) =
-                    self.revalidate(cache, key, entry, authorizer, policy_generation, now)?
-                {
+        let Some(cache) = &self.cache else {
+            return Ok(Arc::new(
+                self.verify(token, authorizer, policy_generation, now)
+                    .await?,
+            ));
+        };
+        // A token seen lately: no digest to compute.
+        let (key, entry, seen_lately) = match cache.get_recent(token) {
+            Some((key, entry)) => (key, Some(entry), true),
+            None => {
+                let key = TokenKey::of(token);
+                (key, cache.get_key(&key), false)
+            }
+        };
+        if let Some(entry) = entry {
+            let found = Arc::as_ptr(&entry);
+            match self.revalidate(cache, &key, entry, authorizer, policy_generation, now) {
+                Ok(Some(hit)) => {
                     self.metrics.token_cache_hits.inc();
+                    // New here, or rebuilt for new policies.
+                    if !seen_lately || !std::ptr::eq(Arc::as_ptr(&hit), found) {
+                        cache.put_recent(token, key, Arc::clone(&hit));
+                    }
                     return Ok(hit);
                 }
+                Ok(None) => cache.forget_recent(token),
+                Err(error) => {
+                    cache.forget_recent(token);
+                    return Err(error);
+                }
             }
-            self.metrics.token_cache_misses.inc();
         }
+        self.metrics.token_cache_misses.inc();
         let entry = Arc::new(
             self.verify(token, authorizer, policy_generation, now)
                 .await?,
         );
-        if let (Some(cache), Some(key)) = (&self.cache, key) {
-            cache.insert_key(key, entry.clone());
-        }
+        cache.insert_key(key, entry.clone());
         Ok(entry)
     }
 

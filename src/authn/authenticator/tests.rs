@@ -103,6 +103,78 @@ async fn a_repeated_token_is_a_cache_hit() {
 }
 
 #[tokio::test]
+async fn a_token_used_again_is_found_by_its_text_and_served_only_to_itself() {
+    let f = Fixture::new().await;
+    let authn = f.authenticator(&f.config("orders", "1MiB"), None).await;
+    let cache = authn.cache().unwrap();
+    let token = f.issuer.mint(json!({"sub": "acme:a:1"})).unwrap();
+    let first = f.check(&authn, &token, unix_now()).await.unwrap();
+    assert!(
+        cache.get_recent(&token).is_none(),
+        "a token seen once is not remembered by its text"
+    );
+    f.check(&authn, &token, unix_now()).await.unwrap();
+    let (key, entry) = cache
+        .get_recent(&token)
+        .expect("remembered on its second use");
+    assert_eq!(key, TokenKey::of(&token));
+    assert!(Arc::ptr_eq(&entry, &first));
+    let third = f.check(&authn, &token, unix_now()).await.unwrap();
+    assert!(Arc::ptr_eq(&third, &first));
+    assert_eq!(f.metrics.token_cache_hits.get(), 2);
+
+    // Same length and same last bytes as the remembered token (so the same
+    // slot), but another payload: verified, never served the other's entry.
+    let (header, rest) = token.split_once('.').unwrap();
+    let (payload, signature) = rest.split_once('.').unwrap();
+    let mut forged_payload = payload.as_bytes().to_vec();
+    forged_payload[2] = if forged_payload[2] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    let forged = format!(
+        "{header}.{}.{signature}",
+        String::from_utf8(forged_payload).unwrap()
+    );
+    assert_eq!(forged.len(), token.len());
+    assert!(cache.get_recent(&forged).is_none());
+    assert!(f.check(&authn, &forged, unix_now()).await.is_err());
+    assert!(
+        cache.get_recent(&token).is_some(),
+        "a token that failed takes no slot"
+    );
+}
+
+#[tokio::test]
+async fn a_slot_changes_tokens_only_after_holding_one_a_while() {
+    let f = Fixture::new().await;
+    let authn = f.authenticator(&f.config("orders", "1MiB"), None).await;
+    let cache = authn.cache().unwrap();
+    let a = f.issuer.mint(json!({"sub": "acme:a:1"})).unwrap();
+    let entry = f.check(&authn, &a, unix_now()).await.unwrap();
+    cache.put_recent(&a, TokenKey::of(&a), Arc::clone(&entry));
+    // The slot is picked from the length and the last 16 bytes: `b` shares
+    // both with `a`, and is another text.
+    let b = format!("X{}", &a[1..]);
+    cache.put_recent(&b, TokenKey::of(&b), Arc::clone(&entry));
+    assert!(cache.get_recent(&a).is_some(), "held: not replaced at once");
+    assert!(cache.get_recent(&b).is_none());
+    // The same token's newer entry replaces it at once.
+    let rebuilt = f.check(&authn, &a, unix_now()).await.unwrap();
+    cache.put_recent(&a, TokenKey::of(&a), Arc::clone(&rebuilt));
+    std::thread::sleep(std::time::Duration::from_millis(120));
+    cache.put_recent(&b, TokenKey::of(&b), Arc::clone(&entry));
+    assert!(cache.get_recent(&a).is_none(), "replaced after the hold");
+    assert_eq!(
+        cache.get_recent(&b).map(|(key, _)| key),
+        Some(TokenKey::of(&b))
+    );
+    cache.clear();
+    assert!(cache.get_recent(&b).is_none(), "clear forgets them too");
+}
+
+#[tokio::test]
 async fn tokens_that_fail_are_not_cached() {
     let f = Fixture::new().await;
     let authn = f.authenticator(&f.config("orders", "1MiB"), None).await;
@@ -167,8 +239,12 @@ async fn the_sweep_drops_entries_past_exp_and_leeway() {
     // The config's leeway is 5 s: `short` is valid until exp + 5.
     cache.remove_expired(now + 34);
     assert!(cache.get(&short).is_some(), "valid until exp + leeway");
+    // Used again: remembered by its text too, and swept from there as well.
+    f.check(&authn, &short, now).await.unwrap();
+    assert!(cache.get_recent(&short).is_some());
     cache.remove_expired(now + 35);
     assert!(cache.get(&short).is_none(), "swept at exp + leeway");
+    assert!(cache.get_recent(&short).is_none());
     assert!(cache.get(&long).is_some());
     assert_eq!(cache.usage().0, 1);
 }
