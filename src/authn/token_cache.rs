@@ -11,6 +11,9 @@
 //! [`SWEEP_INTERVAL`] returns their memory. Backed by `quick_cache`
 //! (sharded, S3-FIFO eviction by weight, ~70 bytes of bookkeeping per entry
 //! where moka's per-entry deques and timer wheel took ~390).
+//!
+//! In front of it, `RecentTokens` finds a token used again by its text,
+//! without computing the digest.
 
 use std::hash::BuildHasher as _;
 use std::sync::Arc;

@@ -90,14 +90,4 @@ impl RawVerifier {
                 .is_ok(),
         }
     }
-
-    /// How many tokens it cycles through.
-    pub fn len(&self) -> usize {
-        self.signed.len()
-    }
-
-    /// Whether it has none.
-    pub fn is_empty(&self) -> bool {
-        self.signed.is_empty()
-    }
 }
