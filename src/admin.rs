@@ -7,42 +7,42 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::authn::authenticator::Authenticator;
-use crate::authz::reload::PolicyStore;
+use crate::lifecycle::Lifecycle;
+use crate::live::LiveState;
 use crate::metrics::Metrics;
 
 /// The admin HTTP app.
 pub struct AdminApp {
     metrics: Metrics,
-    authn: Arc<Authenticator>,
-    policies: Arc<PolicyStore>,
+    state: Arc<LiveState>,
+    lifecycle: Arc<Lifecycle>,
 }
 
 impl AdminApp {
     /// Builds the admin app over the live state.
-    pub fn new(
-        metrics: Metrics,
-        authn: Arc<Authenticator>,
-        policies: Arc<PolicyStore>,
-    ) -> AdminApp {
+    pub fn new(metrics: Metrics, state: Arc<LiveState>, lifecycle: Arc<Lifecycle>) -> AdminApp {
         AdminApp {
             metrics,
-            authn,
-            policies,
+            state,
+            lifecycle,
         }
     }
 
-    /// `/readyz`: 200 when policies are loaded and every issuer has usable keys.
+    /// `/readyz`: 200 once policies are loaded and every issuer has had
+    /// usable keys, until a shutdown signal (DESIGN.md §5). An issuer that
+    /// loses its keys later shows in the detail, not in the status.
     pub fn readiness(&self) -> (bool, serde_json::Value) {
-        let issuers: Vec<_> = self.authn.issuers().iter().map(|i| i.status()).collect();
-        let policies = self.policies.current();
-        let ready = issuers.iter().all(|i| i.ready);
+        let live = self.state.load();
+        let issuers: Vec<_> = live.authn.issuers().iter().map(|i| i.status()).collect();
+        let draining = self.lifecycle.is_draining();
+        let ready = !draining && self.state.ready();
         let detail = serde_json::json!({
             "ready": ready,
+            "draining": draining,
             "policies": {
                 "loaded": true,
-                "count": policies.authorizer.policy_count(),
-                "generation": policies.generation,
+                "count": live.policies.authorizer.policy_count(),
+                "generation": live.policies.generation,
             },
             "issuers": issuers,
         });
@@ -50,7 +50,8 @@ impl AdminApp {
     }
 
     fn metrics_text(&self) -> Vec<u8> {
-        if let Some(cache) = self.authn.cache() {
+        let live = self.state.load();
+        if let Some(cache) = live.authn.cache() {
             let (entries, bytes) = cache.usage();
             self.metrics
                 .token_cache_entries
@@ -58,6 +59,12 @@ impl AdminApp {
             self.metrics
                 .token_cache_bytes
                 .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        for issuer in live.authn.issuers() {
+            self.metrics
+                .jwks_ready
+                .with_label_values(&[&issuer.config().name])
+                .set(i64::from(issuer.keys().is_some()));
         }
         self.metrics.render()
     }

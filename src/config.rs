@@ -65,8 +65,12 @@ pub struct Config {
     pub log: LogConfig,
     /// Proxy worker threads, 1–256 (default: number of CPUs, at most 256).
     pub threads: usize,
-    /// How long a stopping proxy waits for in-flight requests.
+    /// After the drain delay, how long requests in flight get to finish
+    /// before the process exits (open WebSockets are closed then).
     pub shutdown_grace: Duration,
+    /// After SIGTERM/SIGINT: how long wisp keeps accepting while `/readyz`
+    /// answers 503, so load balancers stop sending before the listener closes.
+    pub drain_delay: Duration,
 }
 
 /// The upstream service.

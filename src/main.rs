@@ -51,6 +51,13 @@ enum Command {
         #[arg(long, default_value = "demo")]
         audience: String,
     },
+    /// An echo upstream for demos and compose: answers every request with what
+    /// it received (method, path, headers) as JSON. Not for production.
+    Echo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: std::net::SocketAddr,
+    },
     /// Start the dev issuer, an echo upstream and the proxy on the demo config,
     /// and show an allow and a deny.
     Demo {
@@ -60,17 +67,37 @@ enum Command {
     },
 }
 
-fn init_logging(format: LogFormat) {
+/// A log output layer for `format`. Text gets colour codes only on a terminal.
+fn output_layer(
+    format: LogFormat,
+) -> Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync> {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::Layer as _;
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => layer.json().flatten_event(true).boxed(),
+        LogFormat::Text => layer.with_ansi(std::io::stderr().is_terminal()).boxed(),
+    }
+}
+
+/// Sends every log line (wisp's, and pingora's through the `log` bridge) to
+/// stderr in `format`; returns how to switch the format later (a reload).
+fn init_logging(format: LogFormat) -> Box<dyn Fn(LogFormat) + Send + Sync> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let (output, handle) = tracing_subscriber::reload::Layer::new(output_layer(format));
     // Err only if a subscriber is already set, which cannot happen this early.
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+    let _ = tracing_subscriber::registry()
+        .with(output)
+        .with(filter)
+        .try_init();
+    Box::new(move |format| {
+        if let Err(error) = handle.reload(output_layer(format)) {
+            tracing::error!(%error, "cannot switch the log format");
+        }
+    })
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
@@ -88,8 +115,8 @@ fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(code) => return code,
             };
-            init_logging(config.log.format);
-            match wisp::server::serve(config) {
+            let set_log_format = init_logging(config.log.format);
+            match wisp::server::serve(config, set_log_format) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("error: {error}");
@@ -103,16 +130,20 @@ fn main() -> ExitCode {
             issuer,
             audience,
         } => {
-            init_logging(LogFormat::Text);
+            let _ = init_logging(LogFormat::Text);
             cli::demo::dev_issuer(listen, issuer, audience)
+        }
+        Command::Echo { listen } => {
+            let _ = init_logging(LogFormat::Text);
+            cli::demo::echo(listen)
         }
         Command::Demo { config } => {
             let config = match load(&config) {
                 Ok(config) => config,
                 Err(code) => return code,
             };
-            init_logging(LogFormat::Text);
-            cli::demo::run(config)
+            let set_log_format = init_logging(LogFormat::Text);
+            cli::demo::run(config, set_log_format)
         }
     }
 }

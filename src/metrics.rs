@@ -27,17 +27,36 @@ pub struct StageTimers {
     pub total: StageTimer,
 }
 
-/// `wisp_requests_total` with a handle resolved at startup for every
-/// (decision, reason) wisp produces, so counting a request is a lookup in an
-/// immutable map rather than a label hash under the registry's lock.
+/// `wisp_requests_total` with a handle resolved in advance for every
+/// (decision, reason) wisp produces and every configured issuer (plus
+/// `none`), so counting a request is two lookups in immutable maps rather
+/// than a label hash under the registry's lock. The issuer label is bounded:
+/// configured names and `none`, never a value a client chose.
 #[derive(Debug, Clone)]
 pub struct RequestCounters {
     vec: IntCounterVec,
-    known: Arc<crate::FastMap<(&'static str, &'static str), IntCounter>>,
+    known: Arc<arc_swap::ArcSwap<KnownCounters>>,
 }
+
+/// (decision, reason) → issuer name → counter.
+type KnownCounters =
+    crate::FastMap<(&'static str, &'static str), crate::FastMap<Arc<str>, IntCounter>>;
+
+/// The `issuer` label of requests with no (matching) issuer.
+pub const NO_ISSUER: &str = "none";
 
 impl RequestCounters {
     fn new(vec: IntCounterVec) -> RequestCounters {
+        let counters = RequestCounters {
+            vec,
+            known: Arc::new(arc_swap::ArcSwap::from_pointee(KnownCounters::default())),
+        };
+        counters.resolve(&[]);
+        counters
+    }
+
+    /// Every (decision, reason) pair wisp produces.
+    fn pairs() -> Vec<(&'static str, &'static str)> {
         let mut pairs: Vec<(&'static str, &'static str)> = vec![
             ("allow", "policy"),
             ("allow", "dry_run"),
@@ -53,28 +72,79 @@ impl RequestCounters {
         ] {
             pairs.extend(reasons.iter().map(|reason| ("deny", *reason)));
         }
-        let known = pairs
-            .into_iter()
-            .map(|pair| (pair, vec.with_label_values(&[pair.0, pair.1])))
-            .collect();
-        RequestCounters {
-            vec,
-            known: Arc::new(known),
-        }
+        pairs
     }
 
-    /// Counts one request.
-    pub fn inc(&self, decision: &'static str, reason: &'static str) {
-        match self.known.get(&(decision, reason)) {
+    fn resolve(&self, issuers: &[Arc<str>]) {
+        let mut names: Vec<Arc<str>> = issuers.to_vec();
+        names.push(Arc::from(NO_ISSUER));
+        let known = Self::pairs()
+            .into_iter()
+            .map(|pair| {
+                let by_issuer = names
+                    .iter()
+                    .map(|issuer| {
+                        let counter = self.vec.with_label_values(&[pair.0, pair.1, issuer]);
+                        (Arc::clone(issuer), counter)
+                    })
+                    .collect();
+                (pair, by_issuer)
+            })
+            .collect();
+        self.known.store(Arc::new(known));
+    }
+
+    /// Resolves the handles of the issuers `config` names (at start and on
+    /// every reload).
+    pub fn set_issuers(&self, config: &crate::config::Config) {
+        let names: Vec<Arc<str>> = config.issuers.iter().map(|i| Arc::clone(&i.name)).collect();
+        self.resolve(&names);
+    }
+
+    /// Counts one request; `issuer` is a configured issuer's name or `None`.
+    pub fn inc(&self, decision: &'static str, reason: &'static str, issuer: Option<&str>) {
+        let issuer = issuer.unwrap_or(NO_ISSUER);
+        match self
+            .known
+            .load()
+            .get(&(decision, reason))
+            .and_then(|by_issuer| by_issuer.get(issuer))
+        {
             Some(counter) => counter.inc(),
             // A pair not listed above: still counted, just resolved now.
-            None => self.vec.with_label_values(&[decision, reason]).inc(),
+            None => self
+                .vec
+                .with_label_values(&[decision, reason, issuer])
+                .inc(),
         }
     }
 
-    /// The counter of one (decision, reason) pair.
+    /// The counter of one (decision, reason), summed over issuers.
     pub fn get(&self, decision: &str, reason: &str) -> u64 {
-        self.vec.with_label_values(&[decision, reason]).get()
+        let mut total = 0;
+        for family in prometheus::core::Collector::collect(&self.vec) {
+            for metric in family.get_metric() {
+                let label = |name: &str| {
+                    metric
+                        .get_label()
+                        .iter()
+                        .find(|l| l.name() == name)
+                        .map(|l| l.value().to_owned())
+                };
+                if label("decision").as_deref() == Some(decision)
+                    && label("reason").as_deref() == Some(reason)
+                {
+                    total += metric.get_counter().get_value() as u64;
+                }
+            }
+        }
+        total
+    }
+
+    fn forget_issuer(&self, issuer: &str) {
+        for (decision, reason) in Self::pairs() {
+            let _ = self.vec.remove_label_values(&[decision, reason, issuer]);
+        }
     }
 }
 
@@ -82,7 +152,7 @@ impl RequestCounters {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// `wisp_requests_total{decision,reason}`.
+    /// `wisp_requests_total{decision,reason,issuer}`.
     pub requests: RequestCounters,
     /// `wisp_request_duration_seconds{stage}`.
     pub durations: StageTimers,
@@ -114,6 +184,48 @@ pub struct Metrics {
     /// `wisp_tls_client_cert_rejections_total{reason}`: client certificates
     /// refused at the handshake (chain) or after it (X.509-SVID rules).
     pub tls_client_cert_rejections: IntCounterVec,
+    /// `wisp_jwks_ready{issuer}`: 1 while the issuer's tokens can be
+    /// verified (set at scrape time).
+    pub jwks_ready: IntGaugeVec,
+    /// `wisp_config_reload_total{result}`.
+    pub config_reload: IntCounterVec,
+    /// `wisp_config_last_reload_success_timestamp_seconds`.
+    pub config_last_reload_success: IntGauge,
+    /// `wisp_upstream_responses_total{status_class}`: `1xx`…`5xx` from the
+    /// upstream, `error` when wisp answered 502/504 itself.
+    pub upstream_responses: UpstreamResponses,
+    /// `wisp_draining`: 1 from SIGTERM/SIGINT on.
+    pub draining: IntGauge,
+    /// `wisp_in_flight_requests`.
+    pub in_flight: IntGauge,
+}
+
+/// `wisp_upstream_responses_total{status_class}`, with its six handles.
+#[derive(Debug, Clone)]
+pub struct UpstreamResponses {
+    /// `1xx` … `5xx`, then `error`.
+    classes: [IntCounter; 6],
+}
+
+impl UpstreamResponses {
+    const LABELS: [&'static str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
+
+    fn new(vec: &IntCounterVec) -> UpstreamResponses {
+        UpstreamResponses {
+            classes: Self::LABELS.map(|label| vec.with_label_values(&[label])),
+        }
+    }
+
+    /// Counts a response from the upstream with `status`.
+    pub fn status(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.classes[class].inc();
+    }
+
+    /// Counts a request the upstream did not answer (wisp's 502/504).
+    pub fn error(&self) {
+        self.classes[5].inc();
+    }
 }
 
 /// Request latency buckets: 50 µs … 10 s.
@@ -130,8 +242,11 @@ impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("wisp_requests_total", "Requests by decision and reason."),
-            &["decision", "reason"],
+            Opts::new(
+                "wisp_requests_total",
+                "Requests by decision, reason and issuer (a configured issuer's name, or none).",
+            ),
+            &["decision", "reason", "issuer"],
         )?;
         let (duration, [authn, authz, upstream, total]) = stages::StageCollector::new(
             "wisp_request_duration_seconds",
@@ -234,6 +349,52 @@ impl Metrics {
         registry.register(Box::new(tls_cert_expiry.clone()))?;
         registry.register(Box::new(tls_client_cert_rejections.clone()))?;
         registry.register(Box::new(build_info))?;
+        let jwks_ready = IntGaugeVec::new(
+            Opts::new(
+                "wisp_jwks_ready",
+                "1 while the issuer has usable keys (its tokens can be verified), else 0.",
+            ),
+            &["issuer"],
+        )?;
+        let config_reload = IntCounterVec::new(
+            Opts::new(
+                "wisp_config_reload_total",
+                "Config reloads (SIGHUP or a changed file) by result.",
+            ),
+            &["result"],
+        )?;
+        let config_last_reload_success = IntGauge::new(
+            "wisp_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load (start or reload).",
+        )?;
+        config_last_reload_success.set(crate::authn::unix_now());
+        let upstream_responses = IntCounterVec::new(
+            Opts::new(
+                "wisp_upstream_responses_total",
+                "Responses from the upstream by status class; error: none came (wisp answered 502/504).",
+            ),
+            &["status_class"],
+        )?;
+        let draining = IntGauge::new(
+            "wisp_draining",
+            "1 once a shutdown signal arrived (/readyz answers 503).",
+        )?;
+        let in_flight = IntGauge::new("wisp_in_flight_requests", "Requests being handled now.")?;
+        for result in ["success", "failure"] {
+            config_reload.with_label_values(&[result]);
+            policy_reload.with_label_values(&[result]);
+        }
+        registry.register(Box::new(jwks_ready.clone()))?;
+        registry.register(Box::new(config_reload.clone()))?;
+        registry.register(Box::new(config_last_reload_success.clone()))?;
+        registry.register(Box::new(upstream_responses.clone()))?;
+        registry.register(Box::new(draining.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        let upstream_responses = UpstreamResponses::new(&upstream_responses);
 
         Ok(Metrics {
             registry,
@@ -252,7 +413,24 @@ impl Metrics {
             dry_run_decisions,
             tls_cert_expiry,
             tls_client_cert_rejections,
+            jwks_ready,
+            config_reload,
+            config_last_reload_success,
+            upstream_responses,
+            draining,
+            in_flight,
         })
+    }
+
+    /// Drops the series of an issuer no longer configured.
+    pub fn forget_issuer(&self, issuer: &str) {
+        self.requests.forget_issuer(issuer);
+        for vec in [&self.jwks_keys, &self.jwks_last_success, &self.jwks_ready] {
+            let _ = vec.remove_label_values(&[issuer]);
+        }
+        for result in ["success", "failure"] {
+            let _ = self.jwks_refresh.remove_label_values(&[issuer, result]);
+        }
     }
 
     /// Renders the registry in the Prometheus text exposition format.
@@ -274,8 +452,8 @@ mod tests {
     #[test]
     fn registers_every_metric_once() {
         let metrics = Metrics::new().unwrap();
-        metrics.requests.inc("allow", "policy");
-        metrics.requests.inc("deny", "something_new");
+        metrics.requests.inc("allow", "policy", None);
+        metrics.requests.inc("deny", "something_new", Some("demo"));
         assert_eq!(metrics.requests.get("allow", "policy"), 1);
         assert_eq!(metrics.requests.get("deny", "something_new"), 1);
         assert_eq!(metrics.requests.get("deny", "token_expired"), 0);
@@ -287,6 +465,10 @@ mod tests {
             "wisp_policies",
             "wisp_build_info",
             "wisp_jwks_keys",
+            "wisp_config_reload_total{result=\"failure\"} 0",
+            "wisp_upstream_responses_total{status_class=\"error\"} 0",
+            "process_resident_memory_bytes",
+            "process_open_fds",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

@@ -7,7 +7,7 @@
 //! 3. `fail_to_proxy`: 502/504 when the upstream fails.
 //! 4. `logging`: metrics and the decision log.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,45 +16,66 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::authn::authenticator::Authenticator;
 use crate::authn::bearer::bearer_token;
 use crate::authn::credentials::{self, Credentials};
 use crate::authn::token_cache::CachedToken;
 use crate::authn::{unix_now, AuthnError};
-use crate::authz::reload::PolicyStore;
 use crate::authz::{Decision, Effect, RequestInfo};
-use crate::config::{Config, DecisionLog, PolicyMode, RequireCredentials, RoutePattern};
+use crate::config::{DecisionLog, PolicyMode, RequireCredentials, RoutePattern};
+use crate::decision_log::DecisionRecord;
 use crate::identity::AuthnMethod;
+use crate::lifecycle::{InFlight, Lifecycle};
+use crate::live::{Live, LiveState};
 use crate::metrics::Metrics;
 use crate::responses::{reject, Rejection};
 use crate::tls::PeerCertificate;
 use crate::{headers, path};
 
-/// The proxy: shared, immutable per process (policies swap inside the store).
+/// The request id header, read from clients and sent upstream.
+const REQUEST_ID: &str = "x-request-id";
+
+/// The proxy: shared by every request; the state it decides under is
+/// swapped whole on reload (see [`crate::live`]).
 pub struct WispProxy {
-    config: Arc<Config>,
-    authn: Arc<Authenticator>,
-    policies: Arc<PolicyStore>,
+    state: Arc<LiveState>,
+    lifecycle: Arc<Lifecycle>,
     metrics: Metrics,
-    upstream: HttpPeer,
-    /// `config.headers.identity`, prepared once.
-    identity_headers: headers::PreparedNames,
 }
 
 /// What happened to one request, for the upstream headers and the log.
-#[derive(Debug, Default)]
 pub struct RequestContext {
-    started: Option<Instant>,
+    /// The state this request is decided, forwarded and logged under.
+    live: Arc<Live>,
+    /// Counts the request in flight (for the drain) until dropped.
+    _in_flight: InFlight,
+    metrics: Metrics,
+    started: Instant,
+    method: http::Method,
+    request_id: String,
     /// `decision` label / log field.
     decision: &'static str,
     /// `reason` label / log field.
     reason: &'static str,
+    /// The technical detail of a refusal (logged, never sent to the client).
+    detail: Option<String>,
+    /// The normalized path and host, once known.
+    path: String,
+    host: String,
+    source_ip: Option<IpAddr>,
+    /// The issuer label: of the verified caller, or the one an unverified token claims.
+    issuer: Option<Arc<str>>,
+    /// `(iss, kid)` an unverified token claims (401s).
+    claimed: (Option<String>, Option<String>),
     /// Verified caller, when authenticated.
     caller: Option<Arc<CachedToken>>,
     /// The authorization decision, when one was taken.
     authz: Option<Decision>,
     /// When the request was handed to the upstream.
     upstream_started: Option<Instant>,
+    /// The status the upstream answered (for a request cut by the shutdown).
+    upstream_status: u16,
+    /// Whether `logging` ran (else the request was cut, see `Drop`).
+    logged: bool,
 }
 
 impl RequestContext {
@@ -62,29 +83,87 @@ impl RequestContext {
         self.decision = decision;
         self.reason = reason;
     }
-}
 
-impl WispProxy {
-    /// Builds the proxy for a validated config.
-    pub fn new(
-        config: Arc<Config>,
-        authn: Arc<Authenticator>,
-        policies: Arc<PolicyStore>,
-        metrics: Metrics,
-        upstream: HttpPeer,
-    ) -> WispProxy {
-        WispProxy {
-            identity_headers: headers::PreparedNames::new(&config.headers.identity),
-            config,
-            authn,
-            policies,
-            metrics,
-            upstream,
+    /// The (decision, reason) to count and log.
+    fn labels(&self) -> (&'static str, &'static str) {
+        if self.decision.is_empty() {
+            ("deny", "bad_request")
+        } else {
+            (self.decision, self.reason)
         }
     }
 
-    fn is_public(&self, path: &str) -> bool {
-        self.config.routes.public.iter().any(|route| match route {
+    /// Counts the request and writes its decision log line (when
+    /// `log.decisions` asks for it).
+    fn record(&mut self, status: u16) {
+        self.logged = true;
+        let elapsed = self.started.elapsed().as_secs_f64();
+        self.metrics.durations.total.observe(elapsed);
+        let (decision, reason) = self.labels();
+        self.metrics
+            .requests
+            .inc(decision, reason, self.issuer.as_deref());
+        let config = &self.live.config;
+        let log = match config.log.decisions {
+            DecisionLog::All => decision != "public" || status >= 400,
+            DecisionLog::Deny => decision == "deny" || reason == "dry_run",
+            DecisionLog::None => false,
+        };
+        if !log {
+            return;
+        }
+        let (policies, errors) = self
+            .authz
+            .as_ref()
+            .map_or((&[][..], &[][..]), |d| (&d.policy_ids[..], &d.errors[..]));
+        crate::decision_log::emit(
+            config.log.format,
+            &DecisionRecord {
+                request_id: &self.request_id,
+                decision,
+                reason,
+                detail: self.detail.as_deref(),
+                status,
+                method: self.method.as_str(),
+                path: &self.path,
+                host: &self.host,
+                source_ip: self.source_ip,
+                issuer: self.issuer.as_deref(),
+                unverified_iss: self.claimed.0.as_deref(),
+                unverified_kid: self.claimed.1.as_deref(),
+                principal: self.caller.as_ref().map(|c| c.identity().uid()),
+                policies,
+                errors,
+                duration_ms: elapsed * 1000.0,
+            },
+        );
+    }
+}
+
+impl Drop for RequestContext {
+    /// A request that never reached `logging` was cut: by the end of the
+    /// shutdown grace (an open WebSocket, a stuck upstream). It is still
+    /// counted and logged.
+    fn drop(&mut self) {
+        if !self.logged && !self.decision.is_empty() {
+            self.detail = Some("cut at the end of shutdown_grace".to_owned());
+            self.record(self.upstream_status);
+        }
+    }
+}
+
+impl WispProxy {
+    /// Builds the proxy over the live state.
+    pub fn new(state: Arc<LiveState>, lifecycle: Arc<Lifecycle>, metrics: Metrics) -> WispProxy {
+        WispProxy {
+            state,
+            lifecycle,
+            metrics,
+        }
+    }
+
+    fn is_public(live: &Live, path: &str) -> bool {
+        live.config.routes.public.iter().any(|route| match route {
             RoutePattern::Exact(exact) => path == exact,
             RoutePattern::Prefix(prefix) => {
                 path.starts_with(prefix.as_str()) || path == prefix.trim_end_matches('/')
@@ -93,12 +172,13 @@ impl WispProxy {
     }
 
     /// Authenticates the request: its client certificate (captured at the TLS
-    /// handshake) and/or its bearer token, as `authn.require` demands.
+    /// handshake) and/or its bearer token, as `authn.require` demands. On a
+    /// failure with a token, `ctx` learns what the token claims to be.
     async fn authenticate(
-        &self,
         session: &Session,
-        policies: &crate::authz::reload::LoadedPolicies,
+        ctx: &mut RequestContext,
     ) -> Result<Arc<CachedToken>, AuthnError> {
+        let live = Arc::clone(&ctx.live);
         let peer_certificate = crate::tls::peer_certificate(session);
         let peer = match peer_certificate.as_deref() {
             None => None,
@@ -111,7 +191,7 @@ impl WispProxy {
                 return Err(AuthnError::UntrustedCertificate(reason))
             }
         };
-        let require = self.config.authn.require;
+        let require = live.config.authn.require;
         let token = if require == RequireCredentials::Mtls {
             None
         } else {
@@ -128,15 +208,41 @@ impl WispProxy {
                 (Some(_), Some(_)) => return Err(AuthnError::MultipleCredentials),
             }
         };
-        credentials::authenticate(
-            &self.authn,
+        let result = credentials::authenticate(
+            &live.authn,
             Credentials { token, peer },
             require,
-            &policies.authorizer,
-            policies.generation,
+            &live.policies.authorizer,
+            live.policies.generation,
             unix_now(),
         )
-        .await
+        .await;
+        if let (Err(_), Some(token)) = (&result, token) {
+            let claimed = crate::authn::jwt::claimed_issuer_and_kid(token);
+            ctx.issuer = claimed.0.as_deref().and_then(|iss| {
+                live.config
+                    .issuers
+                    .iter()
+                    .find(|issuer| issuer.issuer == iss)
+                    .map(|issuer| Arc::clone(&issuer.name))
+            });
+            ctx.claimed = claimed;
+        }
+        result
+    }
+
+    /// Answers `rejection` and records why.
+    async fn refuse(
+        session: &mut Session,
+        ctx: &mut RequestContext,
+        reason: &'static str,
+        detail: Option<String>,
+        rejection: Rejection<'_>,
+    ) -> Result<bool> {
+        ctx.outcome("deny", reason);
+        ctx.detail = detail;
+        reject(session, rejection, &ctx.request_id).await;
+        Ok(true)
     }
 }
 
@@ -146,8 +252,25 @@ impl ProxyHttp for WispProxy {
 
     fn new_ctx(&self) -> RequestContext {
         RequestContext {
-            started: Some(Instant::now()),
-            ..RequestContext::default()
+            live: self.state.load(),
+            _in_flight: self.lifecycle.request_started(),
+            metrics: self.metrics.clone(),
+            started: Instant::now(),
+            method: http::Method::GET,
+            request_id: String::new(),
+            decision: "",
+            reason: "",
+            detail: None,
+            path: String::new(),
+            host: String::new(),
+            source_ip: None,
+            issuer: None,
+            claimed: (None, None),
+            caller: None,
+            authz: None,
+            upstream_started: None,
+            upstream_status: 0,
+            logged: false,
         }
     }
 
@@ -156,13 +279,30 @@ impl ProxyHttp for WispProxy {
         session: &mut Session,
         ctx: &mut RequestContext,
     ) -> Result<bool> {
+        ctx.method = session.req_header().method.clone();
+        ctx.request_id = crate::request_id::request_id(
+            session
+                .req_header()
+                .headers
+                .get(REQUEST_ID)
+                .map(|v| v.as_bytes()),
+        );
+        ctx.source_ip = session
+            .client_addr()
+            .and_then(|addr| addr.as_inet())
+            .map(|addr| addr.ip());
+        if self.lifecycle.is_draining() {
+            // Clients move to other replicas rather than reuse this connection.
+            session.set_keepalive(None);
+        }
+
         // a. Normalize the path: policy and upstream must see the same one.
         let mut target = match normalized_target(session.req_header()) {
             Ok(target) => target,
             Err(reason) => {
-                ctx.outcome("deny", reason);
-                reject(session, Rejection::BadRequest(reason)).await;
-                return Ok(true);
+                ctx.path = String::from_utf8_lossy(session.req_header().raw_path()).into_owned();
+                return Self::refuse(session, ctx, reason, None, Rejection::BadRequest(reason))
+                    .await;
             }
         };
         if let Some(authority) = &target.authority {
@@ -173,25 +313,26 @@ impl ProxyHttp for WispProxy {
                 .insert_header(http::header::HOST, authority.as_str())
                 .is_err()
             {
-                ctx.outcome("deny", "path_not_absolute");
-                reject(session, Rejection::BadRequest("path_not_absolute")).await;
-                return Ok(true);
+                let reason = "path_not_absolute";
+                return Self::refuse(session, ctx, reason, None, Rejection::BadRequest(reason))
+                    .await;
             }
         }
         if let Some(uri) = target.rewritten_uri.take() {
             session.req_header_mut().set_uri(uri);
         }
+        ctx.host = request_host(session.req_header());
 
         // b. Public routes skip authn/authz.
-        if self.is_public(&target.path) {
+        if Self::is_public(&ctx.live, &target.path) {
+            ctx.path = target.path;
             ctx.outcome("public", "public_route");
             return Ok(false);
         }
 
         // c. Authenticate.
-        let policies = self.policies.current();
         let authn_started = Instant::now();
-        let result = self.authenticate(session, &policies).await;
+        let result = Self::authenticate(session, ctx).await;
         // One clock read ends authentication and starts authorization.
         let authz_started = Instant::now();
         self.metrics
@@ -201,40 +342,50 @@ impl ProxyHttp for WispProxy {
         let caller = match result {
             Ok(caller) => caller,
             Err(error) => {
-                ctx.outcome("deny", error.reason());
-                reject(session, Rejection::Unauthenticated(&error)).await;
-                return Ok(true);
+                ctx.path = target.path;
+                let detail = Some(error.to_string());
+                return Self::refuse(
+                    session,
+                    ctx,
+                    error.reason(),
+                    detail,
+                    Rejection::Unauthenticated(&error),
+                )
+                .await;
             }
         };
+        ctx.issuer = Some(Arc::clone(&caller.identity().issuer_name));
 
         // d. Authorize.
         let request = session.req_header();
-        let source_ip = session
-            .client_addr()
-            .and_then(|addr| addr.as_inet())
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
-        let host = request_host(request);
         let info = RequestInfo {
             method: request.method.as_str(),
             path: &target.path,
-            host: &host,
+            host: &ctx.host,
             query: target.query.as_deref().unwrap_or(""),
-            source_ip,
+            source_ip: ctx
+                .source_ip
+                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
             mtls: matches!(
                 caller.identity().authn,
                 AuthnMethod::Mtls | AuthnMethod::JwtAndMtls
             ),
         };
-        let decision = policies.authorizer.authorize(&caller.principal, &info);
+        let decision = ctx
+            .live
+            .policies
+            .authorizer
+            .authorize(&caller.principal, &info);
         self.metrics
             .durations
             .authz
             .observe(authz_started.elapsed().as_secs_f64());
+        ctx.path = target.path;
         let effect = decision.effect;
         let errored = !decision.errors.is_empty();
         ctx.caller = Some(caller);
         ctx.authz = Some(decision);
-        match (effect, self.config.policies.mode) {
+        match (effect, ctx.live.config.policies.mode) {
             (Effect::Allow, _) => {
                 ctx.outcome("allow", "policy");
                 Ok(false)
@@ -248,9 +399,8 @@ impl ProxyHttp for WispProxy {
                 Ok(false)
             }
             (Effect::Deny, PolicyMode::Enforce) => {
-                ctx.outcome("deny", if errored { "policy_error" } else { "policy" });
-                reject(session, Rejection::Forbidden).await;
-                Ok(true)
+                let reason = if errored { "policy_error" } else { "policy" };
+                Self::refuse(session, ctx, reason, None, Rejection::Forbidden).await
             }
         }
     }
@@ -261,7 +411,7 @@ impl ProxyHttp for WispProxy {
         ctx: &mut RequestContext,
     ) -> Result<Box<HttpPeer>> {
         ctx.upstream_started = Some(Instant::now());
-        Ok(Box::new(self.upstream.clone()))
+        Ok(Box::new(ctx.live.upstream.clone()))
     }
 
     async fn upstream_request_filter(
@@ -270,20 +420,24 @@ impl ProxyHttp for WispProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestContext,
     ) -> Result<()> {
-        let names = &self.config.headers.identity;
-        headers::strip(upstream_request, names);
-        if !self.config.headers.forward_token {
+        let config = &ctx.live.config;
+        headers::strip(upstream_request, &config.headers.identity);
+        if !config.headers.forward_token {
             upstream_request.remove_header(&http::header::AUTHORIZATION);
         }
+        upstream_request
+            .insert_header(REQUEST_ID, ctx.request_id.as_str())
+            .map_err(|_| Error::explain(ErrorType::InternalError, "request id header"))?;
         if let Some(caller) = &ctx.caller {
-            let prepared = &self.identity_headers;
             let values = headers::IdentityHeaderValues::of(caller.identity());
-            headers::inject(upstream_request, &values, prepared).map_err(|message| {
-                Error::explain(
-                    ErrorType::InternalError,
-                    format!("identity header: {message}"),
-                )
-            })?;
+            headers::inject(upstream_request, &values, &ctx.live.identity_headers).map_err(
+                |message| {
+                    Error::explain(
+                        ErrorType::InternalError,
+                        format!("identity header: {message}"),
+                    )
+                },
+            )?;
         }
         Ok(())
     }
@@ -291,9 +445,12 @@ impl ProxyHttp for WispProxy {
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut RequestContext,
     ) -> Result<()> {
+        let status = upstream_response.status.as_u16();
+        ctx.upstream_status = status;
+        self.metrics.upstream_responses.status(status);
         if let Some(started) = ctx.upstream_started {
             self.metrics
                 .durations
@@ -332,6 +489,10 @@ impl ProxyHttp for WispProxy {
                 error: "internal",
             }),
         };
+        if error.esource() == &ErrorSource::Upstream && ctx.upstream_status == 0 {
+            self.metrics.upstream_responses.error();
+        }
+        ctx.detail = Some(error.to_string());
         let mut code = 0;
         if let Some(rejection) = rejection {
             code = match &rejection {
@@ -339,7 +500,7 @@ impl ProxyHttp for WispProxy {
                 _ => 400,
             };
             if session.response_written().is_none() {
-                reject(session, rejection).await;
+                reject(session, rejection, &ctx.request_id).await;
             }
         }
         if ctx.decision.is_empty() {
@@ -354,54 +515,11 @@ impl ProxyHttp for WispProxy {
     async fn logging(
         &self,
         session: &mut Session,
-        error: Option<&Error>,
+        _error: Option<&Error>,
         ctx: &mut RequestContext,
     ) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let elapsed = ctx.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
-        self.metrics.durations.total.observe(elapsed);
-        let (decision, reason) = if ctx.decision.is_empty() {
-            ("deny", "bad_request")
-        } else {
-            (ctx.decision, ctx.reason)
-        };
-        self.metrics.requests.inc(decision, reason);
-        let log = match self.config.log.decisions {
-            DecisionLog::All => decision != "public" || status >= 400,
-            DecisionLog::Deny => decision == "deny" || reason == "dry_run",
-            DecisionLog::None => false,
-        };
-        if !log {
-            return;
-        }
-        let request = session.req_header();
-        let principal = ctx.caller.as_ref().map(|c| c.identity().uid());
-        let issuer = ctx.caller.as_ref().map(|c| &*c.identity().issuer_name);
-        let policy_ids = ctx
-            .authz
-            .as_ref()
-            .map(|d| d.policy_ids.join(","))
-            .unwrap_or_default();
-        let errors = ctx
-            .authz
-            .as_ref()
-            .map(|d| d.errors.join("; "))
-            .unwrap_or_default();
-        tracing::info!(
-            target: "wisp::decision",
-            decision,
-            reason,
-            status,
-            method = request.method.as_str(),
-            path = request.uri.path(),
-            principal,
-            issuer,
-            policy_ids,
-            errors,
-            upstream_error = error.map(|e| e.to_string()),
-            duration_ms = elapsed * 1000.0,
-            "decision"
-        );
+        ctx.record(status);
     }
 }
 

@@ -101,27 +101,21 @@ impl Rejection<'_> {
     }
 }
 
-/// The RFC 6750 challenge for a 401.
+/// The RFC 6750 challenge for a 401. Its `error_description` is generic:
+/// the technical detail (which claim, which schema attribute, which key)
+/// goes to the decision log only.
 fn challenge(error: &AuthnError) -> String {
     match error {
         AuthnError::MissingCredentials => r#"Bearer realm="wisp""#.to_string(),
         AuthnError::MultipleCredentials | AuthnError::UnsupportedScheme => format!(
             r#"Bearer realm="wisp", error="invalid_request", error_description="{}""#,
-            quoted_safe(&error.to_string())
+            error.public_description()
         ),
         _ => format!(
             r#"Bearer realm="wisp", error="invalid_token", error_description="{}""#,
-            quoted_safe(&error.to_string())
+            error.public_description()
         ),
     }
-}
-
-/// Keeps only characters RFC 6750 allows in `error_description` (no `"` or `\`).
-fn quoted_safe(text: &str) -> String {
-    text.chars()
-        .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
-        .take(200)
-        .collect()
 }
 
 /// `grpc-message` is percent-encoded (gRPC over HTTP/2 spec).
@@ -151,14 +145,15 @@ pub fn is_grpc(request: &RequestHeader) -> bool {
         })
 }
 
-/// Writes the rejection and returns the HTTP status written (for logs and metrics).
-pub async fn reject(session: &mut Session, rejection: Rejection<'_>) -> u16 {
+/// Writes the rejection (with the request's id, so a client can quote it)
+/// and returns the HTTP status written (for logs and metrics).
+pub async fn reject(session: &mut Session, rejection: Rejection<'_>, request_id: &str) -> u16 {
     let parts = rejection.parts();
     let grpc = is_grpc(session.req_header());
     let result = if grpc {
-        write_grpc(session, &parts).await
+        write_grpc(session, &parts, request_id).await
     } else {
-        write_json(session, &parts).await
+        write_json(session, &parts, request_id).await
     };
     if let Err(error) = result {
         tracing::debug!(%error, status = parts.status, "could not write response");
@@ -170,9 +165,10 @@ pub async fn reject(session: &mut Session, rejection: Rejection<'_>) -> u16 {
     }
 }
 
-async fn write_json(session: &mut Session, parts: &Parts) -> Result<()> {
+async fn write_json(session: &mut Session, parts: &Parts, request_id: &str) -> Result<()> {
     let body = Bytes::from(parts.body.clone());
-    let mut header = ResponseHeader::build(parts.status, Some(5))?;
+    let mut header = ResponseHeader::build(parts.status, Some(6))?;
+    header.insert_header("x-request-id", request_id)?;
     header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
@@ -189,8 +185,9 @@ async fn write_json(session: &mut Session, parts: &Parts) -> Result<()> {
 }
 
 /// A Trailers-Only response: HTTP 200 whose only header block carries `grpc-status`.
-async fn write_grpc(session: &mut Session, parts: &Parts) -> Result<()> {
-    let mut header = ResponseHeader::build(200, Some(5))?;
+async fn write_grpc(session: &mut Session, parts: &Parts, request_id: &str) -> Result<()> {
+    let mut header = ResponseHeader::build(200, Some(6))?;
+    header.insert_header("x-request-id", request_id)?;
     header.insert_header(http::header::CONTENT_TYPE, "application/grpc")?;
     header.insert_header("grpc-status", parts.grpc_status.to_string())?;
     header.insert_header("grpc-message", grpc_percent_encode(&parts.grpc_message))?;
@@ -209,8 +206,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn error_descriptions_cannot_break_out_of_the_quoted_string() {
-        assert_eq!(quoted_safe("alg \"x\\\" \r\n"), "alg x ");
+    fn challenges_carry_no_technical_detail() {
+        let schema =
+            AuthnError::SchemaMismatch("attribute pod_uid not declared in Workload".into());
+        let claim = AuthnError::InvalidClaim {
+            claim: "/kubernetes.io/pod".into(),
+            detail: "expected a string".into(),
+        };
+        for error in [schema, claim] {
+            let challenge = challenge(&error);
+            assert!(!challenge.contains("pod"), "{challenge}");
+            assert!(challenge.contains("error_description=\""), "{challenge}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `wisp serve`: config meets I/O. Builds the live state (policies, issuers,
 //! metrics), then runs pingora with three services: the proxy, the admin
-//! listener and a background service for JWKS refresh and policy watching.
+//! listener and a background service (JWKS refresh, reloads, TLS files,
+//! the drained exit).
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -13,10 +14,10 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
-use crate::authn::authenticator::Authenticator;
-use crate::authz::reload::PolicyStore;
 use crate::authz::Diagnostic;
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
+use crate::lifecycle::{DrainingSignal, Lifecycle};
+use crate::live::{ReloadError, Reloader};
 use crate::metrics::Metrics;
 use crate::proxy::WispProxy;
 
@@ -56,74 +57,32 @@ pub fn install_crypto() {
     crate::authn::crypto::install();
 }
 
-/// The live state shared by the proxy, the admin listener and background work.
-pub struct Runtime {
-    /// The validated config.
-    pub config: Arc<Config>,
-    /// Metrics.
-    pub metrics: Metrics,
-    /// Authentication stage.
-    pub authn: Arc<Authenticator>,
-    /// Live policies.
-    pub policies: Arc<PolicyStore>,
-}
-
-impl Runtime {
-    /// Builds the live state; loads and validates policies.
-    ///
-    /// # Errors
-    /// [`StartError`] when policies are invalid or setup fails.
-    pub fn build(config: Config) -> Result<Runtime, StartError> {
-        install_crypto();
-        let metrics = Metrics::new().map_err(|e| StartError::Setup(e.to_string()))?;
-        let policies = PolicyStore::load(
-            &config.policies.schema,
-            &config.policies.dir,
-            metrics.clone(),
-        )
-        .map_err(StartError::Policies)?;
-        let http =
-            crate::authn::jwks::http_client().map_err(|e| StartError::Setup(e.to_string()))?;
-        let authn = Authenticator::new(&config, http, metrics.clone());
-        Ok(Runtime {
-            config: Arc::new(config),
-            metrics,
-            authn: Arc::new(authn),
-            policies: Arc::new(policies),
-        })
-    }
-}
-
-/// Background work: one refresh loop per issuer, the policy and TLS file
-/// watchers, and the token cache's sweep of expired entries.
+/// Background work: the reloader (issuers' refresh loops, SIGHUP, the file
+/// watcher, the token cache's sweep), the TLS file watcher, and the early
+/// exit once a drained process has nothing in flight.
 struct Background {
-    authn: Arc<Authenticator>,
-    policies: Arc<PolicyStore>,
-    watch_policies: bool,
+    reloader: Arc<Reloader>,
     tls: Option<Arc<crate::tls::TlsMaterial>>,
+    lifecycle: Arc<Lifecycle>,
 }
 
 #[async_trait]
 impl BackgroundService for Background {
     async fn start(&self, shutdown: ShutdownWatch) {
         let mut tasks = tokio::task::JoinSet::new();
-        for issuer in self.authn.issuers() {
-            let issuer = issuer.clone();
+        {
+            let reloader = self.reloader.clone();
             let shutdown = shutdown.clone();
-            tasks.spawn(async move { issuer.run(shutdown).await });
-        }
-        if self.watch_policies {
-            let policies = self.policies.clone();
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move { policies.watch(shutdown).await });
+            tasks.spawn(async move { reloader.run(shutdown).await });
         }
         if let Some(tls) = self.tls.clone() {
             let shutdown = shutdown.clone();
             tasks.spawn(async move { tls.watch(shutdown).await });
         }
-        if let Some(cache) = self.authn.cache().cloned() {
+        {
+            let lifecycle = self.lifecycle.clone();
             let shutdown = shutdown.clone();
-            tasks.spawn(async move { cache.sweep(shutdown).await });
+            tasks.spawn(async move { lifecycle.exit_when_idle(shutdown).await });
         }
         while tasks.join_next().await.is_some() {}
     }
@@ -139,35 +98,48 @@ fn check_bindable(key: &'static str, address: SocketAddr) -> Result<(), StartErr
         })
 }
 
-/// Runs the proxy until SIGTERM/SIGINT.
+/// Runs the proxy until SIGTERM/SIGINT (then drains, see [`crate::lifecycle`]);
+/// SIGHUP reloads. `set_log_format` switches the log format when a reload
+/// changes `log.format`.
 ///
 /// # Errors
 /// [`StartError`] before anything is served.
-pub fn serve(config: Config) -> Result<(), StartError> {
+pub fn serve(
+    config: Config,
+    set_log_format: Box<dyn Fn(LogFormat) + Send + Sync>,
+) -> Result<(), StartError> {
     check_bindable("listen", config.listen)?;
     if let Some(admin) = &config.admin {
         check_bindable("admin.listen", admin.listen)?;
     }
-    let upstream = crate::upstream::peer(&config.upstream).map_err(StartError::Upstream)?;
-    let runtime = Runtime::build(config)?;
-    let config = runtime.config.clone();
+    install_crypto();
+    let metrics = Metrics::new().map_err(|e| StartError::Setup(e.to_string()))?;
+    let http = crate::authn::jwks::http_client().map_err(|e| StartError::Setup(e.to_string()))?;
+    let reloader = Reloader::start(config, metrics.clone(), http, set_log_format).map_err(
+        |error| match error {
+            ReloadError::Policies(diagnostics) => StartError::Policies(diagnostics),
+            ReloadError::Upstream(error) => StartError::Upstream(error),
+            other => StartError::Setup(other.to_string()),
+        },
+    )?;
+    let reloader = Arc::new(reloader);
+    let state = reloader.state().clone();
+    let config = state.load().config.clone();
+    let lifecycle = Lifecycle::new(metrics.draining.clone(), metrics.in_flight.clone());
 
     let server_conf = ServerConf {
         threads: config.threads,
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(config.shutdown_grace.as_secs().max(1)),
+        // pingora sleeps this long after it stops accepting, whatever is in
+        // flight; `Lifecycle::exit_when_idle` ends the process sooner.
+        grace_period_seconds: Some(ceil_secs(config.shutdown_grace)),
+        // Then the runtimes drop what is left (open WebSockets).
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, server_conf);
     server.bootstrap();
 
-    let proxy = WispProxy::new(
-        config.clone(),
-        runtime.authn.clone(),
-        runtime.policies.clone(),
-        runtime.metrics.clone(),
-        upstream,
-    );
+    let proxy = WispProxy::new(state.clone(), lifecycle.clone(), metrics.clone());
     let mut server_options = pingora::apps::HttpServerOptions::default();
     // Plaintext HTTP/2 (prior knowledge) for gRPC clients; HTTP/1.1 otherwise.
     server_options.h2c = true;
@@ -179,7 +151,7 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         Some(tls) => Some(crate::tls::TlsMaterial::load(
             tls,
             &config.trust_domains,
-            runtime.metrics.clone(),
+            metrics.clone(),
         )?),
         None => None,
     };
@@ -194,11 +166,7 @@ pub fn serve(config: Config) -> Result<(), StartError> {
     server.add_service(proxy_service);
 
     if let Some(admin) = &config.admin {
-        let app = AdminApp::new(
-            runtime.metrics.clone(),
-            runtime.authn.clone(),
-            runtime.policies.clone(),
-        );
+        let app = AdminApp::new(metrics.clone(), state.clone(), lifecycle.clone());
         let mut admin_service = Service::new("wisp admin".to_string(), HttpServer::new_app(app));
         admin_service.add_tcp(&admin.listen.to_string());
         server.add_service(admin_service);
@@ -207,14 +175,24 @@ pub fn serve(config: Config) -> Result<(), StartError> {
     server.add_service(background_service(
         "wisp background",
         Background {
-            authn: runtime.authn.clone(),
-            policies: runtime.policies.clone(),
-            watch_policies: config.policies.watch,
+            reloader,
             tls,
+            lifecycle: lifecycle.clone(),
         },
     ));
 
     tracing::info!(listen = %config.listen, admin = ?config.admin.as_ref().map(|a| a.listen), "wisp started");
-    server.run(RunArgs::default());
+    let drain_state = state.clone();
+    server.run(RunArgs {
+        shutdown_signal: Box::new(DrainingSignal {
+            lifecycle,
+            drain_delay: Box::new(move || drain_state.load().config.drain_delay),
+        }),
+    });
     Ok(())
+}
+
+/// Whole seconds, rounded up (pingora counts its grace in seconds).
+fn ceil_secs(duration: std::time::Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }

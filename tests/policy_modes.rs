@@ -114,14 +114,14 @@ async fn dry_run_forwards_denied_requests_and_counts_them() {
     assert_eq!(
         metric_value(
             &metrics,
-            r#"wisp_requests_total{decision="allow",reason="dry_run"}"#
+            r#"wisp_requests_total{decision="allow",issuer="dev",reason="dry_run"}"#
         ),
         1.0
     );
     assert_eq!(
         metric_value(
             &metrics,
-            r#"wisp_requests_total{decision="allow",reason="policy"}"#
+            r#"wisp_requests_total{decision="allow",issuer="dev",reason="policy"}"#
         ),
         1.0
     );
@@ -151,7 +151,7 @@ async fn decisions_are_logged_as_json_with_stable_fields() {
     let principal = format!("{}#acme:a:b", issuer.issuer_url());
     assert_eq!(decisions[0]["decision"], "allow");
     assert_eq!(decisions[0]["reason"], "policy");
-    assert_eq!(decisions[0]["policy_ids"], "a-only");
+    assert_eq!(decisions[0]["policies"], json!(["a-only"]));
     assert_eq!(decisions[0]["principal"], principal.as_str());
     assert_eq!(decisions[0]["issuer"], "dev");
     assert_eq!(decisions[0]["status"], 200);

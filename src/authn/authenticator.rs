@@ -55,16 +55,49 @@ impl Authenticator {
         metrics: Metrics,
         cache: Option<TokenCache>,
     ) -> Authenticator {
+        Authenticator::build(config, http, metrics, cache, &[])
+    }
+
+    /// The stage for a reloaded `config`: an issuer whose configuration did
+    /// not change keeps its key holder (its keys, its refresh loop and its
+    /// state), and the token cache is kept unless its size changed. Entries
+    /// verified under other issuer rules are never served (see
+    /// [`CachedToken::issuer_fingerprint`]).
+    pub fn rebuilt(&self, config: &Config, http: reqwest::Client) -> Authenticator {
+        let cache = match &self.cache {
+            Some(cache) if cache.max_bytes() == config.authn.token_cache_max_bytes => {
+                Some(cache.clone())
+            }
+            _ => (config.authn.token_cache_max_bytes > 0).then(|| {
+                TokenCache::new(
+                    config.authn.token_cache_max_bytes,
+                    self.metrics.token_cache_evictions.clone(),
+                )
+            }),
+        };
+        Authenticator::build(config, http, self.metrics.clone(), cache, &self.issuers)
+    }
+
+    fn build(
+        config: &Config,
+        http: reqwest::Client,
+        metrics: Metrics,
+        cache: Option<TokenCache>,
+        previous: &[Arc<IssuerKeys>],
+    ) -> Authenticator {
         let issuers: Vec<Arc<IssuerKeys>> = config
             .issuers
             .iter()
-            .map(|issuer| {
-                Arc::new(IssuerKeys::new(
-                    Arc::new(issuer.clone()),
-                    http.clone(),
-                    metrics.clone(),
-                ))
-            })
+            .map(
+                |issuer| match previous.iter().find(|keys| **keys.config() == *issuer) {
+                    Some(unchanged) => Arc::clone(unchanged),
+                    None => Arc::new(IssuerKeys::new(
+                        Arc::new(issuer.clone()),
+                        http.clone(),
+                        metrics.clone(),
+                    )),
+                },
+            )
             .collect();
         let by_iss = config
             .issuers

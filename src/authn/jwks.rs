@@ -79,6 +79,10 @@ pub struct IssuerKeys {
 pub struct IssuerStatus {
     /// Configured name.
     pub name: String,
+    /// `ready` (usable keys), `degraded` (usable keys, but the last refresh
+    /// failed), `stale` (keys older than `refresh` + `max_stale`: refreshes
+    /// keep failing; its tokens get 503) or `never_loaded` (likewise).
+    pub state: &'static str,
     /// Whether tokens of this issuer can be verified now.
     pub ready: bool,
     /// Usable keys loaded.
@@ -94,6 +98,13 @@ pub struct IssuerStatus {
 impl IssuerKeys {
     /// Creates the key holder for one issuer; nothing is fetched yet.
     pub fn new(config: Arc<IssuerConfig>, http: reqwest::Client, metrics: Metrics) -> IssuerKeys {
+        // Series that exist from the start, so alerts see 0 rather than nothing.
+        for result in ["success", "failure"] {
+            metrics
+                .jwks_refresh
+                .with_label_values(&[&config.name, result]);
+        }
+        metrics.jwks_ready.with_label_values(&[&config.name]).set(0);
         IssuerKeys {
             config,
             http,
@@ -198,13 +209,21 @@ impl IssuerKeys {
     pub fn status(&self) -> IssuerStatus {
         let keys = self.keys();
         let last_success = self.last_success.load(Ordering::Relaxed);
+        let last_error = self.last_error.lock().map_or(None, |guard| guard.clone());
+        let state = match (&keys, last_success > 0) {
+            (Some(_), _) if last_error.is_some() => "degraded",
+            (Some(_), _) => "ready",
+            (None, true) => "stale",
+            (None, false) => "never_loaded",
+        };
         IssuerStatus {
             name: self.config.name.to_string(),
+            state,
             ready: keys.is_some(),
             keys: keys.as_ref().map_or(0, |k| k.set.len()),
             last_success: (last_success > 0).then_some(last_success),
             keys_age_seconds: keys.map(|k| k.fetched_at.elapsed().as_secs()),
-            last_error: self.last_error.lock().map_or(None, |guard| guard.clone()),
+            last_error,
         }
     }
 
@@ -285,8 +304,16 @@ impl IssuerKeys {
     }
 
     /// Refreshes forever, every `refresh` (retrying failures sooner, with
-    /// backoff), until `shutdown` changes.
-    pub async fn run(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    /// backoff); the task is aborted when the issuer is removed or at shutdown.
+    /// Starts with a fetch unless keys were fetched within `refresh` (e.g.
+    /// by a reload, just before the swap).
+    pub async fn run(&self) {
+        if let Some(keys) = self.current.load_full() {
+            let age = keys.fetched_at.elapsed();
+            if age < self.config.refresh {
+                tokio::time::sleep(self.config.refresh - age).await;
+            }
+        }
         let mut failures: u32 = 0;
         loop {
             let delay = match self.refresh().await {
@@ -299,11 +326,13 @@ impl IssuerKeys {
                     retry_delay(failures).min(self.config.refresh)
                 }
             };
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.changed() => return,
-            }
+            tokio::time::sleep(delay).await;
         }
+    }
+
+    /// Whether this issuer has ever had usable keys (readiness, DESIGN.md §5).
+    pub fn had_keys(&self) -> bool {
+        self.last_success.load(Ordering::Relaxed) > 0
     }
 }
 

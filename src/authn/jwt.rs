@@ -101,6 +101,28 @@ impl From<Map<String, Value>> for Claims {
     }
 }
 
+/// What a token that failed verification claims to be: its `iss` and its
+/// header's `kid`, for the decision log only (marked unverified there; never
+/// used for a decision). Each is at most 256 bytes; anything unreadable is
+/// `None`.
+pub fn claimed_issuer_and_kid(token: &str) -> (Option<String>, Option<String>) {
+    const MAX: usize = 256;
+    let mut segments = token.split('.');
+    let member = |segment: Option<&str>, name: &str| -> Option<String> {
+        let bytes = URL_SAFE_NO_PAD.decode(segment?).ok()?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        let text = value.get(name)?.as_str()?;
+        let mut end = text.len().min(MAX);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        Some(text[..end].to_owned())
+    };
+    let kid = member(segments.next(), "kid");
+    let iss = member(segments.next(), "iss");
+    (iss, kid)
+}
+
 /// Parses a compact JWS strictly.
 ///
 /// # Errors
@@ -1004,5 +1026,28 @@ mod tests {
             let parsed = parse(&t, usize::MAX).expect("valid token");
             prop_assert_eq!(parsed.claims, Claims::from(claims));
         }
+    }
+
+    #[test]
+    fn claimed_issuer_and_kid_are_read_without_verification_and_bounded() {
+        let encode = |json: &str| URL_SAFE_NO_PAD.encode(json);
+        let token = format!(
+            "{}.{}.sig",
+            encode(r#"{"alg":"ES256","kid":"k1"}"#),
+            encode(&format!(r#"{{"iss":"https://a.example","sub":"{}"}}"#, "x"))
+        );
+        assert_eq!(
+            claimed_issuer_and_kid(&token),
+            (Some("https://a.example".to_owned()), Some("k1".to_owned()))
+        );
+        let long = format!(
+            "{}.{}.s",
+            encode("{}"),
+            encode(&format!(r#"{{"iss":"{}"}}"#, "é".repeat(300)))
+        );
+        let (iss, kid) = claimed_issuer_and_kid(&long);
+        assert!(iss.unwrap().len() <= 256);
+        assert_eq!(kid, None);
+        assert_eq!(claimed_issuer_and_kid("not a token"), (None, None));
     }
 }

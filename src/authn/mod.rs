@@ -175,6 +175,39 @@ impl AuthnError {
         }
     }
 
+    /// What the client is told (RFC 6750 `error_description`): generic, with
+    /// no detail of the token, the claims, the schema or the keys — those go
+    /// to the decision log's `detail` only.
+    pub fn public_description(&self) -> &'static str {
+        match self {
+            AuthnError::MissingCredentials => "no bearer token",
+            AuthnError::MultipleCredentials => "more than one bearer credential",
+            AuthnError::UnsupportedScheme => "authorization scheme is not Bearer",
+            AuthnError::TokenTooLarge { .. } => "token too large",
+            AuthnError::Malformed(_) => "malformed token",
+            AuthnError::AlgorithmNotAllowed(_) => "algorithm not allowed",
+            AuthnError::HeaderKeyNotAllowed(_) => "token header carries a key reference",
+            AuthnError::UnsupportedCritical(_) => "unsupported critical header",
+            AuthnError::UnknownIssuer => "unknown issuer",
+            AuthnError::IssuerUnavailable(_) => "issuer unavailable",
+            AuthnError::UnknownKey => "no matching key",
+            AuthnError::BadSignature => "bad signature",
+            AuthnError::Expired => "token expired",
+            AuthnError::NotYetValid => "token not yet valid",
+            AuthnError::IssuedInFuture => "token issued in the future",
+            AuthnError::LifetimeTooLong => "token lifetime too long",
+            AuthnError::BadAudience => "audience not accepted",
+            AuthnError::InvalidClaim { .. } => "invalid claim",
+            AuthnError::SchemaMismatch(_) => "identity not accepted by this service",
+            AuthnError::ClientCertificate(_) => "client certificate rejected",
+            AuthnError::UntrustedCertificate(_) => "client certificate no longer trusted",
+            AuthnError::CertificateRequired => "a client certificate is required",
+            AuthnError::CertificateMismatch => {
+                "token is not bound to the presented client certificate"
+            }
+        }
+    }
+
     /// The HTTP status this failure answers with: 503 when the issuer has no
     /// usable keys (the caller may be fine; we are not), 401 otherwise.
     pub fn status(&self) -> u16 {

@@ -148,6 +148,7 @@ pub struct TokenCache {
     cache: Arc<Entries>,
     /// The tokens seen last, by their text, in front of `cache`.
     recent: Arc<RecentTokens>,
+    max_bytes: u64,
 }
 
 impl TokenCache {
@@ -168,7 +169,13 @@ impl TokenCache {
         TokenCache {
             cache: Arc::new(cache),
             recent: Arc::new(RecentTokens::new()),
+            max_bytes,
         }
+    }
+
+    /// The bound it was made with.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
     }
 
     /// A token seen lately, by its text (see [`RecentTokens`]): its key and

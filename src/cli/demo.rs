@@ -4,7 +4,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use wisp::config::{Config, JwksSource};
+use wisp::config::{Config, JwksSource, LogFormat};
 use wisp::devtools::echo::EchoServer;
 use wisp::devtools::issuer::{DevIssuer, DevIssuerOptions};
 
@@ -26,7 +26,7 @@ pub fn dev_issuer(listen: SocketAddr, issuer: Option<String>, audience: String) 
         match DevIssuer::start(listen, options).await {
             Ok(issuer) => {
                 eprintln!("{}", issuer.banner());
-                let _ = tokio::signal::ctrl_c().await;
+                until_stopped().await;
                 ExitCode::SUCCESS
             }
             Err(error) => {
@@ -37,12 +37,52 @@ pub fn dev_issuer(listen: SocketAddr, issuer: Option<String>, audience: String) 
     })
 }
 
+/// Runs an echo upstream until SIGTERM or SIGINT.
+pub fn echo(listen: SocketAddr) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        match EchoServer::start(listen).await {
+            Ok(echo) => {
+                eprintln!("echo upstream on http://{} (development only)", echo.addr());
+                until_stopped().await;
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: echo upstream on {listen}: {error}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+/// Resolves on SIGTERM (a container stopping) or SIGINT (Ctrl-C).
+async fn until_stopped() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 fn socket_addr(host_port: &str) -> Option<SocketAddr> {
     host_port.to_socket_addrs().ok()?.next()
 }
 
 /// Starts dev issuer + echo upstream (from the demo config's addresses), then the proxy.
-pub fn run(config: Config) -> ExitCode {
+pub fn run(config: Config, set_log_format: Box<dyn Fn(LogFormat) + Send + Sync>) -> ExitCode {
     let Some(issuer) = config.issuers.first().cloned() else {
         eprintln!("error: the demo config needs one issuer");
         return ExitCode::from(1);
@@ -119,7 +159,7 @@ pub fn run(config: Config) -> ExitCode {
         .as_ref()
         .map(|a| format!("http://{}", a.listen));
     std::thread::spawn(move || show_examples(&issuer_url, &proxy, admin.as_deref()));
-    match wisp::server::serve(config) {
+    match wisp::server::serve(config, set_log_format) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");

@@ -24,7 +24,8 @@ const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
-const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
 const DEFAULT_MAX_TOKEN_BYTES: u64 = 8192;
 const MAX_MAX_TOKEN_BYTES: u64 = 1 << 20;
 const DEFAULT_TOKEN_CACHE_BYTES: u64 = 64 << 20;
@@ -93,6 +94,7 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problem> {
         log: LogConfig::from(raw.log),
         threads,
         shutdown_grace: raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
+        drain_delay: raw.drain_delay.map_or(DEFAULT_DRAIN_DELAY, |d| d.0),
     })
 }
 

@@ -41,6 +41,7 @@ pub(super) struct RawConfig {
     pub log: RawLog,
     pub threads: Option<u64>,
     pub shutdown_grace: Option<Parsed<Duration>>,
+    pub drain_delay: Option<Parsed<Duration>>,
 }
 
 /// `upstream:`.

@@ -156,6 +156,7 @@ headers:
 log: { format: text, decisions: all }
 threads: 4
 shutdown_grace: 10s
+drain_delay: 2s
 ";
     let config = fixture.load(yaml).unwrap();
     let dir = fixture.dir.path();
@@ -234,6 +235,7 @@ shutdown_grace: 10s
     assert_eq!(config.log.decisions, DecisionLog::All);
     assert_eq!(config.threads, 4);
     assert_eq!(config.shutdown_grace, Duration::from_secs(10));
+    assert_eq!(config.drain_delay, Duration::from_secs(2));
 }
 
 #[test]
@@ -275,7 +277,8 @@ fn omitted_keys_take_their_documented_defaults() {
     assert_eq!(config.log.format, LogFormat::Json);
     assert_eq!(config.log.decisions, DecisionLog::Deny);
     assert!((1..=256).contains(&config.threads));
-    assert_eq!(config.shutdown_grace, Duration::from_secs(5));
+    assert_eq!(config.shutdown_grace, Duration::from_secs(20));
+    assert_eq!(config.drain_delay, Duration::from_secs(5));
 }
 
 #[test]

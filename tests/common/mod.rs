@@ -186,6 +186,52 @@ impl Wisp {
             .await
     }
 
+    /// Sends `signal` (`TERM`, `INT`, `HUP`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit; its status if it did.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The decision log lines written so far (JSON format).
+    pub fn decisions(&self) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|entry| entry["target"] == "wisp::decision")
+            .collect()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub async fn wait_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "log never said {needle:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Scrapes `/metrics`.
     pub async fn metrics(&self) -> String {
         get(self.admin, "/metrics", &[])
@@ -362,11 +408,24 @@ impl WispBuilder {
         let (dir, config, listen, admin) = self.write();
         let text = std::fs::read_to_string(&config).expect("read config");
         std::fs::write(&config, edit(text)).expect("write config");
+        Wisp::spawn(dir, &config, listen, admin).await
+    }
+}
+
+impl Wisp {
+    /// Starts `wisp serve --config config` (files under `dir`, which the
+    /// result keeps alive) and waits until `/healthz` answers.
+    pub async fn spawn(
+        dir: tempfile::TempDir,
+        config: &Path,
+        listen: SocketAddr,
+        admin: SocketAddr,
+    ) -> Wisp {
         let stderr_path = dir.path().join("wisp.log");
         let stderr = std::fs::File::create(&stderr_path).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_wisp"))
             .args(["serve", "--config"])
-            .arg(&config)
+            .arg(config)
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()

@@ -1,0 +1,209 @@
+//! The decision log (DESIGN.md §5): one line per request decided, with the
+//! same field names as the metric labels. In `log.format: json` a line is one
+//! JSON object with real arrays (`policies`, `errors`), written whole to
+//! stderr like every other log line; in `text` it goes through `tracing`.
+//!
+//! The client only ever gets a generic reason; the technical `detail` is here,
+//! never truncated. A token that failed verification is logged with the
+//! `iss` and `kid` it claims, marked unverified.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::config::LogFormat;
+
+/// One decision log line.
+#[derive(Debug, Serialize)]
+pub struct DecisionRecord<'a> {
+    /// The request id (also sent upstream as `x-request-id`).
+    pub request_id: &'a str,
+    /// `allow`, `deny` or `public`.
+    pub decision: &'a str,
+    /// The stable reason (`policy`, `token_expired`, …).
+    pub reason: &'a str,
+    /// The full technical description, when there is more to say than the reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<&'a str>,
+    /// The HTTP status answered (0: none was written).
+    pub status: u16,
+    /// The method.
+    pub method: &'a str,
+    /// The normalized path (as decided and forwarded).
+    pub path: &'a str,
+    /// The normalized host.
+    pub host: &'a str,
+    /// The client's address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<IpAddr>,
+    /// The configured issuer name: of the verified token, or (401) the one
+    /// whose `iss` the unverified token claims.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<&'a str>,
+    /// The `iss` an unverified token claims (401 lines).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unverified_iss: Option<&'a str>,
+    /// The `kid` an unverified token's header names (401 lines).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unverified_kid: Option<&'a str>,
+    /// The principal's uid, when authenticated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<&'a str>,
+    /// Determining policy ids.
+    pub policies: &'a [String],
+    /// Policy evaluation errors (`policy id: message`).
+    pub errors: &'a [String],
+    /// From the request's arrival to the log line.
+    pub duration_ms: f64,
+}
+
+/// Writes `record` in `format`.
+pub fn emit(format: LogFormat, record: &DecisionRecord<'_>) {
+    match format {
+        LogFormat::Json => {
+            let mut line = Vec::with_capacity(512);
+            let now = SystemTime::now();
+            let timestamp = rfc3339(now);
+            let envelope = Envelope {
+                timestamp: &timestamp,
+                time: &timestamp,
+                level: "INFO",
+                target: "wisp::decision",
+                message: "decision",
+                record,
+            };
+            if serde_json::to_writer(&mut line, &envelope).is_err() {
+                return;
+            }
+            line.push(b'\n');
+            // One write of the whole line, as tracing's writer does: lines
+            // never interleave. Nothing useful can be done if stderr is gone.
+            let _ = std::io::stderr().lock().write_all(&line);
+        }
+        LogFormat::Text => tracing::info!(
+            target: "wisp::decision",
+            request_id = record.request_id,
+            decision = record.decision,
+            reason = record.reason,
+            detail = record.detail,
+            status = record.status,
+            method = record.method,
+            path = record.path,
+            host = record.host,
+            source_ip = record.source_ip.map(tracing::field::display),
+            issuer = record.issuer,
+            unverified_iss = record.unverified_iss,
+            unverified_kid = record.unverified_kid,
+            principal = record.principal,
+            policies = %record.policies.join(","),
+            errors = %record.errors.join("; "),
+            duration_ms = record.duration_ms,
+            "decision"
+        ),
+    }
+}
+
+/// The fields every JSON log line of wisp starts with, then the record's.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    /// The key tracing's JSON lines use, so every line shares it.
+    timestamp: &'a str,
+    /// DESIGN.md §5's name for it.
+    time: &'a str,
+    level: &'a str,
+    target: &'a str,
+    message: &'a str,
+    #[serde(flatten)]
+    record: &'a DecisionRecord<'a>,
+}
+
+/// `2026-12-06T00:11:05.215Z` (UTC, milliseconds).
+fn rfc3339(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian
+/// calendar (Howard Hinnant's `civil_from_days`, for non-negative days).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        for (secs, want) in [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (951_782_400, "2000-02-29T00:00:00.000Z"),
+            (1_796_083_865, "2026-12-01T00:11:05.000Z"),
+            (4_107_542_399, "2100-02-28T23:59:59.000Z"),
+        ] {
+            let time = UNIX_EPOCH + Duration::from_secs(secs);
+            assert_eq!(rfc3339(time), want, "{secs}");
+        }
+        let time = UNIX_EPOCH + Duration::from_millis(1_500);
+        assert_eq!(rfc3339(time), "1970-01-01T00:00:01.500Z");
+    }
+
+    #[test]
+    fn json_lines_carry_arrays_and_skip_absent_fields() {
+        let policies = vec!["a".to_owned(), "b".to_owned()];
+        let record = DecisionRecord {
+            request_id: "r1",
+            decision: "deny",
+            reason: "token_expired",
+            detail: Some("token expired"),
+            status: 401,
+            method: "GET",
+            path: "/x",
+            host: "h",
+            source_ip: Some("127.0.0.1".parse().unwrap()),
+            issuer: Some("k8s"),
+            unverified_iss: Some("https://k8s"),
+            unverified_kid: None,
+            principal: None,
+            policies: &policies,
+            errors: &[],
+            duration_ms: 1.5,
+        };
+        let envelope = Envelope {
+            timestamp: "t",
+            time: "t",
+            level: "INFO",
+            target: "wisp::decision",
+            message: "decision",
+            record: &record,
+        };
+        let json: serde_json::Value = serde_json::to_value(&envelope).unwrap();
+        assert_eq!(json["policies"], serde_json::json!(["a", "b"]));
+        assert_eq!(json["errors"], serde_json::json!([]));
+        assert_eq!(json["source_ip"], "127.0.0.1");
+        assert!(json.get("principal").is_none());
+        assert!(json.get("unverified_kid").is_none());
+        assert_eq!(json["time"], "t");
+    }
+}
