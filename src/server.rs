@@ -84,7 +84,8 @@ impl Runtime {
         .map_err(StartError::Policies)?;
         let http =
             crate::authn::jwks::http_client().map_err(|e| StartError::Setup(e.to_string()))?;
-        let authn = Authenticator::new(&config, http, metrics.clone());
+        let authn = Authenticator::new(&config, http, metrics.clone())
+            .map_err(|e| StartError::Setup(e.to_string()))?;
         Ok(Runtime {
             config: Arc::new(config),
             metrics,
