@@ -802,12 +802,23 @@ fn jwks_ca_and_bearer_token_file_load_relative_to_the_config_file() {
 }
 
 #[test]
-fn the_kubernetes_example_loads() {
-    let config = load_shipped(
-        "kubernetes.yaml",
-        include_str!("../../config/kubernetes.yaml"),
-    )
-    .unwrap();
+fn the_kubernetes_example_loads_when_its_pod_files_exist() {
+    let root = tempfile::tempdir().unwrap();
+    let ca = root.path().join("ca.crt");
+    let token = root.path().join("token");
+    std::fs::write(&ca, ca_pem("kubernetes")).unwrap();
+    std::fs::write(&token, "t").unwrap();
+    // The example's in-pod paths, moved under the temporary root.
+    let text = include_str!("../../config/kubernetes.yaml")
+        .replace(
+            "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+            &ca.display().to_string(),
+        )
+        .replace(
+            "/var/run/wisp/api-token/token",
+            &token.display().to_string(),
+        );
+    let config = load_shipped("kubernetes.yaml", &text).unwrap();
     let issuer = &config.issuers[0];
     assert_eq!(issuer.preset, Preset::Kubernetes);
     assert_eq!(
@@ -815,7 +826,17 @@ fn the_kubernetes_example_loads() {
         "https://kubernetes.default.svc.cluster.local"
     );
     assert_eq!(issuer.jwks, JwksSource::Discovery);
+    assert_eq!(issuer.jwks_fetch.ca.as_ref().unwrap().path, ca);
+    assert_eq!(issuer.jwks_fetch.bearer_token_file.as_ref(), Some(&token));
     assert_eq!(issuer.audiences, ["orders"]);
+    assert!(config.routes.public.is_empty(), "probes use the admin port");
+
+    let unchanged = load_shipped(
+        "kubernetes.yaml",
+        include_str!("../../config/kubernetes.yaml"),
+    );
+    let error = unchanged.unwrap_err().to_string();
+    assert!(error.contains("issuers[0].jwks.ca"), "{error}");
 }
 
 #[test]
