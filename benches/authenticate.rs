@@ -113,8 +113,10 @@ fn setup() -> Setup {
     };
     let http = wisp::authn::jwks::http_client().expect("http client");
     let metrics = Metrics::new().expect("metrics");
-    let cached = Authenticator::new(&config("64MiB"), http.clone(), metrics.clone());
-    let uncached = Authenticator::new(&config("0"), http.clone(), metrics.clone());
+    let cached =
+        Authenticator::new(&config("64MiB"), http.clone(), metrics.clone()).expect("authenticator");
+    let uncached =
+        Authenticator::new(&config("0"), http.clone(), metrics.clone()).expect("authenticator");
     runtime.block_on(async {
         cached.issuers()[0].refresh().await.expect("keys");
         uncached.issuers()[0].refresh().await.expect("keys");
@@ -151,7 +153,8 @@ const COLD_POOL: usize = 4096;
 impl Setup {
     /// An authenticator and an authorizer with empty caches, keys loaded.
     fn fresh(&self) -> (Authenticator, Authorizer) {
-        let authn = Authenticator::new(&self.config, self.http.clone(), self.metrics.clone());
+        let authn = Authenticator::new(&self.config, self.http.clone(), self.metrics.clone())
+            .expect("authenticator");
         self.runtime
             .block_on(authn.issuers()[0].refresh())
             .expect("keys");

@@ -34,6 +34,7 @@ fn issuer(alg: Algorithm) -> IssuerConfig {
         issuer: ISS.into(),
         preset: Preset::Generic,
         jwks: JwksSource::File("jwks.json".into()),
+        jwks_fetch: Default::default(),
         refresh: Duration::from_secs(300),
         max_stale: Duration::from_secs(3600),
         refetch_min_interval: Duration::from_secs(30),

@@ -154,7 +154,7 @@ fn run(alg: &str, tokens: usize, rounds: usize, compare: bool) -> Result<f64, Er
     // Built before the timed loop, so a round starts with empty caches.
     let fresh = (0..rounds)
         .map(|_| -> Result<(Authenticator, Authorizer), Error> {
-            let authn = Authenticator::new(&config, http.clone(), Metrics::new()?);
+            let authn = Authenticator::new(&config, http.clone(), Metrics::new()?)?;
             runtime.block_on(authn.issuers()[0].refresh())?;
             let authorizer = Authorizer::load(&policies.join("wisp.cedarschema"), &policies)
                 .map_err(|diagnostics| {

@@ -15,12 +15,14 @@
 //! syntax of their own: durations, sizes, addresses, algorithms), `build`,
 //! `issuer` and `tls` (the conversion), `problem` (key paths).
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use jsonwebtoken::Algorithm;
+use rustls::pki_types::CertificateDer;
 
 mod build;
 mod issuer;
@@ -163,6 +165,40 @@ pub enum JwksSource {
     File(PathBuf),
 }
 
+/// How an issuer's discovery and JWKS requests are made (`jwks.ca`,
+/// `jwks.bearer_token_file`); both unset for a `file` source. For in-cluster
+/// issuers such as the Kubernetes API server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct JwksFetch {
+    /// Trust only these roots for this issuer's fetches (`None`: the system roots).
+    pub ca: Option<CaBundle>,
+    /// Its trimmed contents are sent as `Authorization: Bearer …` on this
+    /// issuer's fetches; re-read at every fetch, so a rotated token is used
+    /// at once. Existed when the config loaded.
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+/// A PEM bundle of CA certificates, read and checked when the config loads:
+/// at least one certificate, each usable as a trust anchor. Its `Hash`
+/// covers the certificates, so a changed bundle changes the issuer's rules.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CaBundle {
+    /// The file (for messages).
+    pub path: PathBuf,
+    /// The certificates (DER), in file order; never empty.
+    pub certificates: Vec<CertificateDer<'static>>,
+}
+
+impl fmt::Debug for CaBundle {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("CaBundle")
+            .field("path", &self.path)
+            .field("certificates", &self.certificates.len())
+            .finish()
+    }
+}
+
 /// One token issuer. `Hash` covers every rule a token is verified under: the
 /// token cache uses it so a changed issuer never serves tokens verified
 /// under the old rules.
@@ -177,6 +213,8 @@ pub struct IssuerConfig {
     pub preset: Preset,
     /// Where keys come from.
     pub jwks: JwksSource,
+    /// The trust roots and credential for fetching them (http sources only).
+    pub jwks_fetch: JwksFetch,
     /// Background refresh interval.
     pub refresh: Duration,
     /// Keep the last good keys this long when refreshes fail.

@@ -105,6 +105,9 @@ pub enum ReloadError {
     /// The upstream address does not resolve or its TLS files are unusable.
     #[error("{0}")]
     Upstream(crate::upstream::UpstreamError),
+    /// An issuer's HTTP client (its `jwks.ca`) cannot be built.
+    #[error("{0}")]
+    HttpClient(#[from] crate::authn::jwks::HttpClientError),
 }
 
 /// Builds the first state and every reloaded one.
@@ -136,7 +139,7 @@ impl Reloader {
         let policies = loader
             .load(&config.policies.schema, &config.policies.dir)
             .map_err(ReloadError::Policies)?;
-        let authn = Authenticator::new(&config, http.clone(), metrics.clone());
+        let authn = Authenticator::new(&config, http.clone(), metrics.clone())?;
         let upstream = crate::upstream::peer(&config.upstream).map_err(ReloadError::Upstream)?;
         metrics.requests.set_issuers(&config);
         let live = Live {
@@ -204,7 +207,7 @@ impl Reloader {
             .load(&config.policies.schema, &config.policies.dir)
             .map_err(ReloadError::Policies)?;
         let upstream = crate::upstream::peer(&config.upstream).map_err(ReloadError::Upstream)?;
-        let authn = Arc::new(old.authn.rebuilt(&config, self.http.clone()));
+        let authn = Arc::new(old.authn.rebuilt(&config, self.http.clone())?);
         // New or changed issuers fetch their keys before the swap, so their
         // tokens do not meet a 503 in between (bounded: the swap happens anyway).
         let new_issuers: Vec<_> = authn

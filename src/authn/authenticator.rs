@@ -6,7 +6,7 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use super::jwks::{IssuerKeys, LoadedKeys, REFETCH_WAIT};
+use super::jwks::{http_client_for, HttpClientError, IssuerKeys, LoadedKeys, REFETCH_WAIT};
 use super::token_cache::{identity_weight, CachedToken, TokenCache, TokenKey};
 use super::{jwt, presets, verify, AuthnError};
 use crate::authz::Authorizer;
@@ -36,7 +36,14 @@ impl Authenticator {
     /// Builds the stage for `config` with a token cache sized by
     /// `authn.token_cache.max_bytes`; keys are not fetched yet (see
     /// [`Authenticator::issuers`]).
-    pub fn new(config: &Config, http: reqwest::Client, metrics: Metrics) -> Authenticator {
+    ///
+    /// # Errors
+    /// When an issuer's own HTTP client cannot be built (see [`Authenticator::with_cache`]).
+    pub fn new(
+        config: &Config,
+        http: reqwest::Client,
+        metrics: Metrics,
+    ) -> Result<Authenticator, HttpClientError> {
         let cache = (config.authn.token_cache_max_bytes > 0).then(|| {
             TokenCache::new(
                 config.authn.token_cache_max_bytes,
@@ -48,13 +55,17 @@ impl Authenticator {
 
     /// Builds the stage around an existing token cache (e.g. one kept across a
     /// configuration change: entries verified under other issuer rules are
-    /// never served, see [`CachedToken::issuer_fingerprint`]).
+    /// never served, see [`CachedToken::issuer_fingerprint`]). Issuers share
+    /// `http` unless they need their own client ([`super::jwks::http_client_for`]).
+    ///
+    /// # Errors
+    /// When an issuer's own HTTP client cannot be built.
     pub fn with_cache(
         config: &Config,
         http: reqwest::Client,
         metrics: Metrics,
         cache: Option<TokenCache>,
-    ) -> Authenticator {
+    ) -> Result<Authenticator, HttpClientError> {
         Authenticator::build(config, http, metrics, cache, &[])
     }
 
@@ -63,7 +74,14 @@ impl Authenticator {
     /// state), and the token cache is kept unless its size changed. Entries
     /// verified under other issuer rules are never served (see
     /// [`CachedToken::issuer_fingerprint`]).
-    pub fn rebuilt(&self, config: &Config, http: reqwest::Client) -> Authenticator {
+    ///
+    /// # Errors
+    /// When a new issuer's HTTP client cannot be built.
+    pub fn rebuilt(
+        &self,
+        config: &Config,
+        http: reqwest::Client,
+    ) -> Result<Authenticator, HttpClientError> {
         let cache = match &self.cache {
             Some(cache) if cache.max_bytes() == config.authn.token_cache_max_bytes => {
                 Some(cache.clone())
@@ -84,21 +102,21 @@ impl Authenticator {
         metrics: Metrics,
         cache: Option<TokenCache>,
         previous: &[Arc<IssuerKeys>],
-    ) -> Authenticator {
+    ) -> Result<Authenticator, HttpClientError> {
         let issuers: Vec<Arc<IssuerKeys>> = config
             .issuers
             .iter()
             .map(
                 |issuer| match previous.iter().find(|keys| **keys.config() == *issuer) {
-                    Some(unchanged) => Arc::clone(unchanged),
-                    None => Arc::new(IssuerKeys::new(
+                    Some(unchanged) => Ok(Arc::clone(unchanged)),
+                    None => Ok(Arc::new(IssuerKeys::new(
                         Arc::new(issuer.clone()),
-                        http.clone(),
+                        http_client_for(issuer, &http)?,
                         metrics.clone(),
-                    )),
+                    ))),
                 },
             )
-            .collect();
+            .collect::<Result<_, _>>()?;
         let by_iss = config
             .issuers
             .iter()
@@ -115,7 +133,7 @@ impl Authenticator {
                 hasher.finish()
             })
             .collect();
-        Authenticator {
+        Ok(Authenticator {
             issuers,
             issuer_fingerprints,
             by_iss,
@@ -125,7 +143,7 @@ impl Authenticator {
             trust_domains: config.trust_domains.clone(),
             peer_callers: super::credentials::PeerCallers::default(),
             metrics,
-        }
+        })
     }
 
     /// The issuers' key holders (for the refresh loops and `/readyz`).

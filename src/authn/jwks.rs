@@ -17,6 +17,10 @@ use super::keys::KeySet;
 use crate::config::{IssuerConfig, JwksSource};
 use crate::metrics::Metrics;
 
+mod client;
+use client::BearerToken;
+pub use client::{http_client, http_client_for, HttpClientError};
+
 /// Largest JWKS or discovery document accepted.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 /// Timeout for one discovery or JWKS request.
@@ -51,6 +55,15 @@ pub enum FetchError {
     /// Reading the static file failed.
     #[error("{path}: {message}")]
     File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The issuer's `bearer_token_file` is unreadable, empty or not a token
+    /// (the message never quotes it).
+    #[error("bearer_token_file {path}: {message}")]
+    BearerToken {
         /// The file.
         path: String,
         /// What went wrong.
@@ -277,13 +290,19 @@ impl IssuerKeys {
             url: url.to_string(),
             message,
         };
-        let mut response = self
-            .http
-            .get(url)
-            .timeout(FETCH_TIMEOUT)
+        let mut request = self.http.get(url).timeout(FETCH_TIMEOUT);
+        if let Some(path) = &self.config.jwks_fetch.bearer_token_file {
+            // The config and discovery already keep URLs to https (or
+            // loopback http); checked again where the secret is attached.
+            crate::config::check_fetch_url(url)
+                .map_err(|why| http_error(format!("bearer token not sent: {why}")))?;
+            let token = BearerToken::read(path).await?;
+            request = request.header(reqwest::header::AUTHORIZATION, token.header_value());
+        }
+        let mut response = request
             .send()
             .await
-            .map_err(|error| http_error(error.to_string()))?;
+            .map_err(|error| http_error(with_causes(&error)))?;
         if !response.status().is_success() {
             return Err(http_error(format!("HTTP {}", response.status())));
         }
@@ -291,7 +310,7 @@ impl IssuerKeys {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|error| http_error(error.to_string()))?
+            .map_err(|error| http_error(with_causes(&error)))?
         {
             if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
                 return Err(http_error(format!(
@@ -341,32 +360,26 @@ fn retry_delay(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
 
+/// `error` and its sources, `: `-separated: reqwest's own message names only
+/// the URL, the cause (e.g. an untrusted certificate) is in the chain.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
 fn set_error(slot: &Mutex<Option<String>>, value: Option<String>) {
     if let Ok(mut guard) = slot.lock() {
         *guard = value;
     }
-}
-
-/// Builds the HTTP client used for discovery and JWKS fetches: rustls (with
-/// the process's ring provider, see `main`) and the system's root
-/// certificates. Redirects are followed only to https URLs, so a redirect
-/// cannot downgrade a key fetch to plaintext.
-///
-/// # Errors
-/// When the TLS configuration cannot be built.
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    let redirects = reqwest::redirect::Policy::custom(|attempt| {
-        if attempt.previous().len() >= 3 || attempt.url().scheme() != "https" {
-            attempt.stop()
-        } else {
-            attempt.follow()
-        }
-    });
-    reqwest::Client::builder()
-        .user_agent(concat!("wisp/", env!("CARGO_PKG_VERSION")))
-        .redirect(redirects)
-        .connect_timeout(FETCH_TIMEOUT)
-        .build()
 }
 
 #[cfg(test)]

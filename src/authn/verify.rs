@@ -173,6 +173,7 @@ mod tests {
             issuer: ISS.into(),
             preset: Preset::Generic,
             jwks: JwksSource::File("jwks.json".into()),
+            jwks_fetch: Default::default(),
             refresh: Duration::from_secs(300),
             max_stale: Duration::from_secs(3600),
             refetch_min_interval: Duration::from_secs(30),

@@ -8,8 +8,9 @@ use std::time::Duration;
 use super::build::existing_file;
 use super::problem::{element, Problem};
 use super::raw::{Parsed, RawIssuer, RawJwks, RawPreset};
+use super::tls::ca_bundle;
 use super::units::format_duration;
-use super::{Algorithm, ClaimMapping, IssuerConfig, JwksSource, Preset};
+use super::{Algorithm, ClaimMapping, IssuerConfig, JwksFetch, JwksSource, Preset};
 
 const DEFAULT_REFRESH: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_MAX_STALE: Duration = Duration::from_secs(60 * 60);
@@ -124,6 +125,7 @@ fn build_issuer(raw: RawIssuer, base_dir: &Path) -> Result<IssuerConfig, Problem
         issuer,
         preset,
         jwks: jwks.source,
+        jwks_fetch: jwks.fetch,
         refresh: jwks.refresh,
         max_stale: jwks.max_stale,
         refetch_min_interval: jwks.refetch_min_interval,
@@ -167,6 +169,7 @@ fn check_issuer(issuer: &str) -> Result<(), String> {
 /// The `jwks:` section, converted.
 struct Jwks {
     source: JwksSource,
+    fetch: JwksFetch,
     refresh: Duration,
     max_stale: Duration,
     refetch_min_interval: Duration,
@@ -200,6 +203,8 @@ fn build_jwks(raw: RawJwks, issuer: &str, base_dir: &Path) -> Result<Jwks, Probl
             ))
         }
     };
+    let file_source = matches!(source, JwksSource::File(_));
+    let fetch = build_fetch(raw.ca, raw.bearer_token_file, file_source, base_dir)?;
     let refresh =
         at_least_one_second(raw.refresh, DEFAULT_REFRESH).map_err(|m| Problem::at("refresh", m))?;
     let max_stale = raw.max_stale.map_or(DEFAULT_MAX_STALE, |d| d.0);
@@ -217,9 +222,52 @@ fn build_jwks(raw: RawJwks, issuer: &str, base_dir: &Path) -> Result<Jwks, Probl
             .map_err(|m| Problem::at("refetch_min_interval", m))?;
     Ok(Jwks {
         source,
+        fetch,
         refresh,
         max_stale,
         refetch_min_interval,
+    })
+}
+
+/// `jwks.ca` and `jwks.bearer_token_file`: only for sources fetched over
+/// http(s); the CA bundle is read and checked now, the token file only
+/// checked to exist (its contents are read at every fetch, as they rotate).
+fn build_fetch(
+    ca: Option<String>,
+    bearer_token_file: Option<String>,
+    file_source: bool,
+    base_dir: &Path,
+) -> Result<JwksFetch, Problem> {
+    let not_with_file = |key: &str| {
+        Problem::at(
+            key,
+            "only valid with `discovery: true` or `uri`: a `file` source is read from disk, \
+             not fetched",
+        )
+    };
+    if file_source {
+        if ca.is_some() {
+            return Err(not_with_file("ca"));
+        }
+        if bearer_token_file.is_some() {
+            return Err(not_with_file("bearer_token_file"));
+        }
+    }
+    let ca = ca
+        .map(|ca| {
+            existing_file(base_dir.join(ca))
+                .and_then(|path| ca_bundle(&path))
+                .map_err(|m| Problem::at("ca", m))
+        })
+        .transpose()?;
+    let bearer_token_file = bearer_token_file
+        .map(|file| {
+            existing_file(base_dir.join(file)).map_err(|m| Problem::at("bearer_token_file", m))
+        })
+        .transpose()?;
+    Ok(JwksFetch {
+        ca,
+        bearer_token_file,
     })
 }
 

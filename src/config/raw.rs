@@ -132,6 +132,8 @@ pub(super) struct RawJwks {
     pub discovery: bool,
     pub uri: Option<String>,
     pub file: Option<String>,
+    pub ca: Option<String>,
+    pub bearer_token_file: Option<String>,
     pub refresh: Option<Parsed<Duration>>,
     pub max_stale: Option<Parsed<Duration>>,
     pub refetch_min_interval: Option<Parsed<Duration>>,

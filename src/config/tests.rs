@@ -20,6 +20,12 @@ impl Fixture {
         for pem in PEM_FILES {
             std::fs::write(dir.path().join(pem), "-----BEGIN PLACEHOLDER-----\n").unwrap();
         }
+        std::fs::write(
+            dir.path().join("garbage_cert.pem"),
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("token"), "t0ken\n").unwrap();
         Fixture { dir }
     }
 
@@ -597,6 +603,13 @@ fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("refresh under 1s", with_jwks("{ discovery: true, refresh: 500ms }"), "issuers[0].jwks.refresh", "at least 1s"),
         ("refetch interval under 1s", with_jwks("{ discovery: true, refetch_min_interval: 0s }"), "issuers[0].jwks.refetch_min_interval", "at least 1s"),
         ("max_stale shorter than refresh", with_jwks("{ discovery: true, refresh: 2h }"), "issuers[0].jwks.max_stale", "at least `refresh`"),
+        ("missing jwks ca file", with_jwks("{ discovery: true, ca: nope.pem }"), "issuers[0].jwks.ca", "nope.pem` does not exist"),
+        ("jwks ca without a certificate", with_jwks("{ discovery: true, ca: jwks.json }"), "issuers[0].jwks.ca", "jwks.json` holds no certificate"),
+        ("unparsable jwks ca", with_jwks("{ discovery: true, ca: bundle.pem }"), "issuers[0].jwks.ca", "bundle.pem` is not a valid PEM file"),
+        ("jwks ca that is not a certificate", with_jwks("{ uri: 'https://x/jwks', ca: garbage_cert.pem }"), "issuers[0].jwks.ca", "garbage_cert.pem`: certificate 1 is not usable"),
+        ("jwks ca with a file source", with_jwks("{ file: jwks.json, ca: bundle.pem }"), "issuers[0].jwks.ca", "only valid with `discovery: true` or `uri`"),
+        ("missing bearer token file", with_jwks("{ discovery: true, bearer_token_file: nope-token }"), "issuers[0].jwks.bearer_token_file", "nope-token` does not exist"),
+        ("bearer token file with a file source", with_jwks("{ file: jwks.json, bearer_token_file: token }"), "issuers[0].jwks.bearer_token_file", "only valid with"),
         ("missing audiences", with_issuer("").replace("    audiences: [orders]\n", ""), "issuers[0].audiences", "required"),
         ("empty audiences", with_issuer("").replace("[orders]", "[]"), "issuers[0].audiences", "at least one"),
         ("empty audience", with_issuer("").replace("[orders]", "[orders, '']"), "issuers[0].audiences[1]", "empty"),
@@ -741,13 +754,74 @@ fn the_reference_config_loads() {
     assert!(!config.issuers.is_empty());
 }
 
+/// A self-signed CA certificate (PEM) named `name`.
+fn ca_pem(name: &str) -> String {
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    params.self_signed(&key).unwrap().pem()
+}
+
 #[test]
-fn the_kubernetes_example_loads() {
-    let config = load_shipped(
-        "kubernetes.yaml",
-        include_str!("../../config/kubernetes.yaml"),
-    )
-    .unwrap();
+fn jwks_ca_and_bearer_token_file_load_relative_to_the_config_file() {
+    let fixture = Fixture::new();
+    let bundle = format!("{}{}", ca_pem("one"), ca_pem("two"));
+    std::fs::write(fixture.dir.path().join("cluster-ca.pem"), bundle).unwrap();
+    std::fs::write(fixture.dir.path().join("token"), "s3cr3t-token\n").unwrap();
+    let yaml = with_issuer("").replace(
+        "{ discovery: true }",
+        "{ discovery: true, ca: cluster-ca.pem, bearer_token_file: token }",
+    );
+    let config = fixture.load(&yaml).unwrap();
+    let fetch = &config.issuers[0].jwks_fetch;
+    let ca = fetch.ca.as_ref().unwrap();
+    assert_eq!(ca.path, fixture.dir.path().join("cluster-ca.pem"));
+    assert_eq!(ca.certificates.len(), 2);
+    assert_eq!(
+        fetch.bearer_token_file.as_deref(),
+        Some(fixture.dir.path().join("token").as_path())
+    );
+    // Debug shows the files, never the token nor the certificates' bytes.
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("s3cr3t"), "{debug}");
+    assert!(debug.contains("certificates: 2"), "{debug}");
+
+    // Both are part of the issuer's rules (its hash keys the token cache).
+    let plain = fixture.load(&with_issuer("")).unwrap();
+    assert_eq!(plain.issuers[0].jwks_fetch, JwksFetch::default());
+    let hash = |issuer: &IssuerConfig| {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        issuer.hash(&mut hasher);
+        hasher.finish()
+    };
+    assert_ne!(hash(&config.issuers[0]), hash(&plain.issuers[0]));
+    std::fs::write(fixture.dir.path().join("cluster-ca.pem"), ca_pem("three")).unwrap();
+    let rotated = fixture.load(&yaml).unwrap();
+    assert_ne!(hash(&config.issuers[0]), hash(&rotated.issuers[0]));
+}
+
+#[test]
+fn the_kubernetes_example_loads_when_its_pod_files_exist() {
+    let root = tempfile::tempdir().unwrap();
+    let ca = root.path().join("ca.crt");
+    let token = root.path().join("token");
+    std::fs::write(&ca, ca_pem("kubernetes")).unwrap();
+    std::fs::write(&token, "t").unwrap();
+    // The example's in-pod paths, moved under the temporary root.
+    let text = include_str!("../../config/kubernetes.yaml")
+        .replace(
+            "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+            &ca.display().to_string(),
+        )
+        .replace(
+            "/var/run/wisp/api-token/token",
+            &token.display().to_string(),
+        );
+    let config = load_shipped("kubernetes.yaml", &text).unwrap();
     let issuer = &config.issuers[0];
     assert_eq!(issuer.preset, Preset::Kubernetes);
     assert_eq!(
@@ -755,7 +829,17 @@ fn the_kubernetes_example_loads() {
         "https://kubernetes.default.svc.cluster.local"
     );
     assert_eq!(issuer.jwks, JwksSource::Discovery);
+    assert_eq!(issuer.jwks_fetch.ca.as_ref().unwrap().path, ca);
+    assert_eq!(issuer.jwks_fetch.bearer_token_file.as_ref(), Some(&token));
     assert_eq!(issuer.audiences, ["orders"]);
+    assert!(config.routes.public.is_empty(), "probes use the admin port");
+
+    let unchanged = load_shipped(
+        "kubernetes.yaml",
+        include_str!("../../config/kubernetes.yaml"),
+    );
+    let error = unchanged.unwrap_err().to_string();
+    assert!(error.contains("issuers[0].jwks.ca"), "{error}");
 }
 
 #[test]

@@ -9,11 +9,15 @@
 use std::path::Path;
 use std::time::Duration;
 
+use rustls::RootCertStore;
+
 use super::build::existing_file;
 use super::issuer::at_least_one_second;
 use super::problem::{element, Problem};
 use super::raw::{RawClientAuth, RawTls, RawUpstreamTls};
-use super::{ClientAuth, IssuerConfig, Preset, RequireCredentials, TlsConfig, UpstreamTlsConfig};
+use super::{
+    CaBundle, ClientAuth, IssuerConfig, Preset, RequireCredentials, TlsConfig, UpstreamTlsConfig,
+};
 
 /// spire-agent and tbot rotate SVIDs every few minutes to hours; 30s keeps a
 /// missed file event from serving a stale certificate for long.
@@ -189,4 +193,34 @@ pub(super) fn check_trust_domains_needed(
         ));
     }
     Ok(())
+}
+
+/// Reads a PEM bundle of CA certificates (`issuers[].jwks.ca`) and checks that
+/// it holds at least one certificate and that each is usable as a trust
+/// anchor, so that the HTTP client built from it later cannot fail on it.
+/// Messages name the file.
+pub(super) fn ca_bundle(path: &Path) -> Result<CaBundle, String> {
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|error| format!("`{shown}`: {error}"))?;
+    let certificates = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| format!("`{shown}` is not a valid PEM file: {error}"))?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "`{shown}` holds no certificate: expected one or more PEM `CERTIFICATE` sections"
+        ));
+    }
+    let mut roots = RootCertStore::empty();
+    for (index, certificate) in certificates.iter().enumerate() {
+        roots.add(certificate.clone()).map_err(|error| {
+            format!(
+                "`{shown}`: certificate {} is not usable as a CA: {error}",
+                index + 1
+            )
+        })?;
+    }
+    Ok(CaBundle {
+        path: path.to_path_buf(),
+        certificates,
+    })
 }

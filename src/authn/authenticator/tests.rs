@@ -72,7 +72,8 @@ impl Fixture {
                 Authenticator::with_cache(config, http, self.metrics.clone(), Some(cache))
             }
             None => Authenticator::new(config, http, self.metrics.clone()),
-        };
+        }
+        .unwrap();
         authn.issuers()[0].refresh().await.unwrap();
         authn
     }

@@ -13,6 +13,7 @@ fn issuer(preset: Preset, mappings: &[(&str, &str)]) -> IssuerConfig {
         issuer: "https://issuer.example".into(),
         preset,
         jwks: JwksSource::Discovery,
+        jwks_fetch: Default::default(),
         refresh: Duration::from_secs(300),
         max_stale: Duration::from_secs(3600),
         refetch_min_interval: Duration::from_secs(30),
