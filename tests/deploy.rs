@@ -72,6 +72,18 @@ fn wisp_check(config: &Path) {
     );
 }
 
+/// The file's `command:`/`args:` starts with a wisp subcommand that exists.
+fn assert_wisp_subcommand(command: &[&str], context: &str) {
+    let name = command
+        .first()
+        .unwrap_or_else(|| panic!("{context}: empty command"));
+    let output = Command::new(env!("CARGO_BIN_EXE_wisp"))
+        .args([name, "--help"])
+        .output()
+        .expect("run wisp");
+    succeeded(&output, &format!("{context}: `wisp {name} --help`"));
+}
+
 /// `5s`, `30s`, `1m`, `1h30m` (the forms the shipped files use).
 fn duration(text: &str) -> Duration {
     let (mut total, mut number) = (0u64, String::new());

@@ -307,6 +307,13 @@ fn compose_file_is_valid_and_wires_the_sidecar_to_a_config_wisp_accepts() {
         flag(&app_cmd, "--listen"),
         config["upstream"]["address"].as_str().unwrap()
     );
+    for (name, command) in [
+        ("app", &app_cmd),
+        ("dev-issuer", &issuer_cmd),
+        ("wisp", &command),
+    ] {
+        assert_wisp_subcommand(command, &format!("docker-compose.yml service {name}"));
+    }
     let ports = services["app"]["ports"].to_string();
     for port in [
         port_of(config["listen"].as_str().unwrap()),

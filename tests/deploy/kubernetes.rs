@@ -330,6 +330,17 @@ fn check_deployment(overlay: &str, docs: &[Value]) {
         "{overlay}: PodMonitor port"
     );
     assert_eq!(endpoint["path"], "/metrics");
+
+    // Every container runs a wisp subcommand that exists.
+    for container in std::iter::once(wisp).chain(pod["containers"].as_array().unwrap()) {
+        let args: Vec<&str> = container["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_wisp_subcommand(&args, &format!("{overlay} container {}", container["name"]));
+    }
 }
 
 #[test]
