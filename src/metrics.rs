@@ -346,6 +346,16 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        // Series that exist from the start, so rates and alerts see 0.
+        for reason in crate::tls::rotate::CHAIN_REJECTION_REASONS
+            .iter()
+            .chain(crate::authn::svid::SvidError::REASONS)
+        {
+            tls_client_cert_rejections.with_label_values(&[reason]);
+        }
+        for decision in ["allow", "deny"] {
+            dry_run_decisions.with_label_values(&[decision]);
+        }
         registry.register(Box::new(tls_cert_expiry.clone()))?;
         registry.register(Box::new(tls_client_cert_rejections.clone()))?;
         registry.register(Box::new(build_info))?;

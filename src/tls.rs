@@ -17,7 +17,7 @@
 mod error;
 mod files;
 mod peer;
-mod rotate;
+pub(crate) mod rotate;
 #[cfg(test)]
 mod tests;
 

@@ -153,6 +153,17 @@ impl ClientCertVerifier for RotatingClientVerifier {
     }
 }
 
+/// Every value [`rejection_reason`] returns.
+pub(crate) const CHAIN_REJECTION_REASONS: [&str; 7] = [
+    "expired",
+    "not_yet_valid",
+    "untrusted_issuer",
+    "wrong_key_usage",
+    "bad_signature",
+    "revoked",
+    "invalid_certificate",
+];
+
 /// A stable reason for a chain-verification failure (metric label).
 pub(super) fn rejection_reason(error: &rustls::Error) -> &'static str {
     use rustls::CertificateError as E;

@@ -124,7 +124,35 @@ fn dockerfile_copies_existing_paths_and_runs_wisp_as_non_root() {
         "CMD's config {config} comes from {}, which does not exist",
         source.display()
     );
-    wisp_check(&source);
+    // The image's layout under a temp dir, with the files only a pod has
+    // (the cluster CA, the projected token) standing in under /var/run.
+    let root = tempfile::tempdir().unwrap();
+    let at = |path: &str| root.path().join(path.trim_start_matches('/'));
+    let text = std::fs::read_to_string(&source).unwrap();
+    let jwks = &yaml(&text, "CMD's config")["issuers"][0]["jwks"];
+    let ca = common::tls::Ca::new("throwaway cluster CA").pem();
+    for (key, contents) in [
+        ("ca", ca.as_str()),
+        ("bearer_token_file", "not-a-real-token\n"),
+    ] {
+        if let Some(path) = jwks[key].as_str() {
+            std::fs::create_dir_all(at(path).parent().unwrap()).unwrap();
+            std::fs::write(at(path), contents).unwrap();
+        }
+    }
+    let policies = at("/etc/wisp/policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    for entry in std::fs::read_dir(repo().join("policies")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), policies.join(entry.file_name())).unwrap();
+        }
+    }
+    let rooted = text.replace("/var/run/", &format!("{}/var/run/", root.path().display()));
+    let in_image = at(&config);
+    std::fs::create_dir_all(in_image.parent().unwrap()).unwrap();
+    std::fs::write(&in_image, rooted).unwrap();
+    wisp_check(&in_image);
 }
 
 /// Docker's .dockerignore matching: `*` and `?` within one path segment,
