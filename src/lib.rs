@@ -5,7 +5,8 @@
 //! requests with trustworthy identity headers:
 //!
 //! ```text
-//! client ──▶ proxy::WispProxy::request_filter
+//! client ──▶ proxy::WispProxy::new_ctx        the live state, taken once (live::Live)
+//!            proxy::WispProxy::request_filter
 //!              1. path::normalize             ambiguous → 400
 //!              2. public route?               → forward as is
 //!              3. authn::Authenticator        bearer JWT → Identity + principal (cached)   401 / 503
@@ -13,21 +14,28 @@
 //!            upstream_request_filter
 //!              5. headers::strip / inject     spoofed identity headers removed, verified added
 //!            logging
-//!              6. metrics + decision log
+//!              6. metrics + decision_log
 //! ```
 //!
 //! Modules, one per stage:
 //! - [`config`]: YAML → validated [`config::Config`].
+//! - [`live`]: the state a request is decided under, swapped whole on
+//!   reload (SIGHUP, file changes); [`lifecycle`]: draining on SIGTERM/SIGINT.
 //! - [`authn`]: token parsing, keys, verification, presets, JWKS refresh, token cache.
 //! - [`authz`]: Cedar schema/policies, principal entities, [`authz::Decision`]; the
 //!   fast path (action slices, principal-guard index and native decisions, decision
-//!   cache); live reload.
-//! - [`path`], [`headers`]: request-target normalization, identity header hygiene.
+//!   cache); policy loading.
+//! - [`path`], [`headers`], [`request_id`]: request-target normalization,
+//!   identity header hygiene, request ids.
 //! - [`proxy`]: the thin `ProxyHttp` impl calling the stages above; [`responses`]:
 //!   what wisp answers itself (JSON for HTTP clients, `grpc-status` for gRPC).
-//! - [`admin`], [`metrics`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`admin`], [`metrics`], [`decision_log`]: `/metrics`, `/healthz`,
+//!   `/readyz`; the decision log.
 //! - [`server`]: wiring everything into a pingora server.
-//! - [`devtools`]: the development issuer and echo upstream (`wisp dev-issuer`, `wisp demo`, tests).
+//! - [`devtools`]: the development issuer and echo upstream (`wisp dev-issuer`,
+//!   `wisp echo`, `wisp demo`, tests).
+//!
+//! docs/architecture.md explains the live state, reloads and the lifecycle.
 
 pub mod admin;
 pub mod authn;
