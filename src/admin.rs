@@ -60,6 +60,9 @@ impl AdminApp {
                 .token_cache_bytes
                 .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
+        self.metrics
+            .in_flight
+            .set(i64::try_from(self.lifecycle.in_flight()).unwrap_or(i64::MAX));
         for issuer in live.authn.issuers() {
             self.metrics
                 .jwks_ready

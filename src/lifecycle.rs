@@ -30,22 +30,59 @@ use tokio::sync::Notify;
 #[derive(Debug)]
 pub struct Lifecycle {
     draining: AtomicBool,
-    in_flight: AtomicUsize,
+    in_flight: InFlightShards,
     idle: Notify,
     draining_gauge: IntGauge,
-    in_flight_gauge: IntGauge,
+}
+
+/// Requests in flight, counted in per-thread shards: starting and ending a
+/// request writes a cache line of its own thread's, never one that every
+/// worker thread bumps. The total is only summed when asked (a scrape, the
+/// drain).
+#[derive(Debug, Default)]
+struct InFlightShards([Shard; SHARDS]);
+
+const SHARDS: usize = 16;
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard(AtomicUsize);
+
+thread_local! {
+    /// This thread's shard, assigned round-robin on first use.
+    static SHARD: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS
+    };
+}
+
+impl InFlightShards {
+    /// Counts one more on this thread's shard; returns the shard to count
+    /// down on (the request may end on another thread).
+    fn add(&self) -> usize {
+        let shard = SHARD.with(|shard| *shard);
+        self.0[shard].0.fetch_add(1, Ordering::SeqCst);
+        shard
+    }
+
+    fn remove(&self, shard: usize) {
+        self.0[shard].0.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn total(&self) -> usize {
+        self.0.iter().map(|s| s.0.load(Ordering::SeqCst)).sum()
+    }
 }
 
 impl Lifecycle {
-    /// A running (not draining) process with nothing in flight; the gauges
-    /// are `wisp_draining` and `wisp_in_flight_requests`.
-    pub fn new(draining_gauge: IntGauge, in_flight_gauge: IntGauge) -> Arc<Lifecycle> {
+    /// A running (not draining) process with nothing in flight; the gauge
+    /// is `wisp_draining`.
+    pub fn new(draining_gauge: IntGauge) -> Arc<Lifecycle> {
         Arc::new(Lifecycle {
             draining: AtomicBool::new(false),
-            in_flight: AtomicUsize::new(0),
+            in_flight: InFlightShards::default(),
             idle: Notify::new(),
             draining_gauge,
-            in_flight_gauge,
         })
     }
 
@@ -65,17 +102,20 @@ impl Lifecycle {
 
     /// Counts a request in flight until the guard is dropped.
     pub fn request_started(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.in_flight_gauge.inc();
-        InFlight(Arc::clone(self))
+        let shard = self.in_flight.add();
+        InFlight {
+            lifecycle: Arc::clone(self),
+            shard,
+        }
     }
 
-    /// Requests in flight now.
+    /// Requests in flight now (`wisp_in_flight_requests`).
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::SeqCst)
+        self.in_flight.total()
     }
 
-    /// Resolves once no request is in flight.
+    /// Resolves once no request is in flight (meant for a draining process:
+    /// only then do finishing requests wake it).
     pub async fn idle(&self) {
         loop {
             let notified = self.idle.notified();
@@ -108,13 +148,17 @@ impl Lifecycle {
 
 /// One request in flight (see [`Lifecycle::request_started`]).
 #[derive(Debug)]
-pub struct InFlight(Arc<Lifecycle>);
+pub struct InFlight {
+    lifecycle: Arc<Lifecycle>,
+    shard: usize,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight_gauge.dec();
-        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
+        let lifecycle = &self.lifecycle;
+        lifecycle.in_flight.remove(self.shard);
+        if lifecycle.is_draining() && lifecycle.in_flight() == 0 {
+            lifecycle.idle.notify_waiters();
         }
     }
 }
@@ -173,19 +217,18 @@ mod tests {
     use super::*;
 
     fn lifecycle() -> Arc<Lifecycle> {
-        Lifecycle::new(
-            IntGauge::new("d", "d").unwrap(),
-            IntGauge::new("f", "f").unwrap(),
-        )
+        Lifecycle::new(IntGauge::new("d", "d").unwrap())
     }
 
     #[tokio::test]
     async fn idle_waits_for_the_last_request_in_flight() {
         let lifecycle = lifecycle();
+        lifecycle.start_draining();
         let first = lifecycle.request_started();
-        let second = lifecycle.request_started();
+        // Ended on another thread than it started on.
+        let second =
+            std::thread::scope(|scope| scope.spawn(|| lifecycle.request_started()).join().unwrap());
         assert_eq!(lifecycle.in_flight(), 2);
-        assert_eq!(lifecycle.in_flight_gauge.get(), 2);
         let waiter = tokio::spawn({
             let lifecycle = Arc::clone(&lifecycle);
             async move { lifecycle.idle().await }
@@ -198,7 +241,7 @@ mod tests {
             .await
             .expect("idle after the last request")
             .unwrap();
-        assert_eq!(lifecycle.in_flight_gauge.get(), 0);
+        assert_eq!(lifecycle.in_flight(), 0);
     }
 
     #[test]

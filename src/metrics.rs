@@ -196,7 +196,7 @@ pub struct Metrics {
     pub upstream_responses: UpstreamResponses,
     /// `wisp_draining`: 1 from SIGTERM/SIGINT on.
     pub draining: IntGauge,
-    /// `wisp_in_flight_requests`.
+    /// `wisp_in_flight_requests` (set at scrape time).
     pub in_flight: IntGauge,
 }
 

@@ -125,7 +125,7 @@ pub fn serve(
     let reloader = Arc::new(reloader);
     let state = reloader.state().clone();
     let config = state.load().config.clone();
-    let lifecycle = Lifecycle::new(metrics.draining.clone(), metrics.in_flight.clone());
+    let lifecycle = Lifecycle::new(metrics.draining.clone());
 
     let server_conf = ServerConf {
         threads: config.threads,

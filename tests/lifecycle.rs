@@ -33,6 +33,8 @@ async fn sigterm_lets_a_request_in_flight_finish_and_refuses_new_connections_aft
         async move { request(listen, "GET", "/slow?ms=1800", &[("authorization", &auth)]).await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics = wisp.metrics().await;
+    assert_eq!(metric_value(&metrics, "wisp_in_flight_requests"), 1.0);
     let signalled = Instant::now();
     wisp.signal("TERM");
 

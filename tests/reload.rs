@@ -358,3 +358,56 @@ async fn one_issuer_losing_its_keys_after_startup_does_not_make_the_process_unre
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn log_settings_change_on_reload() {
+    let (issuer, _echo, wisp) = deploy("", &[("all.cedar", ALLOW_ALL)], "").await;
+    let token = issuer.token(json!({"sub": "acme:frontend:web-1"}));
+    let auth = format!("Bearer {token}");
+    wisp.request(
+        "GET",
+        "/before",
+        &[("authorization", &auth), ("x-request-id", "before")],
+    )
+    .await;
+    assert!(wisp.decisions().iter().any(|l| l["request_id"] == "before"));
+
+    edit_config(&wisp, |text| {
+        text.replace(
+            "log: { format: json, decisions: all }",
+            "log: { format: text, decisions: deny }",
+        )
+    });
+    wisp.signal("HUP");
+    wisp.wait_log("config reloaded").await;
+    let lines_before = wisp.log().lines().count();
+    // An allowed request is no longer logged; a refused one is, as text.
+    wisp.request(
+        "GET",
+        "/after",
+        &[("authorization", &auth), ("x-request-id", "allowed")],
+    )
+    .await;
+    assert_eq!(
+        wisp.request("GET", "/after", &[("x-request-id", "refused")])
+            .await
+            .status,
+        401
+    );
+    wisp.wait_log("refused").await;
+    let log = wisp.log();
+    let new_lines: Vec<&str> = log.lines().skip(lines_before).collect();
+    assert!(!log.contains("allowed"), "{log}");
+    let refused = new_lines
+        .iter()
+        .find(|line| line.contains("refused"))
+        .unwrap();
+    assert!(
+        serde_json::from_str::<serde_json::Value>(refused).is_err(),
+        "still JSON: {refused}"
+    );
+    assert!(
+        refused.contains("reason=\"missing_token\"") || refused.contains("reason=missing_token"),
+        "{refused}"
+    );
+}
