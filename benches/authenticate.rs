@@ -40,17 +40,19 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
 use wisp::authn::authenticator::Authenticator;
 use wisp::authn::unix_now;
+use wisp::authz::reload::LoadedPolicies;
 use wisp::authz::{Authorizer, RequestInfo};
 use wisp::config::Config;
 use wisp::devtools::complete;
 use wisp::devtools::issuer::{DevIssuer, DevIssuerOptions};
 use wisp::devtools::raw::RawVerifier;
 use wisp::metrics::Metrics;
+use wisp::pipeline::callers::Callers;
 
 struct Setup {
     _dir: tempfile::TempDir,
     runtime: tokio::runtime::Runtime,
-    authorizer: Authorizer,
+    policies: LoadedPolicies,
     /// The configuration of the cold path's authenticators.
     config: Config,
     http: reqwest::Client,
@@ -58,8 +60,8 @@ struct Setup {
     /// One token per algorithm: (name, token, signing key id).
     tokens: Vec<(&'static str, String, String)>,
     issuer: DevIssuer,
-    cached: Authenticator,
-    uncached: Authenticator,
+    cached: (Authenticator, Callers),
+    uncached: (Authenticator, Callers),
 }
 
 fn setup() -> Setup {
@@ -113,22 +115,27 @@ fn setup() -> Setup {
     };
     let http = wisp::authn::jwks::http_client().expect("http client");
     let metrics = Metrics::new().expect("metrics");
-    let cached =
-        Authenticator::new(&config("64MiB"), http.clone(), metrics.clone()).expect("authenticator");
-    let uncached =
-        Authenticator::new(&config("0"), http.clone(), metrics.clone()).expect("authenticator");
+    let stage = |cache_bytes: &str| {
+        let config = config(cache_bytes);
+        let authn =
+            Authenticator::new(&config, http.clone(), metrics.clone()).expect("authenticator");
+        let callers = Callers::new(config.authn.token_cache_max_bytes, metrics.clone());
+        (authn, callers)
+    };
+    let cached = stage("64MiB");
+    let uncached = stage("0");
     runtime.block_on(async {
-        cached.issuers()[0].refresh().await.expect("keys");
-        uncached.issuers()[0].refresh().await.expect("keys");
+        cached.0.issuers()[0].refresh().await.expect("keys");
+        uncached.0.issuers()[0].refresh().await.expect("keys");
     });
-    let authorizer = load_policies();
+    let policies = load_policies();
     Setup {
         config: config("64MiB"),
         http,
         metrics,
         _dir: dir,
         runtime,
-        authorizer,
+        policies,
         tokens,
         issuer,
         cached,
@@ -136,9 +143,13 @@ fn setup() -> Setup {
     }
 }
 
-fn load_policies() -> Authorizer {
+fn load_policies() -> LoadedPolicies {
     let policies = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"));
-    Authorizer::load(&policies.join("wisp.cedarschema"), policies).expect("policies")
+    LoadedPolicies {
+        authorizer: Authorizer::load(&policies.join("wisp.cedarschema"), policies)
+            .expect("policies"),
+        generation: 1,
+    }
 }
 
 /// Distinct tokens (distinct `sub`s) per algorithm, for the raw verifier and
@@ -151,14 +162,18 @@ fn load_policies() -> Authorizer {
 const COLD_POOL: usize = 4096;
 
 impl Setup {
-    /// An authenticator and an authorizer with empty caches, keys loaded.
-    fn fresh(&self) -> (Authenticator, Authorizer) {
+    /// An authenticator, callers and policies with empty caches, keys loaded.
+    fn fresh(&self) -> (Authenticator, Callers, LoadedPolicies) {
         let authn = Authenticator::new(&self.config, self.http.clone(), self.metrics.clone())
             .expect("authenticator");
         self.runtime
             .block_on(authn.issuers()[0].refresh())
             .expect("keys");
-        (authn, load_policies())
+        let callers = Callers::new(
+            self.config.authn.token_cache_max_bytes,
+            self.metrics.clone(),
+        );
+        (authn, callers, load_policies())
     }
 }
 
@@ -167,10 +182,10 @@ fn benches(c: &mut Criterion) {
     // The runtime's context, for anything the authenticator starts (a key
     // refetch's timeout), as in a request task.
     let _context = s.runtime.enter();
-    let authenticate = |authn: &Authenticator, token: &str| {
+    let authenticate = |(authn, callers): &(Authenticator, Callers), token: &str| {
         complete(
             &s.runtime,
-            authn.authenticate(black_box(token), &s.authorizer, 1, unix_now()),
+            callers.token(authn, black_box(token), &s.policies, unix_now()),
         )
         .expect("authenticated")
     };
@@ -226,7 +241,7 @@ fn benches(c: &mut Criterion) {
                 let mut left = usize::try_from(iters).unwrap_or(usize::MAX);
                 while left > 0 {
                     let chunk = &pool[..left.min(COLD_POOL)];
-                    let (authn, authorizer) = s.fresh();
+                    let (authn, callers, policies) = s.fresh();
                     let started = Instant::now();
                     for i in 0..chunk.len() {
                         black_box(raw.verify(black_box(i)));
@@ -236,10 +251,10 @@ fn benches(c: &mut Criterion) {
                     for token in chunk {
                         let caller = complete(
                             &s.runtime,
-                            authn.authenticate(black_box(token), &authorizer, 1, unix_now()),
+                            callers.token(&authn, black_box(token), &policies, unix_now()),
                         )
                         .expect("authenticated");
-                        black_box(authorizer.authorize(&caller.principal, &request));
+                        black_box(policies.authorizer.authorize(&caller.principal, &request));
                     }
                     let cold = started.elapsed();
                     interleaved.1 += cold;
@@ -263,7 +278,8 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let caller = authenticate(&s.cached, es256);
             black_box(
-                s.authorizer
+                s.policies
+                    .authorizer
                     .authorize(&caller.principal, black_box(&request)),
             )
         })

@@ -40,12 +40,14 @@ use std::time::Instant;
 use serde_json::json;
 use wisp::authn::authenticator::Authenticator;
 use wisp::authn::unix_now;
+use wisp::authz::reload::LoadedPolicies;
 use wisp::authz::{Authorizer, Decision, RequestInfo};
 use wisp::config::Config;
 use wisp::devtools::complete;
 use wisp::devtools::issuer::{DevIssuer, DevIssuerOptions};
 use wisp::devtools::raw::RawVerifier;
 use wisp::metrics::Metrics;
+use wisp::pipeline::callers::Callers;
 
 /// The server's allocator, so the profile is the server's.
 #[cfg(not(target_env = "msvc"))]
@@ -98,16 +100,15 @@ type Error = Box<dyn std::error::Error>;
 #[inline(never)]
 fn decide(
     runtime: &tokio::runtime::Runtime,
-    authn: &Authenticator,
-    authorizer: &Authorizer,
+    (authn, callers, policies): &(Authenticator, Callers, LoadedPolicies),
     token: &str,
     request: &RequestInfo<'_>,
 ) -> Result<Decision, Error> {
     let caller = complete(
         runtime,
-        authn.authenticate(black_box(token), authorizer, 1, unix_now()),
+        callers.token(authn, black_box(token), policies, unix_now()),
     )?;
-    Ok(authorizer.authorize(&caller.principal, request))
+    Ok(policies.authorizer.authorize(&caller.principal, request))
 }
 
 fn run(alg: &str, tokens: usize, rounds: usize, compare: bool) -> Result<f64, Error> {
@@ -153,16 +154,28 @@ fn run(alg: &str, tokens: usize, rounds: usize, compare: bool) -> Result<f64, Er
     let http = wisp::authn::jwks::http_client()?;
     // Built before the timed loop, so a round starts with empty caches.
     let fresh = (0..rounds)
-        .map(|_| -> Result<(Authenticator, Authorizer), Error> {
-            let authn = Authenticator::new(&config, http.clone(), Metrics::new()?)?;
-            runtime.block_on(authn.issuers()[0].refresh())?;
-            let authorizer = Authorizer::load(&policies.join("wisp.cedarschema"), &policies)
-                .map_err(|diagnostics| {
-                    let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-                    lines.join("\n")
-                })?;
-            Ok((authn, authorizer))
-        })
+        .map(
+            |_| -> Result<(Authenticator, Callers, LoadedPolicies), Error> {
+                let metrics = Metrics::new()?;
+                let authn = Authenticator::new(&config, http.clone(), metrics.clone())?;
+                let callers = Callers::new(config.authn.token_cache_max_bytes, metrics);
+                runtime.block_on(authn.issuers()[0].refresh())?;
+                let authorizer = Authorizer::load(&policies.join("wisp.cedarschema"), &policies)
+                    .map_err(|diagnostics| {
+                        let lines: Vec<String> =
+                            diagnostics.iter().map(ToString::to_string).collect();
+                        lines.join("\n")
+                    })?;
+                Ok((
+                    authn,
+                    callers,
+                    LoadedPolicies {
+                        authorizer,
+                        generation: 1,
+                    },
+                ))
+            },
+        )
         .collect::<Result<Vec<_>, _>>()?;
     let request = RequestInfo {
         method: "GET",
@@ -181,7 +194,7 @@ fn run(alg: &str, tokens: usize, rounds: usize, compare: bool) -> Result<f64, Er
         .transpose()?;
     let mut ratios = Vec::new();
     let mut elapsed = std::time::Duration::ZERO;
-    for (round, (authn, authorizer)) in fresh.iter().enumerate() {
+    for (round, stage) in fresh.iter().enumerate() {
         let raw_time = match &raw {
             Some(raw) => {
                 let started = Instant::now();
@@ -196,7 +209,7 @@ fn run(alg: &str, tokens: usize, rounds: usize, compare: bool) -> Result<f64, Er
         };
         let started = Instant::now();
         for token in &minted {
-            black_box(decide(&runtime, authn, authorizer, token, &request)?);
+            black_box(decide(&runtime, stage, token, &request)?);
         }
         let cold_time = started.elapsed();
         elapsed += cold_time;

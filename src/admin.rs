@@ -51,7 +51,7 @@ impl AdminApp {
 
     fn metrics_text(&self) -> Vec<u8> {
         let live = self.state.load();
-        if let Some(cache) = live.authn.cache() {
+        if let Some(cache) = live.callers.cache() {
             let (entries, bytes) = cache.usage();
             self.metrics
                 .token_cache_entries

@@ -49,6 +49,7 @@ pub mod lifecycle;
 pub mod live;
 pub mod metrics;
 pub mod path;
+pub mod pipeline;
 pub mod proxy;
 pub mod request_id;
 pub mod responses;

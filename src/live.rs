@@ -25,6 +25,7 @@ use crate::authz::Diagnostic;
 use crate::config::{Config, ConfigError, LogFormat};
 use crate::headers::PreparedNames;
 use crate::metrics::Metrics;
+use crate::pipeline::callers::Callers;
 
 /// How often the watcher reads the config, schema and policy files.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -37,8 +38,10 @@ const FIRST_FETCH_WAIT: Duration = Duration::from_secs(5);
 pub struct Live {
     /// The validated config.
     pub config: Arc<Config>,
-    /// Authentication: issuers and their keys, the token cache.
+    /// Authentication: issuers and their keys.
     pub authn: Arc<Authenticator>,
+    /// Callers known to the process: the token cache, certificate callers.
+    pub callers: Arc<Callers>,
     /// The policy set.
     pub policies: Arc<LoadedPolicies>,
     /// Where allowed requests go.
@@ -142,8 +145,10 @@ impl Reloader {
         let authn = Authenticator::new(&config, http.clone(), metrics.clone())?;
         let upstream = crate::upstream::peer(&config.upstream).map_err(ReloadError::Upstream)?;
         metrics.requests.set_issuers(&config);
+        let callers = Callers::new(config.authn.token_cache_max_bytes, metrics.clone());
         let live = Live {
             identity_headers: PreparedNames::new(&config.headers.identity),
+            callers: Arc::new(callers),
             config: Arc::new(config),
             authn: Arc::new(authn),
             policies,
@@ -235,6 +240,7 @@ impl Reloader {
         self.metrics.requests.set_issuers(&config);
         let live = Live {
             identity_headers: PreparedNames::new(&config.headers.identity),
+            callers: old.callers.for_reload(config.authn.token_cache_max_bytes),
             config: Arc::new(config),
             authn,
             policies,
@@ -273,6 +279,7 @@ impl Reloader {
                 self.state.current.store(Arc::new(Live {
                     config: Arc::clone(&old.config),
                     authn: Arc::clone(&old.authn),
+                    callers: Arc::clone(&old.callers),
                     policies,
                     upstream: old.upstream.clone(),
                     identity_headers: old.identity_headers,
@@ -339,7 +346,7 @@ impl Reloader {
         let mut watched = self.watched_files();
         let mut pending: Option<WatchedFiles> = None;
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
-        let mut sweep = tokio::time::interval(crate::authn::token_cache::SWEEP_INTERVAL);
+        let mut sweep = tokio::time::interval(crate::pipeline::token_cache::SWEEP_INTERVAL);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
@@ -378,7 +385,7 @@ impl Reloader {
                     watched = now;
                 }
                 _ = sweep.tick() => {
-                    if let Some(cache) = self.state.load().authn.cache() {
+                    if let Some(cache) = self.state.load().callers.cache() {
                         cache.remove_expired(crate::authn::unix_now());
                     }
                 }

@@ -57,22 +57,7 @@ impl RequestCounters {
 
     /// Every (decision, reason) pair wisp produces.
     fn pairs() -> Vec<(&'static str, &'static str)> {
-        let mut pairs: Vec<(&'static str, &'static str)> = vec![
-            ("allow", "policy"),
-            ("allow", "dry_run"),
-            ("public", "public_route"),
-            ("deny", "policy"),
-            ("deny", "policy_error"),
-            ("deny", "bad_request"),
-        ];
-        for reasons in [
-            crate::authn::AuthnError::REASONS,
-            crate::authn::svid::SvidError::REASONS,
-            crate::path::PathError::REASONS,
-        ] {
-            pairs.extend(reasons.iter().map(|reason| ("deny", *reason)));
-        }
-        pairs
+        crate::pipeline::Outcome::labels()
     }
 
     fn resolve(&self, issuers: &[Arc<str>]) {

@@ -1,11 +1,15 @@
-//! The `ProxyHttp` implementation: the request path of DESIGN.md §1, top to bottom.
+//! The `ProxyHttp` implementation: a thin adapter from pingora's session to
+//! the decision pipeline ([`crate::pipeline`]), top to bottom:
 //!
-//! 1. `request_filter`: normalize the path (400), public route?, authenticate
-//!    (401/503), authorize (403). Rejections are written here.
-//! 2. `upstream_request_filter`: strip client-sent identity headers, add the
-//!    verified ones, drop the token unless forwarded.
-//! 3. `fail_to_proxy`: 502/504 when the upstream fails.
-//! 4. `logging`: metrics and the decision log.
+//! 1. `new_ctx`: take the live state once; count the request in flight.
+//! 2. `request_filter`: request id, then [`pipeline::decide`]; a refusal is
+//!    written here (400/401/403/503), an allowed request gets its normalized
+//!    target.
+//! 3. `upstream_request_filter`: strip client-sent identity headers, add the
+//!    verified ones and the request id, drop the token unless forwarded.
+//! 4. `upstream_response_filter` / `fail_to_proxy`: the upstream's status
+//!    class; 502/504 when it fails.
+//! 5. `logging`: metrics and the decision log.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -16,20 +20,15 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::authn::bearer::bearer_token;
-use crate::authn::credentials::{self, Credentials};
-use crate::authn::token_cache::CachedToken;
-use crate::authn::{unix_now, AuthnError};
-use crate::authz::{Decision, Effect, RequestInfo};
-use crate::config::{DecisionLog, PolicyMode, RequireCredentials, RoutePattern};
+use crate::authn::unix_now;
+use crate::config::DecisionLog;
 use crate::decision_log::DecisionRecord;
-use crate::identity::AuthnMethod;
+use crate::headers;
 use crate::lifecycle::{InFlight, Lifecycle};
 use crate::live::{Live, LiveState};
 use crate::metrics::Metrics;
+use crate::pipeline::{self, Outcome, Verdict};
 use crate::responses::{reject, Rejection};
-use crate::tls::PeerCertificate;
-use crate::{headers, path};
 
 /// The request id header, read from clients and sent upstream.
 const REQUEST_ID: &str = "x-request-id";
@@ -42,7 +41,8 @@ pub struct WispProxy {
     metrics: Metrics,
 }
 
-/// What happened to one request, for the upstream headers and the log.
+/// One request: the state it is decided under, the pipeline's verdict, and
+/// what the transport saw, for the upstream headers and the log.
 pub struct RequestContext {
     /// The state this request is decided, forwarded and logged under.
     live: Arc<Live>,
@@ -52,24 +52,12 @@ pub struct RequestContext {
     started: Instant,
     method: http::Method,
     request_id: String,
-    /// `decision` label / log field.
-    decision: &'static str,
-    /// `reason` label / log field.
-    reason: &'static str,
-    /// The technical detail of a refusal (logged, never sent to the client).
-    detail: Option<String>,
-    /// The normalized path and host, once known.
-    path: String,
-    host: String,
     source_ip: Option<IpAddr>,
-    /// The issuer label: of the verified caller, or the one an unverified token claims.
-    issuer: Option<Arc<str>>,
-    /// `(iss, kid)` an unverified token claims (401s).
-    claimed: (Option<String>, Option<String>),
-    /// Verified caller, when authenticated.
-    caller: Option<Arc<CachedToken>>,
-    /// The authorization decision, when one was taken.
-    authz: Option<Decision>,
+    /// The pipeline's answer (absent until `request_filter` ran it).
+    verdict: Option<Verdict>,
+    /// The transport's own refusal or failure (a malformed request, the
+    /// upstream failing): its detail, logged.
+    transport_detail: Option<String>,
     /// When the request was handed to the upstream.
     upstream_started: Option<Instant>,
     /// The status the upstream answered (for a request cut by the shutdown).
@@ -79,30 +67,25 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    fn outcome(&mut self, decision: &'static str, reason: &'static str) {
-        self.decision = decision;
-        self.reason = reason;
-    }
-
-    /// The (decision, reason) to count and log.
+    /// The (decision, reason) to count and log: the pipeline's, or a
+    /// transport refusal before it decided.
     fn labels(&self) -> (&'static str, &'static str) {
-        if self.decision.is_empty() {
-            ("deny", "bad_request")
-        } else {
-            (self.decision, self.reason)
+        match &self.verdict {
+            Some(verdict) => (verdict.outcome.decision(), verdict.outcome.reason()),
+            None => ("deny", "bad_request"),
         }
     }
 
     /// Counts the request and writes its decision log line (when
     /// `log.decisions` asks for it).
-    fn record(&mut self, status: u16) {
+    fn record(&mut self, status: u16, raw_path: &str) {
         self.logged = true;
         let elapsed = self.started.elapsed().as_secs_f64();
         self.metrics.durations.total.observe(elapsed);
         let (decision, reason) = self.labels();
-        self.metrics
-            .requests
-            .inc(decision, reason, self.issuer.as_deref());
+        let verdict = self.verdict.as_ref();
+        let issuer = verdict.and_then(|v| v.issuer.as_deref());
+        self.metrics.requests.inc(decision, reason, issuer);
         let config = &self.live.config;
         let log = match config.log.decisions {
             DecisionLog::All => decision != "public" || status >= 400,
@@ -112,26 +95,32 @@ impl RequestContext {
         if !log {
             return;
         }
-        let (policies, errors) = self
-            .authz
-            .as_ref()
+        let target = verdict.and_then(|v| v.target.as_ref());
+        let (policies, errors) = verdict
+            .and_then(|v| v.decision.as_ref())
             .map_or((&[][..], &[][..]), |d| (&d.policy_ids[..], &d.errors[..]));
+        let claimed = verdict.map(|v| &v.claimed);
         crate::decision_log::emit(
             config.log.format,
             &DecisionRecord {
                 request_id: &self.request_id,
                 decision,
                 reason,
-                detail: self.detail.as_deref(),
+                detail: self
+                    .transport_detail
+                    .as_deref()
+                    .or(verdict.and_then(|v| v.detail.as_deref())),
                 status,
                 method: self.method.as_str(),
-                path: &self.path,
-                host: &self.host,
+                path: target.map_or(raw_path, |t| t.path.as_str()),
+                host: target.map_or("", |t| t.host.as_str()),
                 source_ip: self.source_ip,
-                issuer: self.issuer.as_deref(),
-                unverified_iss: self.claimed.0.as_deref(),
-                unverified_kid: self.claimed.1.as_deref(),
-                principal: self.caller.as_ref().map(|c| c.identity().uid()),
+                issuer,
+                unverified_iss: claimed.and_then(|c| c.0.as_deref()),
+                unverified_kid: claimed.and_then(|c| c.1.as_deref()),
+                principal: verdict
+                    .and_then(|v| v.caller.as_ref())
+                    .map(|c| c.identity().uid()),
                 policies,
                 errors,
                 duration_ms: elapsed * 1000.0,
@@ -145,9 +134,9 @@ impl Drop for RequestContext {
     /// shutdown grace (an open WebSocket, a stuck upstream). It is still
     /// counted and logged.
     fn drop(&mut self) {
-        if !self.logged && !self.decision.is_empty() {
-            self.detail = Some("cut at the end of shutdown_grace".to_owned());
-            self.record(self.upstream_status);
+        if !self.logged && self.verdict.is_some() {
+            self.transport_detail = Some("cut at the end of shutdown_grace".to_owned());
+            self.record(self.upstream_status, "");
         }
     }
 }
@@ -161,88 +150,15 @@ impl WispProxy {
             metrics,
         }
     }
+}
 
-    fn is_public(live: &Live, path: &str) -> bool {
-        live.config.routes.public.iter().any(|route| match route {
-            RoutePattern::Exact(exact) => path == exact,
-            RoutePattern::Prefix(prefix) => {
-                path.starts_with(prefix.as_str()) || path == prefix.trim_end_matches('/')
-            }
-        })
-    }
-
-    /// Authenticates the request: its client certificate (captured at the TLS
-    /// handshake) and/or its bearer token, as `authn.require` demands. On a
-    /// failure with a token, `ctx` learns what the token claims to be.
-    async fn authenticate(
-        session: &Session,
-        ctx: &mut RequestContext,
-    ) -> Result<Arc<CachedToken>, AuthnError> {
-        let live = Arc::clone(&ctx.live);
-        let peer_certificate = crate::tls::peer_certificate(session);
-        let peer = match peer_certificate.as_deref() {
-            None => None,
-            Some(PeerCertificate::Valid(peer)) => Some(peer),
-            // Never accepted with a guessed identity, whatever else is presented.
-            Some(PeerCertificate::Invalid(error)) => {
-                return Err(AuthnError::ClientCertificate(error.clone()))
-            }
-            Some(PeerCertificate::Untrusted(reason)) => {
-                return Err(AuthnError::UntrustedCertificate(reason))
-            }
-        };
-        let require = live.config.authn.require;
-        let token = if require == RequireCredentials::Mtls {
-            None
-        } else {
-            // No allocation per request: zero or one header is all that can pass.
-            let mut headers = session
-                .req_header()
-                .headers
-                .get_all(http::header::AUTHORIZATION)
-                .iter()
-                .map(|value| value.as_bytes());
-            match (headers.next(), headers.next()) {
-                (None, _) => bearer_token(&[])?,
-                (Some(only), None) => bearer_token(&[only])?,
-                (Some(_), Some(_)) => return Err(AuthnError::MultipleCredentials),
-            }
-        };
-        let result = credentials::authenticate(
-            &live.authn,
-            Credentials { token, peer },
-            require,
-            &live.policies.authorizer,
-            live.policies.generation,
-            unix_now(),
-        )
-        .await;
-        if let (Err(_), Some(token)) = (&result, token) {
-            let claimed = crate::authn::jwt::claimed_issuer_and_kid(token);
-            ctx.issuer = claimed.0.as_deref().and_then(|iss| {
-                live.config
-                    .issuers
-                    .iter()
-                    .find(|issuer| issuer.issuer == iss)
-                    .map(|issuer| Arc::clone(&issuer.name))
-            });
-            ctx.claimed = claimed;
-        }
-        result
-    }
-
-    /// Answers `rejection` and records why.
-    async fn refuse(
-        session: &mut Session,
-        ctx: &mut RequestContext,
-        reason: &'static str,
-        detail: Option<String>,
-        rejection: Rejection<'_>,
-    ) -> Result<bool> {
-        ctx.outcome("deny", reason);
-        ctx.detail = detail;
-        reject(session, rejection, &ctx.request_id).await;
-        Ok(true)
+/// The rejection to answer for an outcome that is not forwarded.
+fn rejection(outcome: &Outcome) -> Option<Rejection<'_>> {
+    match outcome {
+        Outcome::Allow | Outcome::DryRunAllow | Outcome::Public => None,
+        Outcome::Forbidden { .. } => Some(Rejection::Forbidden),
+        Outcome::BadRequest(reason) => Some(Rejection::BadRequest(reason)),
+        Outcome::Unauthenticated(error) => Some(Rejection::Unauthenticated(error)),
     }
 }
 
@@ -258,16 +174,9 @@ impl ProxyHttp for WispProxy {
             started: Instant::now(),
             method: http::Method::GET,
             request_id: String::new(),
-            decision: "",
-            reason: "",
-            detail: None,
-            path: String::new(),
-            host: String::new(),
             source_ip: None,
-            issuer: None,
-            claimed: (None, None),
-            caller: None,
-            authz: None,
+            verdict: None,
+            transport_detail: None,
             upstream_started: None,
             upstream_status: 0,
             logged: false,
@@ -279,14 +188,10 @@ impl ProxyHttp for WispProxy {
         session: &mut Session,
         ctx: &mut RequestContext,
     ) -> Result<bool> {
-        ctx.method = session.req_header().method.clone();
-        ctx.request_id = crate::request_id::request_id(
-            session
-                .req_header()
-                .headers
-                .get(REQUEST_ID)
-                .map(|v| v.as_bytes()),
-        );
+        let header = session.req_header();
+        ctx.method = header.method.clone();
+        ctx.request_id =
+            crate::request_id::request_id(header.headers.get(REQUEST_ID).map(|v| v.as_bytes()));
         ctx.source_ip = session
             .client_addr()
             .and_then(|addr| addr.as_inet())
@@ -296,113 +201,56 @@ impl ProxyHttp for WispProxy {
             session.set_keepalive(None);
         }
 
-        // a. Normalize the path: policy and upstream must see the same one.
-        let mut target = match normalized_target(session.req_header()) {
-            Ok(target) => target,
-            Err(reason) => {
-                ctx.path = String::from_utf8_lossy(session.req_header().raw_path()).into_owned();
-                return Self::refuse(session, ctx, reason, None, Rejection::BadRequest(reason))
-                    .await;
+        let header = session.req_header();
+        // No allocation: zero, one, or "more than one" is all that matters.
+        let mut authorization: [&[u8]; 2] = [&[], &[]];
+        let mut count = 0;
+        for value in header.headers.get_all(http::header::AUTHORIZATION) {
+            if count == 2 {
+                break;
             }
+            authorization[count] = value.as_bytes();
+            count += 1;
+        }
+        let peer = crate::tls::peer_certificate(session);
+        let request = pipeline::Request {
+            method: header.method.as_str(),
+            target: header.raw_path(),
+            host: header
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| header.uri.authority().map(|a| a.as_str())),
+            authorization: &authorization[..count],
+            peer: peer.as_deref(),
+            source_ip: ctx.source_ip,
         };
-        if let Some(authority) = &target.authority {
-            // RFC 9112 §3.2.2: the target's authority wins over `Host`; the
-            // upstream (and policy) see it as the `Host`.
-            if session
-                .req_header_mut()
-                .insert_header(http::header::HOST, authority.as_str())
-                .is_err()
-            {
-                let reason = "path_not_absolute";
-                return Self::refuse(session, ctx, reason, None, Rejection::BadRequest(reason))
-                    .await;
-            }
-        }
-        if let Some(uri) = target.rewritten_uri.take() {
-            session.req_header_mut().set_uri(uri);
-        }
-        ctx.host = request_host(session.req_header());
+        let mut verdict = pipeline::decide(&ctx.live, &request, &self.metrics, unix_now()).await;
 
-        // b. Public routes skip authn/authz.
-        if Self::is_public(&ctx.live, &target.path) {
-            ctx.path = target.path;
-            ctx.outcome("public", "public_route");
-            return Ok(false);
-        }
-
-        // c. Authenticate.
-        let authn_started = Instant::now();
-        let result = Self::authenticate(session, ctx).await;
-        // One clock read ends authentication and starts authorization.
-        let authz_started = Instant::now();
-        self.metrics
-            .durations
-            .authn
-            .observe((authz_started - authn_started).as_secs_f64());
-        let caller = match result {
-            Ok(caller) => caller,
-            Err(error) => {
-                ctx.path = target.path;
-                let detail = Some(error.to_string());
-                return Self::refuse(
-                    session,
-                    ctx,
-                    error.reason(),
-                    detail,
-                    Rejection::Unauthenticated(&error),
-                )
-                .await;
+        if let Some(target) = verdict.target.as_mut() {
+            if let Some(authority) = &target.authority {
+                // RFC 9112 §3.2.2: the target's authority wins over `Host`;
+                // the upstream sees it as the `Host`.
+                if session
+                    .req_header_mut()
+                    .insert_header(http::header::HOST, authority.as_str())
+                    .is_err()
+                {
+                    verdict.outcome = Outcome::BadRequest("path_not_absolute");
+                }
             }
-        };
-        ctx.issuer = Some(Arc::clone(&caller.identity().issuer_name));
-
-        // d. Authorize.
-        let request = session.req_header();
-        let info = RequestInfo {
-            method: request.method.as_str(),
-            path: &target.path,
-            host: &ctx.host,
-            query: target.query.as_deref().unwrap_or(""),
-            source_ip: ctx
-                .source_ip
-                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
-            mtls: matches!(
-                caller.identity().authn,
-                AuthnMethod::Mtls | AuthnMethod::JwtAndMtls
-            ),
-        };
-        let decision = ctx
-            .live
-            .policies
-            .authorizer
-            .authorize(&caller.principal, &info);
-        self.metrics
-            .durations
-            .authz
-            .observe(authz_started.elapsed().as_secs_f64());
-        ctx.path = target.path;
-        let effect = decision.effect;
-        let errored = !decision.errors.is_empty();
-        ctx.caller = Some(caller);
-        ctx.authz = Some(decision);
-        match (effect, ctx.live.config.policies.mode) {
-            (Effect::Allow, _) => {
-                ctx.outcome("allow", "policy");
-                Ok(false)
-            }
-            (Effect::Deny, PolicyMode::DryRun) => {
-                self.metrics
-                    .dry_run_decisions
-                    .with_label_values(&["deny"])
-                    .inc();
-                ctx.outcome("allow", "dry_run");
-                Ok(false)
-            }
-            (Effect::Deny, PolicyMode::Enforce) => {
-                let reason = if errored { "policy_error" } else { "policy" };
-                Self::refuse(session, ctx, reason, None, Rejection::Forbidden).await
+            if let Some(uri) = target.rewritten_uri.take() {
+                session.req_header_mut().set_uri(uri);
             }
         }
+        let refusal = rejection(&verdict.outcome).is_some();
+        if refusal {
+            if let Some(rejection) = rejection(&verdict.outcome) {
+                reject(session, rejection, &ctx.request_id).await;
+            }
+        }
+        ctx.verdict = Some(verdict);
+        Ok(refusal)
     }
 
     async fn upstream_peer(
@@ -428,7 +276,7 @@ impl ProxyHttp for WispProxy {
         upstream_request
             .insert_header(REQUEST_ID, ctx.request_id.as_str())
             .map_err(|_| Error::explain(ErrorType::InternalError, "request id header"))?;
-        if let Some(caller) = &ctx.caller {
+        if let Some(caller) = ctx.verdict.as_ref().and_then(|v| v.caller.as_ref()) {
             let values = headers::IdentityHeaderValues::of(caller.identity());
             headers::inject(upstream_request, &values, &ctx.live.identity_headers).map_err(
                 |message| {
@@ -492,7 +340,7 @@ impl ProxyHttp for WispProxy {
         if error.esource() == &ErrorSource::Upstream && ctx.upstream_status == 0 {
             self.metrics.upstream_responses.error();
         }
-        ctx.detail = Some(error.to_string());
+        ctx.transport_detail = Some(error.to_string());
         let mut code = 0;
         if let Some(rejection) = rejection {
             code = match &rejection {
@@ -502,9 +350,6 @@ impl ProxyHttp for WispProxy {
             if session.response_written().is_none() {
                 reject(session, rejection, &ctx.request_id).await;
             }
-        }
-        if ctx.decision.is_empty() {
-            ctx.outcome("deny", "bad_request");
         }
         FailToProxy {
             error_code: code,
@@ -519,169 +364,7 @@ impl ProxyHttp for WispProxy {
         ctx: &mut RequestContext,
     ) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        ctx.record(status);
-    }
-}
-
-/// The request target after normalization.
-struct Target {
-    path: String,
-    query: Option<String>,
-    /// The URI to forward when normalization changed anything.
-    rewritten_uri: Option<http::Uri>,
-    /// The authority of an absolute-form target, which replaces `Host`.
-    authority: Option<String>,
-}
-
-/// Splits an absolute-form request target (`http://host:port/path?q`, which
-/// HTTP/1.1 servers must accept, RFC 9112 §3.2.2) into its authority and its
-/// origin-form rest (`/path?q`, or `/` when there is no path). Other targets
-/// are returned as they are, with no authority.
-fn split_absolute_form(raw: &str) -> (Option<&str>, std::borrow::Cow<'_, str>) {
-    let scheme_len = ["http://", "https://"]
-        .iter()
-        .find(|scheme| {
-            raw.len() >= scheme.len() && raw[..scheme.len()].eq_ignore_ascii_case(scheme)
-        })
-        .map(|scheme| scheme.len());
-    let Some(scheme_len) = scheme_len else {
-        return (None, std::borrow::Cow::Borrowed(raw));
-    };
-    let rest = &raw[scheme_len..];
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, origin) = rest.split_at(end);
-    let origin = if origin.starts_with('/') {
-        std::borrow::Cow::Borrowed(origin)
-    } else {
-        std::borrow::Cow::Owned(format!("/{origin}"))
-    };
-    (Some(authority), origin)
-}
-
-/// Normalizes the raw request target; `Err` carries the 400 reason.
-fn normalized_target(request: &RequestHeader) -> std::result::Result<Target, &'static str> {
-    let raw = std::str::from_utf8(request.raw_path()).map_err(|_| "invalid_path")?;
-    let (authority, origin) = split_absolute_form(raw);
-    if authority.is_some_and(|a| a.is_empty() || a.contains('@')) {
-        // No host, or userinfo (`http://user@host/`): ambiguous, refused.
-        return Err("path_not_absolute");
-    }
-    let normalized = path::normalize(&origin).map_err(|error| error.reason())?;
-    // The common case, a target already in normal form, costs no allocation.
-    let unchanged =
-        raw.strip_prefix(normalized.path.as_str())
-            .is_some_and(|rest| match &normalized.query {
-                Some(query) => rest.strip_prefix('?') == Some(query.as_str()),
-                None => rest.is_empty(),
-            });
-    let rewritten_uri = if unchanged {
-        None
-    } else {
-        let forwarded = match &normalized.query {
-            Some(query) => format!("{}?{}", normalized.path, query),
-            None => normalized.path.clone(),
-        };
-        Some(forwarded.parse::<http::Uri>().map_err(|_| "invalid_path")?)
-    };
-    Ok(Target {
-        path: normalized.path,
-        query: normalized.query,
-        rewritten_uri,
-        authority: authority.map(str::to_owned),
-    })
-}
-
-/// The request's host, lowercased, without port: from `Host`, else the URI authority.
-fn request_host(request: &RequestHeader) -> String {
-    let raw = request
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("");
-    let without_port = if raw.starts_with('[') {
-        raw.find(']').map_or(raw, |end| &raw[..=end])
-    } else {
-        match raw.rsplit_once(':') {
-            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-            _ => raw,
-        }
-    };
-    without_port.to_ascii_lowercase()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn absolute_form_targets_are_split_into_authority_and_origin_form() {
-        for (raw, authority, origin) in [
-            (
-                "http://orders.internal/a/b?x=1",
-                Some("orders.internal"),
-                "/a/b?x=1",
-            ),
-            ("HTTPS://Orders:8443/a", Some("Orders:8443"), "/a"),
-            ("http://orders.internal", Some("orders.internal"), "/"),
-            (
-                "http://orders.internal?x=1",
-                Some("orders.internal"),
-                "/?x=1",
-            ),
-            ("/a/b", None, "/a/b"),
-            ("*", None, "*"),
-        ] {
-            let (got_authority, got_origin) = split_absolute_form(raw);
-            assert_eq!(
-                (got_authority, got_origin.as_ref()),
-                (authority, origin),
-                "{raw}"
-            );
-        }
-    }
-
-    #[test]
-    fn absolute_form_is_normalized_and_ambiguous_authorities_are_refused() {
-        let request =
-            RequestHeader::build("GET", b"http://orders.internal/a/../admin?x=1", None).unwrap();
-        let target = normalized_target(&request).unwrap();
-        assert_eq!(target.path, "/admin");
-        assert_eq!(target.query.as_deref(), Some("x=1"));
-        assert_eq!(target.authority.as_deref(), Some("orders.internal"));
-        let with_userinfo = RequestHeader::build("GET", b"http://user@orders/a", None).unwrap();
-        assert!(normalized_target(&with_userinfo).is_err());
-    }
-
-    #[test]
-    fn only_targets_that_normalization_changed_are_rewritten() {
-        for (raw, rewritten) in [
-            ("/api/orders", None),
-            ("/api/orders?limit=5", None),
-            ("/api/orders?", None),
-            ("/a/../api", Some("/api")),
-            ("//api?x=1", Some("/api?x=1")),
-            ("/%61pi", Some("/api")),
-        ] {
-            let request = RequestHeader::build("GET", raw.as_bytes(), None).unwrap();
-            let target = normalized_target(&request).unwrap();
-            let got = target.rewritten_uri.map(|uri| uri.to_string());
-            assert_eq!(got.as_deref(), rewritten, "{raw}");
-        }
-    }
-
-    #[test]
-    fn host_is_lowercased_without_port() {
-        for (raw, want) in [
-            ("Orders.Example:8080", "orders.example"),
-            ("orders", "orders"),
-            ("[::1]:8080", "[::1]"),
-            ("[::1]", "[::1]"),
-            ("127.0.0.1:80", "127.0.0.1"),
-        ] {
-            let mut request = RequestHeader::build("GET", b"/", None).unwrap();
-            request.insert_header("host", raw).unwrap();
-            assert_eq!(request_host(&request), want, "{raw}");
-        }
+        let raw_path = String::from_utf8_lossy(session.req_header().raw_path());
+        ctx.record(status, &raw_path);
     }
 }

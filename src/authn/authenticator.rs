@@ -1,16 +1,19 @@
-//! The authentication stage: bearer token → verified, cached identity and
-//! principal. Ties the pure pieces ([`super::jwt`], [`super::verify`],
-//! [`super::presets`]) to the key holders ([`super::jwks`]) and the
-//! [`TokenCache`].
+//! The authentication stage: a bearer token → a verified [`Identity`].
+//! Ties the pure pieces ([`super::jwt`], [`super::verify`],
+//! [`super::presets`]) to the key holders ([`super::jwks`]).
+//!
+//! Authentication knows no policy: what is cached per verified token (the
+//! identity and its Cedar principal) belongs to the decision pipeline
+//! (`crate::pipeline::callers`), which asks [`Authenticator::recheck`]
+//! whether a cached verification still holds.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use super::jwks::{http_client_for, HttpClientError, IssuerKeys, LoadedKeys, REFETCH_WAIT};
-use super::token_cache::{identity_weight, CachedToken, TokenCache, TokenKey};
 use super::{jwt, presets, verify, AuthnError};
-use crate::authz::Authorizer;
 use crate::config::{Config, Preset};
+use crate::identity::Identity;
 use crate::metrics::Metrics;
 
 /// The authentication stage.
@@ -23,57 +26,63 @@ pub struct Authenticator {
     /// Issuer index by `iss`. Hashed with foldhash: the table is fixed by
     /// the configuration, so a forged `iss` can only miss.
     by_iss: crate::FastMap<String, usize>,
-    cache: Option<TokenCache>,
     max_token_bytes: usize,
     /// The last token header parsed (tokens of one issuer share theirs).
     headers: jwt::HeaderMemo,
     trust_domains: Vec<String>,
-    peer_callers: super::credentials::PeerCallers,
     metrics: Metrics,
 }
 
+/// A token that passed every check, and what a later re-check needs.
+#[derive(Debug)]
+pub struct VerifiedToken {
+    /// The caller's identity.
+    pub identity: Identity,
+    /// What [`Authenticator::recheck`] compares.
+    pub provenance: Provenance,
+}
+
+/// Under which rules, with which key and until when a token was verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Provenance {
+    /// Index of the issuer (in config order) that verified the token
+    /// (`u32::MAX` for certificate callers: no issuer has it).
+    pub issuer_index: u32,
+    /// Hash of the issuer rules the token was verified under.
+    pub issuer_fingerprint: u64,
+    /// Fingerprint of the verifying key.
+    pub key_fingerprint: u64,
+    /// Unix seconds after which the token is no longer accepted (`exp` + leeway).
+    pub valid_until: i64,
+}
+
+/// What [`Authenticator::recheck`] says of an earlier verification.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Recheck {
+    /// Still valid: it may be served.
+    Valid,
+    /// Verified under other rules, or its key was withdrawn: verify afresh.
+    Stale,
+}
+
 impl Authenticator {
-    /// Builds the stage for `config` with a token cache sized by
-    /// `authn.token_cache.max_bytes`; keys are not fetched yet (see
-    /// [`Authenticator::issuers`]).
+    /// Builds the stage for `config`; keys are not fetched yet (see
+    /// [`Authenticator::issuers`]). Issuers share `http` unless they need
+    /// their own client ([`super::jwks::http_client_for`]).
     ///
     /// # Errors
-    /// When an issuer's own HTTP client cannot be built (see [`Authenticator::with_cache`]).
+    /// When an issuer's own HTTP client cannot be built.
     pub fn new(
         config: &Config,
         http: reqwest::Client,
         metrics: Metrics,
     ) -> Result<Authenticator, HttpClientError> {
-        let cache = (config.authn.token_cache_max_bytes > 0).then(|| {
-            TokenCache::new(
-                config.authn.token_cache_max_bytes,
-                metrics.token_cache_evictions.clone(),
-            )
-        });
-        Authenticator::with_cache(config, http, metrics, cache)
-    }
-
-    /// Builds the stage around an existing token cache (e.g. one kept across a
-    /// configuration change: entries verified under other issuer rules are
-    /// never served, see [`CachedToken::issuer_fingerprint`]). Issuers share
-    /// `http` unless they need their own client ([`super::jwks::http_client_for`]).
-    ///
-    /// # Errors
-    /// When an issuer's own HTTP client cannot be built.
-    pub fn with_cache(
-        config: &Config,
-        http: reqwest::Client,
-        metrics: Metrics,
-        cache: Option<TokenCache>,
-    ) -> Result<Authenticator, HttpClientError> {
-        Authenticator::build(config, http, metrics, cache, &[])
+        Authenticator::build(config, http, metrics, &[])
     }
 
     /// The stage for a reloaded `config`: an issuer whose configuration did
     /// not change keeps its key holder (its keys, its refresh loop and its
-    /// state), and the token cache is kept unless its size changed. Entries
-    /// verified under other issuer rules are never served (see
-    /// [`CachedToken::issuer_fingerprint`]).
+    /// state).
     ///
     /// # Errors
     /// When a new issuer's HTTP client cannot be built.
@@ -82,25 +91,13 @@ impl Authenticator {
         config: &Config,
         http: reqwest::Client,
     ) -> Result<Authenticator, HttpClientError> {
-        let cache = match &self.cache {
-            Some(cache) if cache.max_bytes() == config.authn.token_cache_max_bytes => {
-                Some(cache.clone())
-            }
-            _ => (config.authn.token_cache_max_bytes > 0).then(|| {
-                TokenCache::new(
-                    config.authn.token_cache_max_bytes,
-                    self.metrics.token_cache_evictions.clone(),
-                )
-            }),
-        };
-        Authenticator::build(config, http, self.metrics.clone(), cache, &self.issuers)
+        Authenticator::build(config, http, self.metrics.clone(), &self.issuers)
     }
 
     fn build(
         config: &Config,
         http: reqwest::Client,
         metrics: Metrics,
-        cache: Option<TokenCache>,
         previous: &[Arc<IssuerKeys>],
     ) -> Result<Authenticator, HttpClientError> {
         let issuers: Vec<Arc<IssuerKeys>> = config
@@ -137,11 +134,9 @@ impl Authenticator {
             issuers,
             issuer_fingerprints,
             by_iss,
-            cache,
             max_token_bytes: config.authn.max_token_bytes,
             headers: jwt::HeaderMemo::default(),
             trust_domains: config.trust_domains.clone(),
-            peer_callers: super::credentials::PeerCallers::default(),
             metrics,
         })
     }
@@ -151,139 +146,51 @@ impl Authenticator {
         &self.issuers
     }
 
-    /// The cache of callers with a client certificate.
-    pub fn peer_callers(&self) -> &super::credentials::PeerCallers {
-        &self.peer_callers
+    /// `authn.max_token_bytes`.
+    pub fn max_token_bytes(&self) -> usize {
+        self.max_token_bytes
     }
 
-    /// The token cache, if enabled.
-    pub fn cache(&self) -> Option<&TokenCache> {
-        self.cache.as_ref()
+    /// Whether an earlier verification still holds at Unix time `now`:
+    /// the issuer's rules are the same, the token has not expired, and its
+    /// key is still published.
+    ///
+    /// # Errors
+    /// [`AuthnError::Expired`] past `valid_until`;
+    /// [`AuthnError::IssuerUnavailable`] when the issuer has no usable keys.
+    pub fn recheck(&self, provenance: &Provenance, now: i64) -> Result<Recheck, AuthnError> {
+        let index = provenance.issuer_index as usize;
+        let Some(issuer) = self.issuers.get(index) else {
+            return Ok(Recheck::Stale);
+        };
+        if self.issuer_fingerprints.get(index) != Some(&provenance.issuer_fingerprint) {
+            // Verified under other rules (the configuration changed).
+            return Ok(Recheck::Stale);
+        }
+        if now >= provenance.valid_until {
+            return Err(AuthnError::Expired);
+        }
+        match issuer.has_key(provenance.key_fingerprint) {
+            None => Err(AuthnError::IssuerUnavailable(
+                issuer.config().name.to_string(),
+            )),
+            // The key was withdrawn: verify afresh (it fails unless re-signed).
+            Some(false) => Ok(Recheck::Stale),
+            Some(true) => Ok(Recheck::Valid),
+        }
     }
 
-    /// Authenticates a bearer token at Unix time `now`, for the policy set
-    /// `authorizer` (generation `policy_generation`).
+    /// Verifies a bearer token at Unix time `now`: parse, issuer, keys,
+    /// signature, claims, the preset's identity.
     ///
     /// # Errors
     /// [`AuthnError`] with the first failed check.
-    pub async fn authenticate(
-        &self,
-        token: &str,
-        authorizer: &Authorizer,
-        policy_generation: u64,
-        now: i64,
-    ) -> Result<Arc<CachedToken>, AuthnError> {
+    pub async fn verify(&self, token: &str, now: i64) -> Result<VerifiedToken, AuthnError> {
         if token.len() > self.max_token_bytes {
             return Err(AuthnError::TokenTooLarge {
                 max: self.max_token_bytes,
             });
         }
-        let Some(cache) = &self.cache else {
-            return Ok(Arc::new(
-                self.verify(token, authorizer, policy_generation, now)
-                    .await?,
-            ));
-        };
-        // A token seen lately: no digest to compute.
-        let (key, entry, seen_lately) = match cache.get_recent(token) {
-            Some((key, entry)) => (key, Some(entry), true),
-            None => {
-                let key = TokenKey::of(token);
-                (key, cache.get_key(&key), false)
-            }
-        };
-        if let Some(entry) = entry {
-            let found = Arc::as_ptr(&entry);
-            match self.revalidate(cache, &key, entry, authorizer, policy_generation, now) {
-                Ok(Some(hit)) => {
-                    self.metrics.token_cache_hits.inc();
-                    // New here, or rebuilt for new policies.
-                    if !seen_lately || !std::ptr::eq(Arc::as_ptr(&hit), found) {
-                        cache.put_recent(token, key, Arc::clone(&hit));
-                    }
-                    return Ok(hit);
-                }
-                Ok(None) => cache.forget_recent(token),
-                Err(error) => {
-                    cache.forget_recent(token);
-                    return Err(error);
-                }
-            }
-        }
-        self.metrics.token_cache_misses.inc();
-        let entry = Arc::new(
-            self.verify(token, authorizer, policy_generation, now)
-                .await?,
-        );
-        cache.insert_key(key, entry.clone());
-        Ok(entry)
-    }
-
-    /// Re-checks a cache hit against the current state: `Ok(None)` means treat as a miss.
-    fn revalidate(
-        &self,
-        cache: &TokenCache,
-        key: &TokenKey,
-        entry: Arc<CachedToken>,
-        authorizer: &Authorizer,
-        policy_generation: u64,
-        now: i64,
-    ) -> Result<Option<Arc<CachedToken>>, AuthnError> {
-        let Some(issuer) = self.issuers.get(entry.issuer_index as usize) else {
-            cache.remove_key(key);
-            return Ok(None);
-        };
-        if self.issuer_fingerprints.get(entry.issuer_index as usize)
-            != Some(&entry.issuer_fingerprint)
-        {
-            // Verified under other rules (the configuration changed): verify afresh.
-            cache.remove_key(key);
-            return Ok(None);
-        }
-        if now >= entry.valid_until {
-            cache.remove_key(key);
-            return Err(AuthnError::Expired);
-        }
-        match issuer.has_key(entry.key_fingerprint) {
-            None => {
-                return Err(AuthnError::IssuerUnavailable(
-                    issuer.config().name.to_string(),
-                ))
-            }
-            Some(false) => {
-                // The key was withdrawn: verify afresh (it will fail unless re-signed).
-                cache.remove_key(key);
-                return Ok(None);
-            }
-            Some(true) => {}
-        }
-        if entry.policy_generation == policy_generation {
-            return Ok(Some(entry));
-        }
-        // Policies (and maybe the schema) changed: rebuild the principal entity.
-        let principal = authorizer
-            .principal(Arc::clone(entry.identity()))
-            .map_err(AuthnError::SchemaMismatch)?;
-        let rebuilt = Arc::new(CachedToken {
-            principal,
-            policy_generation,
-            issuer_index: entry.issuer_index,
-            issuer_fingerprint: entry.issuer_fingerprint,
-            key_fingerprint: entry.key_fingerprint,
-            valid_until: entry.valid_until,
-            weight: entry.weight,
-        });
-        cache.insert_key(*key, rebuilt.clone());
-        Ok(Some(rebuilt))
-    }
-
-    async fn verify(
-        &self,
-        token: &str,
-        authorizer: &Authorizer,
-        policy_generation: u64,
-        now: i64,
-    ) -> Result<CachedToken, AuthnError> {
         let parsed = jwt::parse_remembering(token, self.max_token_bytes, &self.headers)?;
         let iss = parsed
             .claims
@@ -310,20 +217,16 @@ impl Authenticator {
         )?;
         check_header_values(&identity)?;
         let leeway = i64::try_from(issuer.config().leeway.as_secs()).unwrap_or(0);
-        let weight = u32::try_from(identity_weight(&identity)).unwrap_or(u32::MAX);
-        let principal = authorizer
-            .principal(identity)
-            .map_err(AuthnError::SchemaMismatch)?;
-        Ok(CachedToken {
-            principal,
-            policy_generation,
-            // Never more than u32::MAX issuers; were there, the index would
-            // match none and the token be verified afresh.
-            issuer_index: u32::try_from(issuer_index).unwrap_or(u32::MAX),
-            issuer_fingerprint: self.issuer_fingerprints[issuer_index],
-            key_fingerprint: verified.key_fingerprint,
-            valid_until: verified.expires_at.saturating_add(leeway),
-            weight,
+        Ok(VerifiedToken {
+            identity,
+            provenance: Provenance {
+                // Never more than u32::MAX issuers; were there, the index would
+                // match none and the token be verified afresh.
+                issuer_index: u32::try_from(issuer_index).unwrap_or(u32::MAX),
+                issuer_fingerprint: self.issuer_fingerprints[issuer_index],
+                key_fingerprint: verified.key_fingerprint,
+                valid_until: verified.expires_at.saturating_add(leeway),
+            },
         })
     }
 
@@ -353,7 +256,7 @@ impl Authenticator {
 
 /// Checks the identity's upstream header values; a value that cannot be a
 /// header is an authentication failure (never a 500 later).
-pub(super) fn check_header_values(identity: &crate::identity::Identity) -> Result<(), AuthnError> {
+pub fn check_header_values(identity: &crate::identity::Identity) -> Result<(), AuthnError> {
     crate::headers::IdentityHeaderValues::of(identity)
         .check()
         .map_err(|detail| AuthnError::InvalidClaim {
@@ -374,4 +277,15 @@ fn check_jwt_svid_type(typ: Option<&str>) -> Result<(), AuthnError> {
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwt_svid_type_must_be_jwt_or_jose_when_present() {
+        assert!(check_jwt_svid_type(None).is_ok());
+        assert!(check_jwt_svid_type(Some("JWT")).is_ok());
+        assert!(check_jwt_svid_type(Some("JOSE")).is_ok());
+        assert!(check_jwt_svid_type(Some("at+jwt")).is_err());
+        assert!(check_jwt_svid_type(Some("jwt")).is_err());
+    }
+}

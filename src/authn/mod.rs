@@ -10,7 +10,6 @@
 
 pub mod authenticator;
 pub mod bearer;
-pub mod credentials;
 pub mod crypto;
 pub mod jwks;
 pub mod jwt;
@@ -18,7 +17,6 @@ pub mod keys;
 pub mod presets;
 pub mod spiffe;
 pub mod svid;
-pub mod token_cache;
 pub mod verify;
 
 /// Why a request failed authentication. Each variant maps to one HTTP status and

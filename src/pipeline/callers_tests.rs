@@ -1,5 +1,5 @@
-//! The authentication stage with its token cache, over a real JWKS file and
-//! tokens minted by the dev issuer.
+//! Callers and the token cache, over a real JWKS file and tokens minted by
+//! the dev issuer.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,23 +8,41 @@ use serde_json::json;
 
 use super::*;
 use crate::authn::unix_now;
+use crate::authz::Authorizer;
+use crate::config::Config;
 use crate::devtools::issuer::{DevIssuer, DevIssuerOptions};
 use crate::identity::Identity;
-
-#[test]
-fn jwt_svid_type_must_be_jwt_or_jose_when_present() {
-    assert!(check_jwt_svid_type(None).is_ok());
-    assert!(check_jwt_svid_type(Some("JWT")).is_ok());
-    assert!(check_jwt_svid_type(Some("JOSE")).is_ok());
-    assert!(check_jwt_svid_type(Some("at+jwt")).is_err());
-    assert!(check_jwt_svid_type(Some("jwt")).is_err());
-}
 
 struct Fixture {
     dir: tempfile::TempDir,
     issuer: DevIssuer,
-    authorizer: Authorizer,
+    authorizer: LoadedPolicies,
     metrics: Metrics,
+}
+
+/// Authentication and the callers it feeds, as the live state holds them.
+struct Stage {
+    authn: Authenticator,
+    callers: Callers,
+}
+
+impl Stage {
+    fn cache(&self) -> Option<&TokenCache> {
+        self.callers.cache()
+    }
+
+    fn issuers(&self) -> &[Arc<crate::authn::jwks::IssuerKeys>] {
+        self.authn.issuers()
+    }
+}
+
+/// The shipped policies, as generation `generation`.
+fn policies(generation: u64) -> LoadedPolicies {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    LoadedPolicies {
+        authorizer: Authorizer::load(&dir.join("wisp.cedarschema"), &dir).unwrap(),
+        generation,
+    }
 }
 
 const ISS: &str = "https://issuer.example";
@@ -44,12 +62,10 @@ impl Fixture {
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("jwks.json"), issuer.jwks_json()).unwrap();
-        let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-        let authorizer = Authorizer::load(&policies.join("wisp.cedarschema"), &policies).unwrap();
         Fixture {
             dir,
             issuer,
-            authorizer,
+            authorizer: policies(1),
             metrics: Metrics::new().unwrap(),
         }
     }
@@ -65,26 +81,27 @@ impl Fixture {
         Config::from_yaml(&yaml, &self.dir.path().join("wisp.yaml")).unwrap()
     }
 
-    async fn authenticator(&self, config: &Config, cache: Option<TokenCache>) -> Authenticator {
+    async fn authenticator(&self, config: &Config, cache: Option<TokenCache>) -> Stage {
         let http = crate::authn::jwks::http_client().unwrap();
-        let authn = match cache {
-            Some(cache) => {
-                Authenticator::with_cache(config, http, self.metrics.clone(), Some(cache))
-            }
-            None => Authenticator::new(config, http, self.metrics.clone()),
-        }
-        .unwrap();
+        let authn = Authenticator::new(config, http, self.metrics.clone()).unwrap();
+        let callers = match cache {
+            Some(cache) => Callers::with_cache(Some(cache), self.metrics.clone()),
+            None => Callers::new(config.authn.token_cache_max_bytes, self.metrics.clone()),
+        };
         authn.issuers()[0].refresh().await.unwrap();
-        authn
+        Stage { authn, callers }
     }
 
     async fn check(
         &self,
-        authn: &Authenticator,
+        stage: &Stage,
         token: &str,
         now: i64,
     ) -> Result<Arc<CachedToken>, AuthnError> {
-        authn.authenticate(token, &self.authorizer, 1, now).await
+        stage
+            .callers
+            .token(&stage.authn, token, &self.authorizer, now)
+            .await
     }
 }
 
@@ -308,10 +325,7 @@ async fn the_byte_bound_holds_under_100k_inserts() {
         let entry = CachedToken {
             principal: template.principal.clone(),
             policy_generation: 1,
-            issuer_index: 0,
-            issuer_fingerprint: template.issuer_fingerprint,
-            key_fingerprint: template.key_fingerprint,
-            valid_until: template.valid_until,
+            provenance: template.provenance,
             weight: template.weight,
         };
         cache.insert(&key, Arc::new(entry));
@@ -336,36 +350,33 @@ fn peer(spiffe_id: &str, thumbprint: u8) -> crate::authn::svid::PeerIdentity {
 
 #[tokio::test]
 async fn certificate_callers_are_cached_per_certificate_and_rebuilt_for_new_policies() {
-    use crate::authn::credentials::{authenticate, Credentials};
     use crate::config::RequireCredentials::Any;
     let f = Fixture::new().await;
-    let authn = f.authenticator(&f.config("orders", "1MiB"), None).await;
+    let stage = f.authenticator(&f.config("orders", "1MiB"), None).await;
     let a = peer("spiffe://example.org/ns/prod/sa/a", 1);
     let b = peer("spiffe://example.org/ns/prod/sa/b", 2);
-    let ask = |peer, generation| {
+    let second_generation = policies(2);
+    let ask = |peer, policies: &'static LoadedPolicies| {
         let credentials = Credentials {
             token: None,
             peer: Some(peer),
         };
-        authenticate(
-            &authn,
-            credentials,
-            Any,
-            &f.authorizer,
-            generation,
-            unix_now(),
-        )
+        stage
+            .callers
+            .authenticate(&stage.authn, credentials, Any, policies, unix_now())
     };
-    let first = ask(&a, 1).await.unwrap();
-    let again = ask(&a, 1).await.unwrap();
+    let first_generation: &'static LoadedPolicies = Box::leak(Box::new(policies(1)));
+    let second_generation: &'static LoadedPolicies = Box::leak(Box::new(second_generation));
+    let first = ask(&a, first_generation).await.unwrap();
+    let again = ask(&a, first_generation).await.unwrap();
     assert!(
         Arc::ptr_eq(&first, &again),
         "same certificate: served from the cache"
     );
     assert_eq!(first.identity().sub(), "spiffe://example.org/ns/prod/sa/a");
-    let other = ask(&b, 1).await.unwrap();
+    let other = ask(&b, first_generation).await.unwrap();
     assert_eq!(other.identity().sub(), "spiffe://example.org/ns/prod/sa/b");
-    let reloaded = ask(&a, 2).await.unwrap();
+    let reloaded = ask(&a, second_generation).await.unwrap();
     assert!(
         !Arc::ptr_eq(&first, &reloaded),
         "a policy reload rebuilds the principal"
@@ -375,7 +386,6 @@ async fn certificate_callers_are_cached_per_certificate_and_rebuilt_for_new_poli
 
 #[tokio::test]
 async fn a_combined_caller_is_rebuilt_when_its_token_is_verified_afresh() {
-    use crate::authn::credentials::{authenticate, Credentials};
     use crate::config::RequireCredentials::Any;
     let f = Fixture::new().await;
     let authn = f.authenticator(&f.config("orders", "1MiB"), None).await;
@@ -390,7 +400,9 @@ async fn a_combined_caller_is_rebuilt_when_its_token_is_verified_afresh() {
             token: Some(token),
             peer: Some(&cert),
         };
-        authenticate(&authn, credentials, Any, &f.authorizer, 1, unix_now())
+        authn
+            .callers
+            .authenticate(&authn.authn, credentials, Any, &f.authorizer, unix_now())
     };
     let first = ask(&token_a).await.unwrap();
     assert_eq!(
@@ -465,7 +477,12 @@ async fn memory_per_principal() {
     let n = 20_000u64;
     let before = rss_kib();
     let principals: Vec<_> = (0..n)
-        .map(|_| f.authorizer.principal(template.identity().clone()).unwrap())
+        .map(|_| {
+            f.authorizer
+                .authorizer
+                .principal(template.identity().clone())
+                .unwrap()
+        })
         .collect();
     let mid = rss_kib();
     let identities: Vec<Identity> = (0..n).map(|_| (**template.identity()).clone()).collect();

@@ -21,26 +21,20 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 
+use crate::authn::authenticator::Provenance;
 use crate::authz::Principal;
 use crate::identity::{AttrValue, Identity};
 
-/// What a cache entry holds.
+/// What a cache entry holds: a verified caller and its Cedar principal.
 #[derive(Debug)]
 pub struct CachedToken {
     /// The principal entity, built for `policy_generation`.
     pub principal: Principal,
     /// The policy generation `principal` was built for.
     pub policy_generation: u64,
-    /// Index of the issuer (in config order) that verified the token
-    /// (`u32::MAX` for certificate callers: no issuer has it).
-    pub issuer_index: u32,
-    /// Hash of the issuer rules the token was verified under; a hit under
-    /// other rules is a miss.
-    pub issuer_fingerprint: u64,
-    /// Fingerprint of the verifying key.
-    pub key_fingerprint: u64,
-    /// Unix seconds after which the token is no longer accepted (`exp` + leeway).
-    pub valid_until: i64,
+    /// Under which issuer rules, with which key and until when the token was
+    /// verified (re-checked on every hit, see `Authenticator::recheck`).
+    pub provenance: Provenance,
     /// Approximate heap bytes of this entry, for the byte bound.
     pub weight: u32,
 }
@@ -221,8 +215,10 @@ impl TokenCache {
 
     /// Drops every entry no longer valid at Unix time `now`.
     pub fn remove_expired(&self, now: i64) {
-        self.cache.retain(|_, entry| entry.valid_until > now);
-        self.recent.retain(|entry| entry.valid_until > now);
+        self.cache
+            .retain(|_, entry| entry.provenance.valid_until > now);
+        self.recent
+            .retain(|entry| entry.provenance.valid_until > now);
     }
 
     /// Drops everything (e.g. on a configuration change).
@@ -235,18 +231,6 @@ impl TokenCache {
     pub fn usage(&self) -> (u64, u64) {
         let entries = u64::try_from(self.cache.len()).unwrap_or(u64::MAX);
         (entries, self.cache.weight())
-    }
-
-    /// Sweeps expired entries every [`SWEEP_INTERVAL`] until `shutdown` changes.
-    pub async fn sweep(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => self.remove_expired(super::unix_now()),
-                _ = shutdown.changed() => return,
-            }
-        }
     }
 }
 

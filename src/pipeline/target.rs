@@ -1,0 +1,183 @@
+//! The request target and host, normalized: what policy decides on and
+//! what the upstream receives are the same path and host.
+
+use crate::path;
+
+/// 400 reasons of the target itself, beside [`path::PathError::REASONS`].
+pub const TARGET_REASONS: &[&str] = &["invalid_path"];
+
+/// The request target after normalization.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The normalized path.
+    pub path: String,
+    /// The query, without `?`.
+    pub query: Option<String>,
+    /// The URI to forward when normalization changed anything.
+    pub rewritten_uri: Option<http::Uri>,
+    /// The authority of an absolute-form target, which replaces `Host`.
+    pub authority: Option<String>,
+    /// The host decided on: lowercased, without port.
+    pub host: String,
+}
+
+impl Target {
+    /// Normalizes a raw request target and the request's `Host`; `Err`
+    /// carries the 400 reason.
+    ///
+    /// # Errors
+    /// The stable reason of an ambiguous or invalid target.
+    pub fn parse(raw: &[u8], host: Option<&str>) -> Result<Target, &'static str> {
+        let mut target = normalized_target(raw)?;
+        // RFC 9112 §3.2.2: an absolute-form target's authority wins over `Host`.
+        target.host = host_of(target.authority.as_deref().or(host).unwrap_or(""));
+        Ok(target)
+    }
+}
+
+/// Splits an absolute-form request target (`http://host:port/path?q`, which
+/// HTTP/1.1 servers must accept, RFC 9112 §3.2.2) into its authority and its
+/// origin-form rest (`/path?q`, or `/` when there is no path). Other targets
+/// are returned as they are, with no authority.
+fn split_absolute_form(raw: &str) -> (Option<&str>, std::borrow::Cow<'_, str>) {
+    let scheme_len = ["http://", "https://"]
+        .iter()
+        .find(|scheme| {
+            raw.len() >= scheme.len() && raw[..scheme.len()].eq_ignore_ascii_case(scheme)
+        })
+        .map(|scheme| scheme.len());
+    let Some(scheme_len) = scheme_len else {
+        return (None, std::borrow::Cow::Borrowed(raw));
+    };
+    let rest = &raw[scheme_len..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, origin) = rest.split_at(end);
+    let origin = if origin.starts_with('/') {
+        std::borrow::Cow::Borrowed(origin)
+    } else {
+        std::borrow::Cow::Owned(format!("/{origin}"))
+    };
+    (Some(authority), origin)
+}
+
+/// Normalizes the raw request target; `Err` carries the 400 reason.
+fn normalized_target(raw: &[u8]) -> Result<Target, &'static str> {
+    let raw = std::str::from_utf8(raw).map_err(|_| "invalid_path")?;
+    let (authority, origin) = split_absolute_form(raw);
+    if authority.is_some_and(|a| a.is_empty() || a.contains('@')) {
+        // No host, or userinfo (`http://user@host/`): ambiguous, refused.
+        return Err("path_not_absolute");
+    }
+    let normalized = path::normalize(&origin).map_err(|error| error.reason())?;
+    // The common case, a target already in normal form, costs no allocation.
+    let unchanged =
+        raw.strip_prefix(normalized.path.as_str())
+            .is_some_and(|rest| match &normalized.query {
+                Some(query) => rest.strip_prefix('?') == Some(query.as_str()),
+                None => rest.is_empty(),
+            });
+    let rewritten_uri = if unchanged {
+        None
+    } else {
+        let forwarded = match &normalized.query {
+            Some(query) => format!("{}?{}", normalized.path, query),
+            None => normalized.path.clone(),
+        };
+        Some(forwarded.parse::<http::Uri>().map_err(|_| "invalid_path")?)
+    };
+    Ok(Target {
+        path: normalized.path,
+        query: normalized.query,
+        rewritten_uri,
+        authority: authority.map(str::to_owned),
+        host: String::new(),
+    })
+}
+
+/// A host as decided on: lowercased, without port.
+fn host_of(raw: &str) -> String {
+    let without_port = if raw.starts_with('[') {
+        raw.find(']').map_or(raw, |end| &raw[..=end])
+    } else {
+        match raw.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => raw,
+        }
+    };
+    without_port.to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_form_targets_are_split_into_authority_and_origin_form() {
+        for (raw, authority, origin) in [
+            (
+                "http://orders.internal/a/b?x=1",
+                Some("orders.internal"),
+                "/a/b?x=1",
+            ),
+            ("HTTPS://Orders:8443/a", Some("Orders:8443"), "/a"),
+            ("http://orders.internal", Some("orders.internal"), "/"),
+            (
+                "http://orders.internal?x=1",
+                Some("orders.internal"),
+                "/?x=1",
+            ),
+            ("/a/b", None, "/a/b"),
+            ("*", None, "*"),
+        ] {
+            let (got_authority, got_origin) = split_absolute_form(raw);
+            assert_eq!(
+                (got_authority, got_origin.as_ref()),
+                (authority, origin),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn absolute_form_is_normalized_and_ambiguous_authorities_are_refused() {
+        let target = normalized_target(b"http://orders.internal/a/../admin?x=1").unwrap();
+        assert_eq!(target.path, "/admin");
+        assert_eq!(target.query.as_deref(), Some("x=1"));
+        assert_eq!(target.authority.as_deref(), Some("orders.internal"));
+        assert!(normalized_target(b"http://user@orders/a").is_err());
+        let target = Target::parse(b"http://Orders.Internal:8080/a", Some("other")).unwrap();
+        assert_eq!(
+            target.host, "orders.internal",
+            "the authority wins over Host"
+        );
+    }
+
+    #[test]
+    fn only_targets_that_normalization_changed_are_rewritten() {
+        for (raw, rewritten) in [
+            ("/api/orders", None),
+            ("/api/orders?limit=5", None),
+            ("/api/orders?", None),
+            ("/a/../api", Some("/api")),
+            ("//api?x=1", Some("/api?x=1")),
+            ("/%61pi", Some("/api")),
+        ] {
+            let target = normalized_target(raw.as_bytes()).unwrap();
+            let got = target.rewritten_uri.map(|uri| uri.to_string());
+            assert_eq!(got.as_deref(), rewritten, "{raw}");
+        }
+    }
+
+    #[test]
+    fn host_is_lowercased_without_port() {
+        for (raw, want) in [
+            ("Orders.Example:8080", "orders.example"),
+            ("orders", "orders"),
+            ("[::1]:8080", "[::1]"),
+            ("[::1]", "[::1]"),
+            ("127.0.0.1:80", "127.0.0.1"),
+        ] {
+            assert_eq!(Target::parse(b"/", Some(raw)).unwrap().host, want, "{raw}");
+        }
+    }
+}
