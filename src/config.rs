@@ -427,12 +427,22 @@ const MAX_CONFIG_BYTES: usize = 1 << 20;
 /// YAML → [`raw::RawConfig`]. The message reads `line:column: key.path: what`
 /// (the position and key where known).
 fn parse(text: &str) -> Result<raw::RawConfig, String> {
-    if text.len() > MAX_CONFIG_BYTES {
-        return Err(format!("larger than {MAX_CONFIG_BYTES} bytes"));
-    }
     if text.trim().is_empty() {
         // An empty document is an empty config (every key defaulted or missing).
         return Ok(raw::RawConfig::default());
+    }
+    parse_yaml(text)
+}
+
+/// YAML → `T` with the config file's rules (input budget, strict booleans,
+/// the key path in messages): also for the other YAML files wisp reads
+/// (policy tests). The message reads `line:column: key.path: what`.
+///
+/// # Errors
+/// The parser's message, with the position and key path where known.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(format!("larger than {MAX_CONFIG_BYTES} bytes"));
     }
     let mut options = serde_saphyr::Options::default();
     options.with_snippet = false;

@@ -102,10 +102,21 @@ pub fn inject(
     values: &IdentityHeaderValues<'_>,
     names: &PreparedNames,
 ) -> Result<(), String> {
-    set(request, names.subject, Some(values.subject))?;
-    set(request, names.issuer, Some(values.issuer))?;
-    set(request, names.tags, values.tags)?;
-    set(request, names.spiffe_id, values.spiffe_id)
+    for (name, value) in names.pairs(values) {
+        set(request, name, value)?;
+    }
+    Ok(())
+}
+
+/// The identity headers the upstream receives for `values`, as (name,
+/// value) pairs: what [`inject`] sets (for `wisp explain` and front ends
+/// that hand headers to another proxy).
+pub fn plan(values: &IdentityHeaderValues<'_>, names: &PreparedNames) -> Vec<(String, String)> {
+    names
+        .pairs(values)
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.to_owned(), value?.to_owned())))
+        .collect()
 }
 
 fn header_value(value: &str) -> Result<http::HeaderValue, http::header::InvalidHeaderValue> {
@@ -152,6 +163,17 @@ fn intern(name: &str) -> &'static str {
 }
 
 impl PreparedNames {
+    /// Each identity header name with its value for `values` (`None`: the
+    /// header is removed, e.g. no tags).
+    fn pairs<'v>(&self, values: &IdentityHeaderValues<'v>) -> [(&'static str, Option<&'v str>); 4] {
+        [
+            (self.subject, Some(values.subject)),
+            (self.issuer, Some(values.issuer)),
+            (self.tags, values.tags),
+            (self.spiffe_id, values.spiffe_id),
+        ]
+    }
+
     /// Prepares `names`.
     pub fn new(names: &IdentityHeaderNames) -> PreparedNames {
         PreparedNames {

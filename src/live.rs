@@ -108,6 +108,9 @@ pub enum ReloadError {
     /// The upstream address does not resolve or its TLS files are unusable.
     #[error("{0}")]
     Upstream(crate::upstream::UpstreamError),
+    /// Process setup (metrics registry, the HTTP client) failed.
+    #[error("{0}")]
+    Setup(String),
     /// An issuer's HTTP client (its `jwks.ca`) cannot be built.
     #[error("{0}")]
     HttpClient(#[from] crate::authn::jwks::HttpClientError),

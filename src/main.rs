@@ -39,6 +39,53 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Decide one request offline, through the pipeline `serve` uses, and say why.
+    Explain {
+        /// The YAML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// A bearer token (or @FILE), verified with the issuer's configured keys.
+        #[arg(long, conflicts_with = "claims")]
+        token: Option<String>,
+        /// A token payload as JSON (or @FILE), taken as given: no signature is checked.
+        #[arg(long, requires = "issuer")]
+        claims: Option<String>,
+        /// With --claims: the issuers[].name whose preset and mappings apply.
+        #[arg(long)]
+        issuer: Option<String>,
+        /// The caller's SPIFFE ID, as if it presented that X.509-SVID.
+        #[arg(long)]
+        spiffe_id: Option<String>,
+        /// The request method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// The request target as a client sends it, e.g. /api/orders?limit=5.
+        #[arg(long)]
+        path: String,
+        /// The Host header.
+        #[arg(long)]
+        host: Option<String>,
+        /// The client's address.
+        #[arg(long)]
+        source_ip: Option<std::net::IpAddr>,
+        /// A request header, 'Name: value' (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run policy test cases (YAML) through the pipeline `serve` uses.
+    Test {
+        /// The YAML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Test files or directories (default: <policies.dir>/tests/).
+        paths: Vec<PathBuf>,
+        /// Also write JUnit XML here.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+    },
     /// Run a local development OIDC issuer (discovery, JWKS, POST /token). Not for production.
     DevIssuer {
         /// Address to listen on.
@@ -125,6 +172,36 @@ fn main() -> ExitCode {
             }
         }
         Command::Check { config } => cli::check::run(&config),
+        Command::Explain {
+            config,
+            token,
+            claims,
+            issuer,
+            spiffe_id,
+            method,
+            path,
+            host,
+            source_ip,
+            headers,
+            json,
+        } => cli::explain::explain(cli::explain::ExplainArgs {
+            config,
+            token,
+            claims,
+            issuer,
+            spiffe_id,
+            method,
+            path,
+            host,
+            source_ip,
+            headers,
+            json,
+        }),
+        Command::Test {
+            config,
+            paths,
+            junit,
+        } => cli::explain::test(&config, paths, junit),
         Command::DevIssuer {
             listen,
             issuer,

@@ -224,6 +224,7 @@ impl ProxyHttp for WispProxy {
             authorization: &authorization[..count],
             peer: peer.as_deref(),
             source_ip: ctx.source_ip,
+            claims: None,
         };
         let mut verdict = pipeline::decide(&ctx.live, &request, &self.metrics, unix_now()).await;
 

@@ -73,7 +73,11 @@ fn verify_signature(
 }
 
 /// Registered-claim checks; returns `exp`.
-fn check_claims(claims: &Claims, issuer: &IssuerConfig, now: i64) -> Result<i64, AuthnError> {
+pub(crate) fn check_claims(
+    claims: &Claims,
+    issuer: &IssuerConfig,
+    now: i64,
+) -> Result<i64, AuthnError> {
     if claims.get("iss").and_then(Value::as_str) != Some(issuer.issuer.as_str()) {
         return Err(invalid_claim("iss", "does not name the issuer"));
     }

@@ -145,21 +145,23 @@ impl Callers {
         policies: &LoadedPolicies,
         now: i64,
     ) -> Result<Arc<CachedToken>, AuthnError> {
-        let Credentials { token, peer } = credentials;
+        let Credentials {
+            token,
+            claims,
+            peer,
+        } = credentials;
+        // Claims taken as given stand where a token would.
+        let has_token = token.is_some() || claims.is_some();
         match require {
-            RequireCredentials::Jwt if token.is_none() => {
-                return Err(AuthnError::MissingCredentials)
-            }
+            RequireCredentials::Jwt if !has_token => return Err(AuthnError::MissingCredentials),
             RequireCredentials::Mtls if peer.is_none() => {
                 return Err(AuthnError::CertificateRequired)
             }
-            RequireCredentials::Both if token.is_none() => {
-                return Err(AuthnError::MissingCredentials)
-            }
+            RequireCredentials::Both if !has_token => return Err(AuthnError::MissingCredentials),
             RequireCredentials::Both if peer.is_none() => {
                 return Err(AuthnError::CertificateRequired)
             }
-            RequireCredentials::Any if token.is_none() && peer.is_none() => {
+            RequireCredentials::Any if !has_token && peer.is_none() => {
                 return Err(AuthnError::MissingCredentials)
             }
             _ => {}
@@ -170,9 +172,11 @@ impl Callers {
         } else {
             token
         };
-        let verified = match token {
-            Some(token) => Some(self.token(authn, token, policies, now).await?),
-            None => None,
+        let verified = match (token, claims) {
+            _ if require == RequireCredentials::Mtls => None,
+            (_, Some(claims)) => Some(unverified_caller(authn, claims, policies, now)?),
+            (Some(token), None) => Some(self.token(authn, token, policies, now).await?),
+            (None, None) => None,
         };
         if let Some(bound) = verified
             .as_ref()
@@ -192,6 +196,27 @@ impl Callers {
             (None, None) => Err(AuthnError::MissingCredentials),
         }
     }
+}
+
+/// The caller of a claim set taken as given (never cached).
+fn unverified_caller(
+    authn: &Authenticator,
+    claims: &UnverifiedClaims,
+    policies: &LoadedPolicies,
+    now: i64,
+) -> Result<Arc<CachedToken>, AuthnError> {
+    let verified = authn.unverified(&claims.issuer, claims.claims.clone(), now)?;
+    let weight = u32::try_from(identity_weight(&verified.identity)).unwrap_or(u32::MAX);
+    let principal = policies
+        .authorizer
+        .principal(verified.identity)
+        .map_err(AuthnError::SchemaMismatch)?;
+    Ok(Arc::new(CachedToken {
+        principal,
+        policy_generation: policies.generation,
+        provenance: verified.provenance,
+        weight,
+    }))
 }
 
 /// Verifies `token` and builds its principal for `policies`.
@@ -260,8 +285,20 @@ fn revalidate(
 pub struct Credentials<'a> {
     /// The bearer token, if any.
     pub token: Option<&'a str>,
+    /// Claims taken as given instead of a token (offline tools only: `wisp
+    /// explain --claims`, policy tests); never set by a server.
+    pub claims: Option<&'a UnverifiedClaims>,
     /// The verified client certificate identity, if any.
     pub peer: Option<&'a PeerIdentity>,
+}
+
+/// A claim set to decide on without a token (see [`Credentials::claims`]).
+#[derive(Debug, Clone)]
+pub struct UnverifiedClaims {
+    /// The configured issuer (`issuers[].name`) whose preset and mappings apply.
+    pub issuer: String,
+    /// The token payload; `iss`, `aud`, `iat`, `exp` default from the issuer.
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The issuer name reported for callers authenticated by certificate alone.

@@ -359,6 +359,7 @@ async fn certificate_callers_are_cached_per_certificate_and_rebuilt_for_new_poli
     let ask = |peer, policies: &'static LoadedPolicies| {
         let credentials = Credentials {
             token: None,
+            claims: None,
             peer: Some(peer),
         };
         stage
@@ -398,6 +399,7 @@ async fn a_combined_caller_is_rebuilt_when_its_token_is_verified_afresh() {
     let ask = |token| {
         let credentials = Credentials {
             token: Some(token),
+            claims: None,
             peer: Some(&cert),
         };
         authn

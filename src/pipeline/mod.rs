@@ -50,6 +50,9 @@ pub struct Request<'a> {
     pub peer: Option<&'a PeerCertificate>,
     /// The client's address.
     pub source_ip: Option<IpAddr>,
+    /// Claims to decide on instead of a token: offline tools only (`wisp
+    /// explain --claims`, `wisp test`); a server never sets it.
+    pub claims: Option<&'a callers::UnverifiedClaims>,
 }
 
 /// The pipeline's answer for one request.
@@ -204,7 +207,7 @@ async fn authenticate(
         }
     };
     let require = live.config.authn.require;
-    let token = if require == RequireCredentials::Mtls {
+    let token = if require == RequireCredentials::Mtls || request.claims.is_some() {
         None
     } else {
         match request.authorization {
@@ -216,7 +219,11 @@ async fn authenticate(
     live.callers
         .authenticate(
             &live.authn,
-            Credentials { token, peer },
+            Credentials {
+                token,
+                claims: request.claims,
+                peer,
+            },
             require,
             &live.policies,
             now,
