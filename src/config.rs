@@ -286,6 +286,10 @@ pub struct PolicyConfig {
     pub mode: PolicyMode,
     /// Reload on change (a broken update is rejected and the old set kept).
     pub watch: bool,
+    /// How long a changed file (config, schema, policy) must stay unchanged
+    /// before it is loaded, so a file written in steps is never loaded
+    /// half-way. SIGHUP does not wait.
+    pub settle: Duration,
 }
 
 /// A public route: an exact path, or a prefix when written ending in `/*`.

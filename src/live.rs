@@ -347,7 +347,8 @@ impl Reloader {
         };
         self.sync_refresh_loops();
         let mut watched = self.watched_files();
-        let mut pending: Option<WatchedFiles> = None;
+        // A change seen, and since when it has stayed the same.
+        let mut pending: Option<(WatchedFiles, tokio::time::Instant)> = None;
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         let mut sweep = tokio::time::interval(crate::pipeline::token_cache::SWEEP_INTERVAL);
         loop {
@@ -361,7 +362,8 @@ impl Reloader {
                     pending = None;
                 }
                 _ = tick.tick() => {
-                    if !self.state.load().config.policies.watch {
+                    let policies = self.state.load().config.policies.clone();
+                    if !policies.watch {
                         continue;
                     }
                     let now = self.watched_files();
@@ -370,9 +372,19 @@ impl Reloader {
                         continue;
                     }
                     // A file being written in steps: act once it has stayed
-                    // the same for one whole interval.
-                    if pending.as_ref() != Some(&now) {
-                        pending = Some(now);
+                    // the same for `policies.settle`.
+                    let since = match &pending {
+                        Some((seen, since)) if *seen == now => *since,
+                        _ => tokio::time::Instant::now(),
+                    };
+                    if since.elapsed() < policies.settle {
+                        if pending.as_ref().is_none_or(|(seen, _)| *seen != now) {
+                            tracing::info!(
+                                settle_ms = policies.settle.as_millis() as u64,
+                                "watched files changed: loading once they stay unchanged"
+                            );
+                        }
+                        pending = Some((now, since));
                         continue;
                     }
                     pending = None;

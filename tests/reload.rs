@@ -411,3 +411,48 @@ async fn log_settings_change_on_reload() {
         "{refused}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_file_written_in_two_steps_is_never_loaded_half_way() {
+    let whole = "permit (principal, action, resource);\n\
+                 @id(\"no-admin\") forbid (principal, action, resource) when { resource.path like \"/admin*\" };\n";
+    let (issuer, _echo, wisp) = deploy("", &[("policy.cedar", whole)], "").await;
+    let token = issuer.token(json!({"sub": "acme:frontend:web-1"}));
+    assert_eq!(wisp.get_with_token("/admin", &token).await.status, 403);
+    let file = wisp.dir.path().join("policies/policy.cedar");
+
+    // An editor saving in two steps, 3 s apart: first the permissive half…
+    std::fs::write(&file, "permit (principal, action, resource);\n").unwrap();
+    let mut statuses = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        statuses.push(wisp.get_with_token("/admin", &token).await.status);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // … then the forbid, and a new comment (so the file differs from before).
+    let mut second = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
+    std::io::Write::write_all(
+        &mut second,
+        b"@id(\"no-admin\") forbid (principal, action, resource) when { resource.path like \"/admin*\" };\n// v2\n",
+    )
+    .unwrap();
+    drop(second);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        statuses.push(wisp.get_with_token("/admin", &token).await.status);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(statuses.len() > 30, "{}", statuses.len());
+    assert!(
+        statuses.iter().all(|status| *status == 403),
+        "the half-written file was loaded: {statuses:?}\n{}",
+        wisp.log()
+    );
+    // Once it has stayed the same for the settle interval, the whole file loads.
+    wisp.wait_log("policies reloaded").await;
+    assert_eq!(wisp.get_with_token("/admin", &token).await.status, 403);
+    assert_eq!(wisp.get_with_token("/api", &token).await.status, 200);
+}

@@ -13,7 +13,7 @@ use super::raw::{
 use super::tls::{
     build_tls, build_trust_domains, build_upstream_tls, check_require, check_trust_domains_needed,
 };
-use super::units::format_size;
+use super::units::{format_duration, format_size};
 use super::{
     AdminConfig, AuthnConfig, Config, DecisionLog, HeadersConfig, IdentityHeaderNames, LogConfig,
     LogFormat, PolicyConfig, PolicyMode, RequireCredentials, RoutePattern, RoutesConfig,
@@ -26,6 +26,9 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
+/// How long a changed watched file must stay unchanged before it is loaded.
+const DEFAULT_SETTLE: Duration = Duration::from_secs(5);
+const MAX_SETTLE: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_MAX_TOKEN_BYTES: u64 = 8192;
 const MAX_MAX_TOKEN_BYTES: u64 = 1 << 20;
 const DEFAULT_TOKEN_CACHE_BYTES: u64 = 64 << 20;
@@ -218,11 +221,22 @@ fn build_policies(raw: RawPolicies, base_dir: &Path) -> Result<PolicyConfig, Pro
         RawPolicyMode::Enforce => PolicyMode::Enforce,
         RawPolicyMode::DryRun => PolicyMode::DryRun,
     };
+    let settle = raw.settle.map_or(DEFAULT_SETTLE, |d| d.0);
+    if settle > MAX_SETTLE {
+        return Err(Problem::at(
+            "settle",
+            format!(
+                "at most {}: changes would wait too long",
+                format_duration(MAX_SETTLE)
+            ),
+        ));
+    }
     Ok(PolicyConfig {
         dir,
         schema,
         mode,
         watch: raw.watch.unwrap_or(true),
+        settle,
     })
 }
 

@@ -174,6 +174,7 @@ pub(super) struct RawPolicies {
     pub schema: Option<String>,
     pub mode: Option<RawPolicyMode>,
     pub watch: Option<bool>,
+    pub settle: Option<Parsed<Duration>>,
 }
 
 /// `policies.mode:` values.

@@ -638,6 +638,8 @@ fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("missing schema", format!("{MINIMAL}policies: {{ schema: nope.cedarschema }}\n"), "policies.schema", "nope.cedarschema"),
         ("bad policy mode", format!("{MINIMAL}policies: {{ mode: audit }}\n"), "policies.mode", "unknown variant"),
         ("yes as a boolean", format!("{MINIMAL}policies: {{ watch: yes }}\n"), "policies.watch", "boolean"),
+        ("settle too long", format!("{MINIMAL}policies: {{ settle: 10m }}\n"), "policies.settle", "at most 5m"),
+        ("bad drain delay", format!("{MINIMAL}drain_delay: soon\n"), "drain_delay", "invalid duration"),
         ("route without slash", routes("healthz"), "routes.public[0]", "start with `/`"),
         ("route with inner star", routes("/healthz, /a/*/b"), "routes.public[1]", "'*'"),
         ("route without slash before star", routes("'/docs*'"), "routes.public[0]", "'*'"),
