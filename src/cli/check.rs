@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use wisp::authn::keys::KeySet;
 use wisp::authz::{model, Authorizer, Diagnostic};
-use wisp::config::{Config, JwksSource};
+use wisp::config::{Config, JwksSource, KeyPositions, Position};
 
 /// How `wisp check` reports.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +60,7 @@ pub fn run(path: &Path, options: CheckOptions) -> ExitCode {
     model::check_fit(&config, &text)
         .iter()
         .for_each(&mut report);
+    let positions = KeyPositions::of(&text);
     for (index, issuer) in config.issuers.iter().enumerate() {
         if let JwksSource::File(file) = &issuer.jwks {
             let result = std::fs::read(file)
@@ -68,11 +69,15 @@ pub fn run(path: &Path, options: CheckOptions) -> ExitCode {
                     KeySet::from_jwks_json(&bytes, &issuer.algorithms).map_err(|e| e.to_string())
                 });
             if let Err(message) = result {
+                let key = format!("issuers[{index}].jwks.file");
+                let at = positions
+                    .find(&key)
+                    .unwrap_or(Position { line: 1, column: 1 });
                 report(&Diagnostic {
-                    file: file.clone(),
-                    line: 0,
-                    column: 0,
-                    message: format!("issuers[{index}].jwks.file: {message}"),
+                    file: config.source.clone(),
+                    line: at.line,
+                    column: at.column,
+                    message: format!("{key}: `{}`: {message}", file.display()),
                 });
             }
         }

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use super::literals::workload_literals;
 use super::*;
 
 const SHIPPED_SCHEMA: &str = include_str!("../../../policies/wisp.cedarschema");
