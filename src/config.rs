@@ -4,16 +4,21 @@
 //! `TryFrom`, into the validated types below; nothing downstream re-checks.
 //! Relative paths are resolved against the directory of the config file.
 //!
-//! Two kinds of error, both naming the key path:
-//! - while parsing ([`ConfigError::Parse`]): YAML syntax, unknown keys, wrong
-//!   types, and scalars with their own syntax (durations, sizes, addresses,
-//!   algorithms, enum values) — these also carry `line:column`;
+//! Two kinds of error, both naming the key path and `line:column`:
+//! - while parsing ([`ConfigError::Parse`]): YAML syntax, unknown keys (with
+//!   a "did you mean" when one is close), wrong types (in plain words), and
+//!   scalars with their own syntax (durations, sizes, addresses, algorithms,
+//!   enum values). Parsing stops at the first;
 //! - while converting ([`ConfigError::Invalid`]): missing required keys,
-//!   cross-field rules, and files that must exist.
+//!   cross-field rules, and files that must exist. Conversion goes on, so
+//!   [`Config::load_all`] reports every one of them ([`ConfigErrors`]); the
+//!   position is that of the key in the text (`locate`), or of its nearest
+//!   written parent for a missing key.
 //!
 //! Submodules: `raw` (the YAML shape), `scalar` and `units` (values with a
 //! syntax of their own: durations, sizes, addresses, algorithms), `build`,
-//! `issuer` and `tls` (the conversion), `problem` (key paths).
+//! `issuer` and `tls` (the conversion), `problem` (key paths), `locate`
+//! (key path → line:column), `messages` (parser errors in plain words).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -27,6 +32,9 @@ use rustls::pki_types::CertificateDer;
 mod build;
 mod issuer;
 pub use issuer::check_fetch_url;
+mod locate;
+pub use locate::{KeyPositions, Position};
+mod messages;
 mod problem;
 mod raw;
 mod scalar;
@@ -383,10 +391,16 @@ pub enum ConfigError {
         message: String,
     },
     /// A value failed validation.
-    #[error("{path}: {key}: {message}")]
+    ///
+    /// Displayed as `file:line:column: key.path: what`, the position being
+    /// where the key is written (or its nearest written parent, for a
+    /// missing key); `file: key.path: what` when the key is not in the text.
+    #[error("{path}{}: {key}: {message}", position.map(|p| format!(":{}:{}", p.line, p.column)).unwrap_or_default())]
     Invalid {
         /// The file.
         path: PathBuf,
+        /// Where the key is written.
+        position: Option<Position>,
         /// The key path, e.g. `issuers[0].leeway`.
         key: String,
         /// What is wrong.
@@ -394,17 +408,66 @@ pub enum ConfigError {
     },
 }
 
+/// Every problem found in one config file (never empty), in file order:
+/// the first YAML syntax or type error stops parsing, but once the file
+/// parsed every conversion problem is reported.
+#[derive(Debug)]
+pub struct ConfigErrors(Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// The problems, in file order.
+    pub fn errors(&self) -> &[ConfigError] {
+        &self.0
+    }
+
+    /// The first problem (what [`Config::load`] reports).
+    pub fn into_first(self) -> ConfigError {
+        // Invariant: built only from a non-empty list (see `from_yaml_all`).
+        self.0
+            .into_iter()
+            .next()
+            .expect("ConfigErrors is never empty")
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, error) in self.0.iter().enumerate() {
+            if index > 0 {
+                writeln!(formatter)?;
+            }
+            write!(formatter, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
 impl Config {
     /// Reads and validates a config file.
     ///
     /// # Errors
-    /// [`ConfigError`] naming the file and key path of the first problem.
+    /// [`ConfigError`] naming the file, position and key path of the first
+    /// problem (see [`Config::load_all`] for all of them).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.to_path_buf(),
-            source,
+        Config::load_all(path).map_err(ConfigErrors::into_first)
+    }
+
+    /// Reads and validates a config file, reporting every problem found.
+    ///
+    /// # Errors
+    /// [`ConfigErrors`]: the unreadable file, the first YAML syntax or type
+    /// error, or every conversion problem (missing keys, bad values, files
+    /// that must exist …), in file order.
+    pub fn load_all(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            ConfigErrors(vec![ConfigError::Io {
+                path: path.to_path_buf(),
+                source,
+            }])
         })?;
-        Config::from_yaml(&text, path)
+        Config::from_yaml_all(&text, path)
     }
 
     /// Parses and validates YAML text; `path` is used for messages and to
@@ -413,14 +476,59 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] naming the key path of the first problem.
     pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw = parse(text).map_err(|message| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message,
+        Config::from_yaml_all(text, path).map_err(ConfigErrors::into_first)
+    }
+
+    /// [`Config::from_yaml`], reporting every problem found.
+    ///
+    /// # Errors
+    /// As [`Config::load_all`].
+    pub fn from_yaml_all(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+        let raw = parse(text).map_err(|message| {
+            ConfigErrors(vec![ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            }])
         })?;
-        build::build(raw, path).map_err(|problem| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            key: one_line(&problem.key),
-            message: one_line(&problem.message),
+        build::build(raw, path).map_err(|problems| {
+            let positions = KeyPositions::of(text);
+            let mut errors: Vec<(Option<Position>, ConfigError)> = problems
+                .into_vec()
+                .into_iter()
+                .map(|problem| {
+                    // A key with no written ancestor (a missing top-level
+                    // key) is a problem of the file as a whole: its start.
+                    let position = Some(
+                        positions
+                            .find(&problem.key)
+                            .unwrap_or(Position { line: 1, column: 1 }),
+                    );
+                    let error = ConfigError::Invalid {
+                        path: path.to_path_buf(),
+                        position,
+                        key: one_line(&problem.key),
+                        message: one_line(&problem.message),
+                    };
+                    (position, error)
+                })
+                .collect();
+            // File order; keys not written in the file (none expected) last.
+            errors.sort_by_key(|(position, _)| {
+                position.map_or((usize::MAX, usize::MAX), |p| (p.line, p.column))
+            });
+            if errors.is_empty() {
+                // `build` fails only with a problem; keep the list non-empty regardless.
+                errors.push((
+                    None,
+                    ConfigError::Invalid {
+                        path: path.to_path_buf(),
+                        position: None,
+                        key: String::new(),
+                        message: "invalid configuration".to_owned(),
+                    },
+                ));
+            }
+            ConfigErrors(errors.into_iter().map(|(_, error)| error).collect())
         })
     }
 }
@@ -459,19 +567,21 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Strin
             error.into_inner()
         })
     });
-    result.map_err(|error| parse_message(&error, &key_path))
+    result.map_err(|error| parse_message(&error, &key_path, text))
 }
 
-/// Formats a parser error as `line:column: key.path: message`.
-fn parse_message(error: &serde_saphyr::Error, key_path: &str) -> String {
+/// Formats a parser error as `line:column: key.path: message`, the message
+/// in plain words where `messages` knows better ones than the parser's.
+fn parse_message(error: &serde_saphyr::Error, key_path: &str, text: &str) -> String {
     use serde_saphyr::MessageFormatter;
     let error = error.without_snippet();
-    let message = serde_saphyr::UserMessageFormatter.format_message(error);
+    let parser_message = serde_saphyr::UserMessageFormatter.format_message(error);
+    let key = reported_key_path(key_path, &parser_message);
+    let message = messages::plain(error, &key, text).unwrap_or_else(|| parser_message.into_owned());
     let mut out = String::new();
     if let Some(location) = error.location() {
         out.push_str(&format!("{}:{}: ", location.line(), location.column()));
     }
-    let key = reported_key_path(key_path, &message);
     if !key.is_empty() {
         out.push_str(&key);
         out.push_str(": ");

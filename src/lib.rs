@@ -24,7 +24,8 @@
 //! - [`authn`]: token parsing, keys, verification, presets, JWKS refresh, token cache.
 //! - [`authz`]: Cedar schema/policies, principal entities, [`authz::Decision`]; the
 //!   fast path (action slices, principal-guard index and native decisions, decision
-//!   cache); policy loading.
+//!   cache); policy loading; [`authz::model`]: the schema the configured issuers
+//!   need and the config/schema/policy mismatches `wisp check` reports.
 //! - [`path`], [`headers`], [`request_id`]: request-target normalization,
 //!   identity header hygiene, request ids.
 //! - [`proxy`]: the thin `ProxyHttp` impl calling the stages above; [`responses`]:

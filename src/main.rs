@@ -33,8 +33,24 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Validate the config, schema and policies; print every problem as file:line:col.
+    /// Validate the config, schema and policies, and that they fit together;
+    /// print every problem as file:line:col. Exit 1 on any problem.
     Check {
+        /// The YAML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print Cedar's validator warnings (e.g. a policy that can never
+        /// apply) without counting them as problems.
+        #[arg(long)]
+        allow_warnings: bool,
+        /// Also report how the policy index covers the policies.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Print the Cedar schema that fits the configured issuers: the base model,
+    /// every preset attribute and every `claims:` mapping (as optional String:
+    /// edit the type of numbers, booleans, lists and objects).
+    Schema {
         /// The YAML config file.
         #[arg(long, short)]
         config: PathBuf,
@@ -171,7 +187,18 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check { config } => cli::check::run(&config),
+        Command::Check {
+            config,
+            allow_warnings,
+            verbose,
+        } => cli::check::run(
+            &config,
+            cli::check::CheckOptions {
+                allow_warnings,
+                verbose,
+            },
+        ),
+        Command::Schema { config } => cli::check::schema(&config),
         Command::Explain {
             config,
             token,

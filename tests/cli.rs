@@ -74,8 +74,19 @@ fn check_accepts_the_kubernetes_example_given_its_pod_files() {
 }
 
 #[test]
-fn check_reports_how_the_policy_index_covers_the_policies() {
+fn check_says_ok_in_one_line_and_reports_the_policy_index_only_when_verbose() {
     let output = wisp(&["check", "--config", &repo("config/demo.yaml")]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.starts_with("ok: ") && stdout.contains("config/demo.yaml: 1 issuer, 3 policies ("),
+        "{stdout}"
+    );
+    assert!(stdout.contains("schema "), "{stdout}");
+    assert!(!stdout.contains("index"), "{stdout}");
+
+    let output = wisp(&["check", "--verbose", "--config", &repo("config/demo.yaml")]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     // frontend-reads-api: `sub like`; admins-write-api and the /admin
@@ -87,6 +98,196 @@ fn check_reports_how_the_policy_index_covers_the_policies() {
         ),
         "{stdout}"
     );
+}
+
+/// A project directory: `wisp.yaml` and `policies/` holding the shipped
+/// schema and `policies`.
+fn project(config: &str, policies: &[(&str, &str)]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/wisp.cedarschema"),
+        shipped_schema(),
+    )
+    .unwrap();
+    for (name, text) in policies {
+        std::fs::write(dir.path().join("policies").join(name), text).unwrap();
+    }
+    let path = dir.path().join("wisp.yaml");
+    std::fs::write(&path, config).unwrap();
+    let path = path.display().to_string();
+    (dir, path)
+}
+
+/// A Kubernetes issuer; `claims` is appended to it (indented lines).
+fn kubernetes_config(claims: &str) -> String {
+    format!(
+        "upstream:\n  address: 127.0.0.1:8081\nissuers:\n  - name: k8s\n    \
+         issuer: https://kubernetes.default.svc.cluster.local\n    preset: kubernetes\n    \
+         jwks: {{ discovery: true }}\n    audiences: [orders]\n    algorithms: [RS256]\n{claims}"
+    )
+}
+
+/// Runs `wisp check` (with `extra` arguments); exit code and stdout + stderr.
+fn check(config: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let mut args = vec!["check", "--config", config];
+    args.extend(extra);
+    let output = wisp(&args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
+}
+
+#[test]
+fn check_reports_a_claims_mapping_the_schema_does_not_declare_at_its_line() {
+    let config = kubernetes_config("    claims:\n      pod_uid: /kubernetes.io/pod/uid\n");
+    let (dir, path) = project(&config, &[]);
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    let expected = format!(
+        "{path}:11:7: issuers[0].claims.pod_uid: the schema's Workload does not declare pod_uid; \
+         add `pod_uid?: String` to entity Workload in {}, or run `wisp schema`",
+        dir.path().join("policies/wisp.cedarschema").display()
+    );
+    assert!(text.contains(&expected), "{text}");
+    assert!(text.contains("1 problem(s) found"), "{text}");
+}
+
+#[test]
+fn check_reports_an_impossible_policy_as_an_error_unless_warnings_are_allowed() {
+    let policy = "@id(\"sa\")\npermit (principal, action, resource)\n\
+                  when { principal has serviceaccount && principal.serviceaccount == \"frontend\" };\n";
+    let (dir, path) = project(&kubernetes_config(""), &[("sa.cedar", policy)]);
+    let file = dir.path().join("policies/sa.cedar").display().to_string();
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{file}:1:1: for policy `sa`, policy is impossible"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("check the attribute's name against"),
+        "{text}"
+    );
+
+    let (code, text) = check(&path, &["--allow-warnings"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(&format!("warning: {file}:1:1: ")), "{text}");
+    assert!(
+        text.contains("ok: ") && text.contains("1 warning(s) allowed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_reports_a_workload_literal_no_caller_can_have_with_the_likely_uid() {
+    let policy = "@id(\"frontend\")\n\
+                  permit (principal == Workload::\"system:serviceaccount:shop:frontend\", action, resource);\n";
+    let (dir, path) = project(&kubernetes_config(""), &[("frontend.cedar", policy)]);
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    let file = dir
+        .path()
+        .join("policies/frontend.cedar")
+        .display()
+        .to_string();
+    assert!(
+        text.contains(&format!(
+            "{file}:2:22: principal Workload::\"system:serviceaccount:shop:frontend\" never matches"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "did you mean Workload::\"https://kubernetes.default.svc.cluster.local#system:serviceaccount:shop:frontend\", \
+             or principal.sub == \"system:serviceaccount:shop:frontend\"?"
+        ),
+        "{text}"
+    );
+    // Written as suggested, the policy passes.
+    let fixed = policy.replace(
+        "Workload::\"system",
+        "Workload::\"https://kubernetes.default.svc.cluster.local#system",
+    );
+    std::fs::write(dir.path().join("policies/frontend.cedar"), fixed).unwrap();
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(0), "{text}");
+}
+
+#[test]
+fn check_reports_every_config_problem_in_one_run() {
+    let config = kubernetes_config("    leeway: 10m\n")
+        .replace("  address: 127.0.0.1:8081\n", "  adress: 127.0.0.1:8081\n");
+    let (_dir, path) = project(&config, &[]);
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    // Parsing stops at the misspelt key …
+    assert!(
+        text.contains(&format!(
+            "{path}:2:3: upstream.adress: unknown field `adress`, did you mean `address`?"
+        )),
+        "{text}"
+    );
+    // … and once it parses, every conversion problem is reported.
+    let config = kubernetes_config("    leeway: 10m\n    audiences: orders\n")
+        .replace("    audiences: [orders]\n", "")
+        .replace("  address: 127.0.0.1:8081\n", "  connect_timeout: 0s\n");
+    let (_dir, path) = project(&config, &[]);
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{path}:10:16: issuers[0].audiences: must be a list, e.g. [orders]"
+        )),
+        "{text}"
+    );
+    let config = kubernetes_config("    leeway: 10m\n")
+        .replace("  address: 127.0.0.1:8081\n", "  connect_timeout: 0s\n");
+    let (_dir, path) = project(&config, &[]);
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    for expected in [
+        format!("{path}:1:1: upstream.address: required"),
+        format!("{path}:2:3: upstream.connect_timeout: must be longer than 0s"),
+        format!("{path}:10:5: issuers[0].leeway: must be at most 5m"),
+        "3 problem(s) found".to_owned(),
+    ] {
+        assert!(text.contains(&expected), "no {expected:?} in\n{text}");
+    }
+}
+
+#[test]
+fn schema_prints_a_schema_that_parses_and_passes_check_with_the_same_config() {
+    let config = kubernetes_config("    claims:\n      pod_uid: /kubernetes.io/pod/uid\n");
+    let policy = "@id(\"pods\")\npermit (principal, action, resource)\n\
+                  when { principal has pod_uid && principal.pod_uid == \"abc\" && principal has namespace };\n";
+    let (dir, path) = project(&config, &[("pods.cedar", policy)]);
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(1), "the shipped schema lacks pod_uid: {text}");
+
+    let output = wisp(&["schema", "--config", &path]);
+    let schema = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(schema.contains("pod_uid?: String"), "{schema}");
+    assert!(schema.contains("namespace?: String"), "{schema}");
+    std::fs::write(dir.path().join("policies/wisp.cedarschema"), &schema).unwrap();
+    let (code, text) = check(&path, &[]);
+    assert_eq!(code, Some(0), "{text}\n{schema}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(wisp(&["check"]).status.code(), Some(2));
+    assert_eq!(wisp(&["schema", "--nope"]).status.code(), Some(2));
 }
 
 #[test]

@@ -30,6 +30,41 @@ const TSIAM_DOCS_CLAIM: &str = "tsiam";
 /// The attribute that fills [`Identity::tags`] rather than `attrs`.
 const TAGS: &str = "tags";
 
+/// The principal attributes `preset` can set (beyond the built-in `sub`,
+/// `iss`, `authn` and `tags`), with their Cedar schema types: what a schema
+/// must declare for that issuer's callers (`wisp check`, `wisp schema`).
+/// Each may be absent from a given token.
+pub fn preset_attributes(preset: Preset) -> &'static [(&'static str, &'static str)] {
+    match preset {
+        Preset::Generic => &[],
+        Preset::Tsiam => &[
+            ("node_id", "String"),
+            ("node_name", "String"),
+            ("ip4", "String"),
+            ("ip6", "String"),
+        ],
+        Preset::Kubernetes => &[
+            ("namespace", "String"),
+            ("service_account", "String"),
+            ("pod", "String"),
+        ],
+        Preset::GithubActions => &[
+            ("repository", "String"),
+            ("ref", "String"),
+            ("environment", "String"),
+            ("workflow_ref", "String"),
+        ],
+        Preset::Fly => &[
+            ("org", "String"),
+            ("app", "String"),
+            ("machine", "String"),
+            ("region", "String"),
+            ("image_digest", "String"),
+        ],
+        Preset::SpiffeJwt => &[("spiffe_id", "String"), ("trust_domain", "String")],
+    }
+}
+
 /// Builds the identity for verified `claims` under `issuer`'s preset and mapping.
 ///
 /// `claims` must already be signature- and time-verified. The result has

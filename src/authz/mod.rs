@@ -49,6 +49,7 @@ mod diagnostics;
 mod entities;
 mod guards;
 mod load;
+pub mod model;
 pub mod reload;
 mod shape;
 mod slices;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::issuer::build_issuers;
-use super::problem::{element, Problem};
+use super::problem::{element, Problem, Problems};
 use super::raw::{
     RawAdmin, RawAuthn, RawConfig, RawDecisionLog, RawHeaders, RawLog, RawLogFormat, RawPolicies,
     RawPolicyMode, RawRequire, RawRoutes, RawUpstream,
@@ -54,35 +54,84 @@ const PROTECTED_HEADERS: [&str; 12] = [
 ];
 
 /// Converts the parsed file; `source` is the config file (its directory
-/// anchors relative paths).
-pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problem> {
+/// anchors relative paths). Every section is converted, so that all the
+/// problems of the file are reported at once; rules across sections are
+/// checked only when the sections they read converted.
+pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problems> {
     let base_dir = source.parent().unwrap_or(Path::new(""));
+    let mut problems = Problems::default();
     let listen = raw.listen.map_or(DEFAULT_LISTEN, |a| a.0 .0);
-    let upstream = raw
-        .upstream
-        .ok_or_else(|| Problem::at("upstream.address", "required: the service's host:port"))?;
-    let tls = raw
-        .tls
-        .map(|tls| build_tls(tls, base_dir))
-        .transpose()
-        .map_err(|p| p.under("tls"))?;
-    let upstream = build_upstream(upstream, base_dir).map_err(|p| p.under("upstream"))?;
-    let admin = raw
-        .admin
-        .map(|admin| build_admin(admin, listen))
-        .transpose()
-        .map_err(|p| p.under("admin"))?;
-    let issuers = build_issuers(raw.issuers, base_dir)?;
+    let upstream = match raw.upstream {
+        Some(upstream) => {
+            problems.take(build_upstream(upstream, base_dir).map_err(|p| p.under("upstream")))
+        }
+        None => {
+            problems.push(Problem::at(
+                "upstream.address",
+                "required: the service's host:port",
+            ));
+            None
+        }
+    };
+    let tls = problems.take(
+        raw.tls
+            .map(|tls| build_tls(tls, base_dir))
+            .transpose()
+            .map_err(|p| p.under("tls")),
+    );
+    let admin = problems.take(
+        raw.admin
+            .map(|admin| build_admin(admin, listen))
+            .transpose()
+            .map_err(|p| p.under("admin")),
+    );
+    let issuers = problems.take(build_issuers(raw.issuers, base_dir));
     let trust_domains =
-        build_trust_domains(raw.trust_domains).map_err(|p| p.under("trust_domains"))?;
-    check_trust_domains_needed(&trust_domains, tls.as_ref(), &issuers)?;
-    let authn = AuthnConfig::try_from(raw.authn).map_err(|p| p.under("authn"))?;
-    check_require(authn.require, tls.as_ref())?;
-    let policies = build_policies(raw.policies, base_dir).map_err(|p| p.under("policies"))?;
-    let routes = RoutesConfig::try_from(raw.routes).map_err(|p| p.under("routes"))?;
-    let headers = HeadersConfig::try_from(raw.headers).map_err(|p| p.under("headers"))?;
-    let threads = build_threads(raw.threads).map_err(|m| Problem::at("threads", m))?;
-    Ok(Config {
+        problems.take(build_trust_domains(raw.trust_domains).map_err(|p| p.under("trust_domains")));
+    if let (Some(trust_domains), Some(tls), Some(issuers)) = (&trust_domains, &tls, &issuers) {
+        problems.take(check_trust_domains_needed(
+            trust_domains,
+            tls.as_ref(),
+            issuers,
+        ));
+    }
+    let authn = problems.take(AuthnConfig::try_from(raw.authn).map_err(|p| p.under("authn")));
+    if let (Some(authn), Some(tls)) = (&authn, &tls) {
+        problems.take(check_require(authn.require, tls.as_ref()));
+    }
+    let policies =
+        problems.take(build_policies(raw.policies, base_dir).map_err(|p| p.under("policies")));
+    let routes = problems.take(RoutesConfig::try_from(raw.routes).map_err(|p| p.under("routes")));
+    let headers =
+        problems.take(HeadersConfig::try_from(raw.headers).map_err(|p| p.under("headers")));
+    let threads = problems.take(build_threads(raw.threads).map_err(|m| Problem::at("threads", m)));
+    let (
+        Some(upstream),
+        Some(tls),
+        Some(admin),
+        Some(issuers),
+        Some(trust_domains),
+        Some(authn),
+        Some(policies),
+        Some(routes),
+        Some(headers),
+        Some(threads),
+    ) = (
+        upstream,
+        tls,
+        admin,
+        issuers,
+        trust_domains,
+        authn,
+        policies,
+        routes,
+        headers,
+        threads,
+    )
+    else {
+        return Err(problems);
+    };
+    problems.finish(Some(Config {
         source: source.to_path_buf(),
         listen,
         tls,
@@ -98,30 +147,42 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problem> {
         threads,
         shutdown_grace: raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
         drain_delay: raw.drain_delay.map_or(DEFAULT_DRAIN_DELAY, |d| d.0),
-    })
+    }))
 }
 
 /// Converts `upstream:`; problem keys are relative to it.
-fn build_upstream(raw: RawUpstream, base_dir: &Path) -> Result<UpstreamConfig, Problem> {
-    let address = raw
-        .address
-        .ok_or_else(|| Problem::at("address", "required: the service's host:port"))?;
-    let tls = raw
-        .tls
-        .map(|tls| build_upstream_tls(tls, base_dir))
-        .transpose()
-        .map_err(|p| p.under("tls"))?;
-    let connect_timeout = positive(raw.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0))
-        .map_err(|m| Problem::at("connect_timeout", m))?;
-    let read_timeout = positive(raw.read_timeout.map_or(DEFAULT_READ_TIMEOUT, |d| d.0))
-        .map_err(|m| Problem::at("read_timeout", m))?;
-    Ok(UpstreamConfig {
+fn build_upstream(raw: RawUpstream, base_dir: &Path) -> Result<UpstreamConfig, Problems> {
+    let mut problems = Problems::default();
+    let address = problems.take(
+        raw.address
+            .ok_or_else(|| Problem::at("address", "required: the service's host:port")),
+    );
+    let tls = problems.take(
+        raw.tls
+            .map(|tls| build_upstream_tls(tls, base_dir))
+            .transpose()
+            .map_err(|p| p.under("tls")),
+    );
+    let connect_timeout = problems.take(
+        positive(raw.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0))
+            .map_err(|m| Problem::at("connect_timeout", m)),
+    );
+    let read_timeout = problems.take(
+        positive(raw.read_timeout.map_or(DEFAULT_READ_TIMEOUT, |d| d.0))
+            .map_err(|m| Problem::at("read_timeout", m)),
+    );
+    let (Some(address), Some(tls), Some(connect_timeout), Some(read_timeout)) =
+        (address, tls, connect_timeout, read_timeout)
+    else {
+        return Err(problems);
+    };
+    problems.finish(Some(UpstreamConfig {
         address: address.0 .0,
         tls,
         http2: raw.http2,
         connect_timeout,
         read_timeout,
-    })
+    }))
 }
 
 /// `path` if it is an existing file; the message says how relative paths
@@ -201,10 +262,12 @@ impl TryFrom<RawAuthn> for AuthnConfig {
     }
 }
 
-fn build_policies(raw: RawPolicies, base_dir: &Path) -> Result<PolicyConfig, Problem> {
+fn build_policies(raw: RawPolicies, base_dir: &Path) -> Result<PolicyConfig, Problems> {
+    let mut problems = Problems::default();
     let dir = base_dir.join(raw.dir.as_deref().unwrap_or(DEFAULT_POLICY_DIR));
-    if !dir.is_dir() {
-        return Err(Problem::at(
+    let dir_exists = dir.is_dir();
+    if !dir_exists {
+        problems.push(Problem::at(
             "dir",
             format!(
                 "`{}` is not a directory (relative paths are resolved against the config file's directory)",
@@ -213,17 +276,20 @@ fn build_policies(raw: RawPolicies, base_dir: &Path) -> Result<PolicyConfig, Pro
         ));
     }
     let schema = match raw.schema {
-        Some(schema) => base_dir.join(schema),
-        None => dir.join(SCHEMA_FILE_NAME),
+        Some(schema) => problems
+            .take(existing_file(base_dir.join(schema)).map_err(|m| Problem::at("schema", m))),
+        // The default lives in the directory: already reported when it is missing.
+        None if !dir_exists => None,
+        None => problems
+            .take(existing_file(dir.join(SCHEMA_FILE_NAME)).map_err(|m| Problem::at("schema", m))),
     };
-    let schema = existing_file(schema).map_err(|m| Problem::at("schema", m))?;
     let mode = match raw.mode.unwrap_or(RawPolicyMode::Enforce) {
         RawPolicyMode::Enforce => PolicyMode::Enforce,
         RawPolicyMode::DryRun => PolicyMode::DryRun,
     };
     let settle = raw.settle.map_or(DEFAULT_SETTLE, |d| d.0);
     if settle > MAX_SETTLE {
-        return Err(Problem::at(
+        problems.push(Problem::at(
             "settle",
             format!(
                 "at most {}: changes would wait too long",
@@ -231,28 +297,31 @@ fn build_policies(raw: RawPolicies, base_dir: &Path) -> Result<PolicyConfig, Pro
             ),
         ));
     }
-    Ok(PolicyConfig {
+    problems.finish(schema.map(|schema| PolicyConfig {
         dir,
         schema,
         mode,
         watch: raw.watch.unwrap_or(true),
         settle,
-    })
+    }))
 }
 
 impl TryFrom<RawRoutes> for RoutesConfig {
-    type Error = Problem;
+    type Error = Problems;
 
-    fn try_from(raw: RawRoutes) -> Result<Self, Problem> {
+    fn try_from(raw: RawRoutes) -> Result<Self, Problems> {
+        let mut problems = Problems::default();
         let public = raw
             .public
             .iter()
             .enumerate()
-            .map(|(index, pattern)| {
-                parse_route(pattern).map_err(|m| Problem::at(element("public", index), m))
+            .filter_map(|(index, pattern)| {
+                problems.take(
+                    parse_route(pattern).map_err(|m| Problem::at(element("public", index), m)),
+                )
             })
-            .collect::<Result<_, _>>()?;
-        Ok(RoutesConfig { public })
+            .collect();
+        problems.finish(Some(RoutesConfig { public }))
     }
 }
 
@@ -293,29 +362,37 @@ fn parse_route(pattern: &str) -> Result<RoutePattern, String> {
 }
 
 impl TryFrom<RawHeaders> for HeadersConfig {
-    type Error = Problem;
+    type Error = Problems;
 
-    fn try_from(raw: RawHeaders) -> Result<Self, Problem> {
+    fn try_from(raw: RawHeaders) -> Result<Self, Problems> {
         let names = raw.identity;
+        let mut problems = Problems::default();
         let mut accepted: Vec<(&str, String)> = Vec::with_capacity(4);
         let mut accept = |key: &'static str, value: Option<String>, default: &str| {
             let name = check_header_name(value.as_deref().unwrap_or(default))
-                .map_err(|m| Problem::at(format!("identity.{key}"), m))?;
+                .map_err(|m| Problem::at(format!("identity.{key}"), m));
+            let name = problems.take(name)?;
             // Upstreams that fold `_` into `-` would see `x_a` and `x-a` as one header.
             if let Some((other, _)) = accepted.iter().find(|(_, n)| same_header(n, &name)) {
-                return Err(Problem::at(
+                problems.push(Problem::at(
                     format!("identity.{key}"),
                     format!("`{name}` is also identity.{other}"),
                 ));
+                return None;
             }
             accepted.push((key, name.clone()));
-            Ok(name)
+            Some(name)
         };
-        let subject = accept("subject", names.subject, "x-wisp-subject")?;
-        let issuer = accept("issuer", names.issuer, "x-wisp-issuer")?;
-        let tags = accept("tags", names.tags, "x-wisp-tags")?;
-        let spiffe_id = accept("spiffe_id", names.spiffe_id, "x-wisp-spiffe-id")?;
-        Ok(HeadersConfig {
+        let subject = accept("subject", names.subject, "x-wisp-subject");
+        let issuer = accept("issuer", names.issuer, "x-wisp-issuer");
+        let tags = accept("tags", names.tags, "x-wisp-tags");
+        let spiffe_id = accept("spiffe_id", names.spiffe_id, "x-wisp-spiffe-id");
+        let (Some(subject), Some(issuer), Some(tags), Some(spiffe_id)) =
+            (subject, issuer, tags, spiffe_id)
+        else {
+            return Err(problems);
+        };
+        problems.finish(Some(HeadersConfig {
             forward_token: raw.forward_token,
             identity: IdentityHeaderNames {
                 subject,
@@ -323,7 +400,7 @@ impl TryFrom<RawHeaders> for HeadersConfig {
                 tags,
                 spiffe_id,
             },
-        })
+        }))
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::build::existing_file;
-use super::problem::{element, Problem};
+use super::problem::{element, Problem, Problems};
 use super::raw::{Parsed, RawIssuer, RawJwks, RawPreset};
 use super::tls::ca_bundle;
 use super::units::format_duration;
@@ -44,18 +44,24 @@ const CEDAR_KEYWORDS: [&str; 10] = [
 ];
 
 /// Converts the `issuers:` list; names and `issuer` values must be unique.
+/// Every issuer is converted, so all their problems are reported at once.
 pub(super) fn build_issuers(
     raw: Vec<RawIssuer>,
     base_dir: &Path,
-) -> Result<Vec<IssuerConfig>, Problem> {
+) -> Result<Vec<IssuerConfig>, Problems> {
+    let mut problems = Problems::default();
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut issuers: HashMap<String, usize> = HashMap::new();
     let mut built = Vec::with_capacity(raw.len());
     for (index, raw_issuer) in raw.into_iter().enumerate() {
         let key = element("issuers", index);
-        let issuer = build_issuer(raw_issuer, base_dir).map_err(|p| p.under(&key))?;
+        let Some(issuer) =
+            problems.take(build_issuer(raw_issuer, base_dir).map_err(|p| p.under(&key)))
+        else {
+            continue;
+        };
         if let Some(first) = names.insert(issuer.name.to_string(), index) {
-            return Err(Problem::at(
+            problems.push(Problem::at(
                 format!("{key}.name"),
                 format!(
                     "duplicate issuer name `{}` (also issuers[{first}])",
@@ -64,7 +70,7 @@ pub(super) fn build_issuers(
             ));
         }
         if let Some(first) = issuers.insert(issuer.issuer.clone(), index) {
-            return Err(Problem::at(
+            problems.push(Problem::at(
                 format!("{key}.issuer"),
                 format!(
                     "duplicate issuer `{}` (also issuers[{first}])",
@@ -74,17 +80,24 @@ pub(super) fn build_issuers(
         }
         built.push(issuer);
     }
-    Ok(built)
+    problems.finish(Some(built))
 }
 
 /// Converts one issuer; problem keys are relative to the issuer.
-fn build_issuer(raw: RawIssuer, base_dir: &Path) -> Result<IssuerConfig, Problem> {
-    let name = raw.name.ok_or_else(|| Problem::at("name", "required"))?;
-    check_name(&name).map_err(|m| Problem::at("name", m))?;
-    let issuer = raw
-        .issuer
-        .ok_or_else(|| Problem::at("issuer", "required"))?;
-    check_issuer(&issuer).map_err(|m| Problem::at("issuer", m))?;
+fn build_issuer(raw: RawIssuer, base_dir: &Path) -> Result<IssuerConfig, Problems> {
+    let mut problems = Problems::default();
+    let name = problems.take(
+        raw.name
+            .ok_or_else(|| "required".to_owned())
+            .and_then(|name| check_name(&name).map(|()| name))
+            .map_err(|m| Problem::at("name", m)),
+    );
+    let issuer = problems.take(
+        raw.issuer
+            .ok_or_else(|| "required".to_owned())
+            .and_then(|issuer| check_issuer(&issuer).map(|()| issuer))
+            .map_err(|m| Problem::at("issuer", m)),
+    );
     let preset = match raw.preset.unwrap_or(RawPreset::Generic) {
         RawPreset::Generic => Preset::Generic,
         RawPreset::Tsiam => Preset::Tsiam,
@@ -93,34 +106,48 @@ fn build_issuer(raw: RawIssuer, base_dir: &Path) -> Result<IssuerConfig, Problem
         RawPreset::Fly => Preset::Fly,
         RawPreset::SpiffeJwt => Preset::SpiffeJwt,
     };
-    let raw_jwks = raw.jwks.ok_or_else(|| {
-        Problem::at(
-            "jwks",
-            "required: one of `discovery: true`, `uri` or `file`",
-        )
-    })?;
-    let jwks = build_jwks(raw_jwks, &issuer, base_dir).map_err(|p| p.under("jwks"))?;
-    let audiences = build_audiences(raw.audiences).map_err(|p| p.under("audiences"))?;
-    let algorithms = raw.algorithms.ok_or_else(|| {
-        Problem::at(
-            "algorithms",
-            "required: a non-empty list such as [ES256, RS256]",
-        )
-    })?;
-    let algorithms = build_algorithms(algorithms, preset).map_err(|p| p.under("algorithms"))?;
+    let jwks = match raw.jwks {
+        Some(raw_jwks) => problems
+            .take(build_jwks(raw_jwks, issuer.as_deref(), base_dir).map_err(|p| p.under("jwks"))),
+        None => {
+            problems.push(Problem::at(
+                "jwks",
+                "required: one of `discovery: true`, `uri` or `file`",
+            ));
+            None
+        }
+    };
+    let audiences = problems.take(build_audiences(raw.audiences).map_err(|p| p.under("audiences")));
+    let algorithms = match raw.algorithms {
+        Some(algorithms) => {
+            problems.take(build_algorithms(algorithms, preset).map_err(|p| p.under("algorithms")))
+        }
+        None => {
+            problems.push(Problem::at(
+                "algorithms",
+                "required: a non-empty list such as [ES256, RS256]",
+            ));
+            None
+        }
+    };
     let leeway = raw.leeway.map_or(DEFAULT_LEEWAY, |d| d.0);
     if leeway > MAX_LEEWAY {
-        return Err(Problem::at(
+        problems.push(Problem::at(
             "leeway",
             format!("must be at most {}", format_duration(MAX_LEEWAY)),
         ));
     }
     let max_lifetime = raw.max_lifetime.map_or(DEFAULT_MAX_LIFETIME, |d| d.0);
     if max_lifetime < ONE_SECOND {
-        return Err(Problem::at("max_lifetime", "must be at least 1s"));
+        problems.push(Problem::at("max_lifetime", "must be at least 1s"));
     }
-    let claims = build_claims(raw.claims).map_err(|p| p.under("claims"))?;
-    Ok(IssuerConfig {
+    let claims = problems.take(build_claims(raw.claims).map_err(|p| p.under("claims")));
+    let (Some(name), Some(issuer), Some(jwks), Some(audiences), Some(algorithms), Some(claims)) =
+        (name, issuer, jwks, audiences, algorithms, claims)
+    else {
+        return Err(problems);
+    };
+    problems.finish(Some(IssuerConfig {
         name: name.into(),
         issuer,
         preset,
@@ -134,7 +161,7 @@ fn build_issuer(raw: RawIssuer, base_dir: &Path) -> Result<IssuerConfig, Problem
         leeway,
         max_lifetime,
         claims,
-    })
+    }))
 }
 
 fn check_name(name: &str) -> Result<(), String> {
@@ -175,10 +202,13 @@ struct Jwks {
     refetch_min_interval: Duration,
 }
 
-fn build_jwks(raw: RawJwks, issuer: &str, base_dir: &Path) -> Result<Jwks, Problem> {
+/// Converts `jwks:`; `issuer` is `None` when it is itself invalid (then
+/// discovery's URL is not checked: that problem is already reported).
+fn build_jwks(raw: RawJwks, issuer: Option<&str>, base_dir: &Path) -> Result<Jwks, Problems> {
+    let mut problems = Problems::default();
     let source = match (raw.discovery, raw.uri, raw.file) {
         (true, None, None) => {
-            check_fetch_url(issuer).map_err(|why| {
+            let checked = issuer.map_or(Ok(()), check_fetch_url).map_err(|why| {
                 Problem::at(
                     "discovery",
                     format!(
@@ -186,30 +216,39 @@ fn build_jwks(raw: RawJwks, issuer: &str, base_dir: &Path) -> Result<Jwks, Probl
                          must be an http(s) URL: {why}; set `uri` or `file` instead"
                     ),
                 )
-            })?;
-            JwksSource::Discovery
+            });
+            problems.take(checked).map(|()| JwksSource::Discovery)
         }
-        (false, Some(uri), None) => {
-            check_fetch_url(&uri).map_err(|why| Problem::at("uri", why))?;
-            JwksSource::Uri(uri)
-        }
-        (false, None, Some(file)) => {
-            let path = existing_file(base_dir.join(file)).map_err(|m| Problem::at("file", m))?;
-            JwksSource::File(path)
-        }
+        (false, Some(uri), None) => problems.take(
+            check_fetch_url(&uri)
+                .map(|()| JwksSource::Uri(uri))
+                .map_err(|why| Problem::at("uri", why)),
+        ),
+        (false, None, Some(file)) => problems.take(
+            existing_file(base_dir.join(file))
+                .map(JwksSource::File)
+                .map_err(|m| Problem::at("file", m)),
+        ),
         _ => {
-            return Err(Problem::here(
+            problems.push(Problem::here(
                 "set exactly one of `discovery: true`, `uri` or `file`",
-            ))
+            ));
+            None
         }
     };
-    let file_source = matches!(source, JwksSource::File(_));
-    let fetch = build_fetch(raw.ca, raw.bearer_token_file, file_source, base_dir)?;
-    let refresh =
-        at_least_one_second(raw.refresh, DEFAULT_REFRESH).map_err(|m| Problem::at("refresh", m))?;
+    let file_source = matches!(source, Some(JwksSource::File(_)));
+    let fetch = problems.take(build_fetch(
+        raw.ca,
+        raw.bearer_token_file,
+        file_source,
+        base_dir,
+    ));
+    let refresh = problems.take(
+        at_least_one_second(raw.refresh, DEFAULT_REFRESH).map_err(|m| Problem::at("refresh", m)),
+    );
     let max_stale = raw.max_stale.map_or(DEFAULT_MAX_STALE, |d| d.0);
-    if max_stale < refresh {
-        return Err(Problem::at(
+    if let Some(refresh) = refresh.filter(|refresh| max_stale < *refresh) {
+        problems.push(Problem::at(
             "max_stale",
             format!(
                 "must be at least `refresh` ({}): keys would expire before the next refresh",
@@ -217,16 +256,22 @@ fn build_jwks(raw: RawJwks, issuer: &str, base_dir: &Path) -> Result<Jwks, Probl
             ),
         ));
     }
-    let refetch_min_interval =
+    let refetch_min_interval = problems.take(
         at_least_one_second(raw.refetch_min_interval, DEFAULT_REFETCH_MIN_INTERVAL)
-            .map_err(|m| Problem::at("refetch_min_interval", m))?;
-    Ok(Jwks {
+            .map_err(|m| Problem::at("refetch_min_interval", m)),
+    );
+    let (Some(source), Some(fetch), Some(refresh), Some(refetch_min_interval)) =
+        (source, fetch, refresh, refetch_min_interval)
+    else {
+        return Err(problems);
+    };
+    problems.finish(Some(Jwks {
         source,
         fetch,
         refresh,
         max_stale,
         refetch_min_interval,
-    })
+    }))
 }
 
 /// `jwks.ca` and `jwks.bearer_token_file`: only for sources fetched over
@@ -237,7 +282,7 @@ fn build_fetch(
     bearer_token_file: Option<String>,
     file_source: bool,
     base_dir: &Path,
-) -> Result<JwksFetch, Problem> {
+) -> Result<JwksFetch, Problems> {
     let not_with_file = |key: &str| {
         Problem::at(
             key,
@@ -245,30 +290,39 @@ fn build_fetch(
              not fetched",
         )
     };
-    if file_source {
-        if ca.is_some() {
-            return Err(not_with_file("ca"));
+    let mut problems = Problems::default();
+    let ca = match ca {
+        Some(_) if file_source => {
+            problems.push(not_with_file("ca"));
+            None
         }
-        if bearer_token_file.is_some() {
-            return Err(not_with_file("bearer_token_file"));
-        }
-    }
-    let ca = ca
-        .map(|ca| {
+        Some(ca) => problems.take(
             existing_file(base_dir.join(ca))
                 .and_then(|path| ca_bundle(&path))
-                .map_err(|m| Problem::at("ca", m))
-        })
-        .transpose()?;
-    let bearer_token_file = bearer_token_file
-        .map(|file| {
-            existing_file(base_dir.join(file)).map_err(|m| Problem::at("bearer_token_file", m))
-        })
-        .transpose()?;
-    Ok(JwksFetch {
+                .map(Some)
+                .map_err(|m| Problem::at("ca", m)),
+        ),
+        None => Some(None),
+    };
+    let bearer_token_file = match bearer_token_file {
+        Some(_) if file_source => {
+            problems.push(not_with_file("bearer_token_file"));
+            None
+        }
+        Some(file) => problems.take(
+            existing_file(base_dir.join(file))
+                .map(Some)
+                .map_err(|m| Problem::at("bearer_token_file", m)),
+        ),
+        None => Some(None),
+    };
+    let (Some(ca), Some(bearer_token_file)) = (ca, bearer_token_file) else {
+        return Err(problems);
+    };
+    problems.finish(Some(JwksFetch {
         ca,
         bearer_token_file,
-    })
+    }))
 }
 
 /// `value` (or `default` when absent), refused below one second.
@@ -323,45 +377,43 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn build_audiences(raw: Option<Vec<String>>) -> Result<Vec<String>, Problem> {
+fn build_audiences(raw: Option<Vec<String>>) -> Result<Vec<String>, Problems> {
     let audiences = raw
         .ok_or_else(|| Problem::here("required: the audiences tokens must name, e.g. [orders]"))?;
     if audiences.is_empty() {
-        return Err(Problem::here("must list at least one audience"));
+        return Err(Problem::here("must list at least one audience").into());
     }
+    let mut problems = Problems::default();
     for (index, audience) in audiences.iter().enumerate() {
         if audience.is_empty() {
-            return Err(Problem::at(element("", index), "must not be empty"));
-        }
-        if audiences[..index].contains(audience) {
-            return Err(Problem::at(
+            problems.push(Problem::at(element("", index), "must not be empty"));
+        } else if audiences[..index].contains(audience) {
+            problems.push(Problem::at(
                 element("", index),
                 format!("duplicate audience `{audience}`"),
             ));
         }
     }
-    Ok(audiences)
+    problems.finish(Some(audiences))
 }
 
 fn build_algorithms(
     raw: Vec<Parsed<Algorithm>>,
     preset: Preset,
-) -> Result<Vec<Algorithm>, Problem> {
+) -> Result<Vec<Algorithm>, Problems> {
     if raw.is_empty() {
-        return Err(Problem::here(
-            "must list at least one algorithm, e.g. [ES256, RS256]",
-        ));
+        return Err(Problem::here("must list at least one algorithm, e.g. [ES256, RS256]").into());
     }
     let algorithms: Vec<_> = raw.into_iter().map(|a| a.0).collect();
+    let mut problems = Problems::default();
     for (index, algorithm) in algorithms.iter().enumerate() {
         if algorithms[..index].contains(algorithm) {
-            return Err(Problem::at(
+            problems.push(Problem::at(
                 element("", index),
                 format!("duplicate algorithm {algorithm:?}"),
             ));
-        }
-        if preset == Preset::SpiffeJwt && !JWT_SVID_ALGORITHMS.contains(algorithm) {
-            return Err(Problem::at(
+        } else if preset == Preset::SpiffeJwt && !JWT_SVID_ALGORITHMS.contains(algorithm) {
+            problems.push(Problem::at(
                 element("", index),
                 format!(
                     "{algorithm:?} is not allowed for JWT-SVIDs (preset spiffe-jwt); \
@@ -370,20 +422,26 @@ fn build_algorithms(
             ));
         }
     }
-    Ok(algorithms)
+    problems.finish(Some(algorithms))
 }
 
 /// `claims:` is already sorted by attribute (a `BTreeMap`).
 fn build_claims(
     raw: std::collections::BTreeMap<String, String>,
-) -> Result<Vec<ClaimMapping>, Problem> {
-    raw.into_iter()
-        .map(|(attribute, pointer)| {
-            check_attribute(&attribute).map_err(|m| Problem::at(attribute.as_str(), m))?;
-            check_json_pointer(&pointer).map_err(|m| Problem::at(attribute.as_str(), m))?;
-            Ok(ClaimMapping { attribute, pointer })
+) -> Result<Vec<ClaimMapping>, Problems> {
+    let mut problems = Problems::default();
+    let claims = raw
+        .into_iter()
+        .filter_map(|(attribute, pointer)| {
+            let checked = check_attribute(&attribute)
+                .and_then(|()| check_json_pointer(&pointer))
+                .map_err(|m| Problem::at(attribute.as_str(), m));
+            problems
+                .take(checked)
+                .map(|()| ClaimMapping { attribute, pointer })
         })
-        .collect()
+        .collect();
+    problems.finish(Some(claims))
 }
 
 fn check_attribute(attribute: &str) -> Result<(), String> {

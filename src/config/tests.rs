@@ -36,6 +36,10 @@ impl Fixture {
     fn load(&self, yaml: &str) -> Result<Config, ConfigError> {
         Config::from_yaml(yaml, &self.config_path())
     }
+
+    fn load_all(&self, yaml: &str) -> Result<Config, ConfigErrors> {
+        Config::from_yaml_all(yaml, &self.config_path())
+    }
 }
 
 const MINIMAL: &str = "upstream:\n  address: 127.0.0.1:8081\n";
@@ -313,9 +317,12 @@ fn relative_paths_resolve_against_the_config_files_directory() {
         JwksSource::File(nested.join("keys.json"))
     );
     // The same config loaded from elsewhere does not find its files.
-    let elsewhere = Config::from_yaml(&yaml, &fixture.config_path()).unwrap_err();
+    let elsewhere = Config::from_yaml_all(&yaml, &fixture.config_path())
+        .unwrap_err()
+        .to_string();
+    assert!(elsewhere.contains(": policies.dir: "), "{elsewhere}");
     assert!(
-        elsewhere.to_string().contains("issuers[0].jwks.file"),
+        elsewhere.contains(": issuers[0].jwks.file: "),
         "{elsewhere}"
     );
 }
@@ -551,7 +558,7 @@ fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("empty tls section", format!("{MINIMAL}tls:\n"), "tls", "remove the `tls:` section"),
         ("tls: false", format!("{MINIMAL}tls: false\n"), "tls", "remove the `tls:` section"),
         ("tls: true", format!("{MINIMAL}tls: true\n"), "tls", "`cert` and `key`"),
-        ("tls as a string", format!("{MINIMAL}tls: 'no'\n"), "tls", "invalid type"),
+        ("tls as a string", format!("{MINIMAL}tls: 'no'\n"), "tls", "must be a section with `cert` and `key`, not \"no\""),
         ("unknown tls key", with_tls("certificate: svid.pem"), "tls.certificate", "unknown field"),
         ("tls without cert", with_tls("").replace("  cert: svid.pem\n", ""), "tls.cert", "required"),
         ("tls without key", with_tls("").replace("  key: svid_key.pem\n", ""), "tls.key", "required"),
@@ -662,7 +669,16 @@ fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("too many threads", format!("{MINIMAL}threads: 1000\n"), "threads", "between 1 and 256"),
         ("bad shutdown grace", format!("{MINIMAL}shutdown_grace: forever\n"), "shutdown_grace", "invalid duration"),
         ("duplicate key", format!("{MINIMAL}listen: 0.0.0.0:1\nlisten: 0.0.0.0:2\n"), "listen", "duplicate"),
-        ("wrong type", format!("{MINIMAL}issuers: {{ name: a }}\n"), "issuers", ""),
+        ("wrong type", format!("{MINIMAL}issuers: {{ name: a }}\n"), "issuers", "must be a list"),
+        ("misspelt key", format!("{MINIMAL}  adress: x:1\n"), "upstream.adress", "unknown field `adress`, did you mean `address`?"),
+        ("misspelt issuer key", issuer_with("audience: [x]"), "issuers[0].audience", "did you mean `audiences`?"),
+        ("misspelt preset", issuer_with("preset: kubernets"), "issuers[0].preset", "did you mean `kubernetes`?"),
+        ("a scalar for a list", with_issuer("").replace("[orders]", "orders"), "issuers[0].audiences", "must be a list, e.g. [orders]"),
+        ("a scalar for a list of routes", format!("{MINIMAL}routes: {{ public: /healthz }}\n"), "routes.public", "must be a list, e.g. [/healthz]"),
+        ("a scalar for a section", "upstream: 127.0.0.1:1\n".into(), "upstream", "must be a section of `key: value` entries"),
+        ("text for a number", format!("{MINIMAL}threads: many\n"), "threads", "must be a whole number, not \"many\""),
+        ("text for a boolean", format!("{MINIMAL}  http2: 'sometimes'\n"), "upstream.http2", "true or false"),
+        ("a list for a duration", format!("{MINIMAL}  read_timeout: [5s]\n"), "upstream.read_timeout", "must be a single value, not a list"),
     ]
 }
 
@@ -678,6 +694,14 @@ fn each_rejection_names_its_key_path() {
             Err(error) => error.to_string(),
         };
         let names_key = error.contains(&format!(": {key}: "));
+        // `…/wisp.yaml:LINE:COL: key: …`
+        let positioned = error
+            .split_once("wisp.yaml:")
+            .and_then(|(_, rest)| rest.split(':').nth(1))
+            .is_some_and(|column| column.parse::<u32>().is_ok());
+        if !positioned {
+            failures.push(format!("{what}: no line:column in: {error}"));
+        }
         if !names_key || !error.contains(fragment) {
             failures.push(format!(
                 "{what}: want `{key}` and {fragment:?}, got: {error}"
@@ -896,4 +920,67 @@ fn control_characters_in_unknown_keys_are_escaped() {
     let error = error_of(&format!("{MINIMAL}\"a\\e[2Jb\": 1\n"));
     assert!(!error.contains('\u{1b}'), "{error:?}");
     assert!(error.contains("a\\u{1b}[2Jb"), "{error}");
+}
+
+#[test]
+fn every_conversion_problem_is_reported_in_one_run_in_file_order() {
+    let yaml = "\
+upstream:
+  address: 127.0.0.1:8081
+  connect_timeout: 0s
+issuers:
+  - name: k8s
+    issuer: https://kubernetes.default.svc.cluster.local
+    jwks: { file: nope.json }
+    audiences: [orders, orders]
+    algorithms: [RS256]
+  - name: 'bad name'
+    issuer: https://b.example
+    jwks: { discovery: true }
+    algorithms: [ES256]
+policies: { dir: nowhere }
+routes: { public: [healthz, /ok, 'a'] }
+";
+    let errors = Fixture::new()
+        .load_all(yaml)
+        .expect_err("invalid")
+        .to_string();
+    // `…/wisp.yaml:LINE:COL: key: message` → `LINE:COL: key`
+    let found: Vec<String> = errors
+        .lines()
+        .map(|line| line.split_once("wisp.yaml:").map_or(line, |(_, rest)| rest))
+        .map(|rest| rest.split(": ").take(2).collect::<Vec<_>>().join(": "))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "3:3: upstream.connect_timeout",
+            "7:13: issuers[0].jwks.file",
+            "8:25: issuers[0].audiences[1]",
+            "10:5: issuers[1].name",
+            "10:5: issuers[1].audiences",
+            "14:13: policies.dir",
+            "15:20: routes.public[0]",
+            "15:34: routes.public[2]",
+        ],
+        "\n{errors}"
+    );
+    // `load` and the reload path report the first of them.
+    let first = Fixture::new().load(yaml).unwrap_err().to_string();
+    assert!(
+        first.ends_with("wisp.yaml:3:3: upstream.connect_timeout: must be longer than 0s"),
+        "{first}"
+    );
+}
+
+#[test]
+fn a_yaml_syntax_error_stops_at_the_first_problem() {
+    let errors = Fixture::new()
+        .load_all("upstream: { address: 127.0.0.1:1, tls: [\nthreads: 0\n")
+        .unwrap_err();
+    assert_eq!(errors.errors().len(), 1, "{errors}");
+    assert!(
+        matches!(errors.errors()[0], ConfigError::Parse { .. }),
+        "{errors}"
+    );
 }

@@ -13,7 +13,7 @@ use rustls::RootCertStore;
 
 use super::build::existing_file;
 use super::issuer::at_least_one_second;
-use super::problem::{element, Problem};
+use super::problem::{element, Problem, Problems};
 use super::raw::{RawClientAuth, RawTls, RawUpstreamTls};
 use super::{
     CaBundle, ClientAuth, IssuerConfig, Preset, RequireCredentials, TlsConfig, UpstreamTlsConfig,
@@ -27,44 +27,55 @@ const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
 const MAX_TRUST_DOMAIN_BYTES: usize = 255;
 
 /// Converts the `tls:` section; problem keys are relative to it.
-pub(super) fn build_tls(raw: RawTls, base_dir: &Path) -> Result<TlsConfig, Problem> {
+pub(super) fn build_tls(raw: RawTls, base_dir: &Path) -> Result<TlsConfig, Problems> {
+    let mut problems = Problems::default();
     let file = |key: &'static str, value: Option<String>, what: &str| {
         let value = value.ok_or_else(|| Problem::at(key, format!("required: {what}")))?;
         existing_file(base_dir.join(value)).map_err(|m| Problem::at(key, m))
     };
-    let cert = file("cert", raw.cert, "the server certificate chain (PEM)")?;
-    let key = file("key", raw.key, "the server private key (PEM)")?;
+    let cert = problems.take(file("cert", raw.cert, "the server certificate chain (PEM)"));
+    let key = problems.take(file("key", raw.key, "the server private key (PEM)"));
     let client_auth = match raw.client_auth.unwrap_or(RawClientAuth::Optional) {
         RawClientAuth::Required => ClientAuth::Required,
         RawClientAuth::Optional => ClientAuth::Optional,
         RawClientAuth::None => ClientAuth::None,
     };
     let client_ca = match (client_auth, raw.client_ca) {
-        (ClientAuth::None, None) => None,
+        (ClientAuth::None, None) => Some(None),
         (ClientAuth::None, Some(_)) => {
             // An unused trust bundle would suggest client certificates are checked.
-            return Err(Problem::at(
+            problems.push(Problem::at(
                 "client_ca",
                 "unused with `client_auth: none` (client certificates are not requested); \
                  remove it, or set `client_auth: required` or `optional`",
             ));
+            None
         }
-        (_, client_ca) => Some(file(
-            "client_ca",
-            client_ca,
-            "the trust bundle (PEM) client certificates must chain to, \
-             unless `client_auth: none`",
-        )?),
+        (_, client_ca) => problems
+            .take(file(
+                "client_ca",
+                client_ca,
+                "the trust bundle (PEM) client certificates must chain to, \
+                 unless `client_auth: none`",
+            ))
+            .map(Some),
     };
-    let reload_interval = at_least_one_second(raw.reload_interval, DEFAULT_RELOAD_INTERVAL)
-        .map_err(|m| Problem::at("reload_interval", m))?;
-    Ok(TlsConfig {
+    let reload_interval = problems.take(
+        at_least_one_second(raw.reload_interval, DEFAULT_RELOAD_INTERVAL)
+            .map_err(|m| Problem::at("reload_interval", m)),
+    );
+    let (Some(cert), Some(key), Some(client_ca), Some(reload_interval)) =
+        (cert, key, client_ca, reload_interval)
+    else {
+        return Err(problems);
+    };
+    problems.finish(Some(TlsConfig {
         cert,
         key,
         client_ca,
         client_auth,
         reload_interval,
-    })
+    }))
 }
 
 /// Converts `upstream.tls` written as a section (`true` is an empty one);
@@ -72,65 +83,68 @@ pub(super) fn build_tls(raw: RawTls, base_dir: &Path) -> Result<TlsConfig, Probl
 pub(super) fn build_upstream_tls(
     raw: RawUpstreamTls,
     base_dir: &Path,
-) -> Result<UpstreamTlsConfig, Problem> {
+) -> Result<UpstreamTlsConfig, Problems> {
+    let mut problems = Problems::default();
     let file = |key: &'static str, value: String| {
         existing_file(base_dir.join(value)).map_err(|m| Problem::at(key, m))
     };
-    let ca = raw.ca.map(|ca| file("ca", ca)).transpose()?;
+    let ca = problems.take(raw.ca.map(|ca| file("ca", ca)).transpose());
     let client_cert = match (raw.cert, raw.key) {
-        (Some(cert), Some(key)) => Some((file("cert", cert)?, file("key", key)?)),
-        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            let cert = problems.take(file("cert", cert));
+            let key = problems.take(file("key", key));
+            cert.zip(key).map(Some)
+        }
+        (None, None) => Some(None),
         (Some(_), None) => {
-            return Err(Problem::at(
+            problems.push(Problem::at(
                 "key",
                 "required with `cert`: the client certificate's private key (PEM)",
-            ))
+            ));
+            None
         }
         (None, Some(_)) => {
-            return Err(Problem::at(
+            problems.push(Problem::at(
                 "cert",
                 "required with `key`: the client certificate chain (PEM)",
-            ))
+            ));
+            None
         }
     };
-    Ok(UpstreamTlsConfig {
+    let (Some(ca), Some(client_cert)) = (ca, client_cert) else {
+        return Err(problems);
+    };
+    problems.finish(Some(UpstreamTlsConfig {
         ca,
         server_name: raw.server_name.map(|name| name.0 .0),
         client_cert,
-    })
+    }))
 }
 
 /// Checks each trust domain name (SPIFFE-ID spec: lowercase letters, digits,
 /// `.`, `_` and `-`, at most 255 bytes) and that none repeats.
-pub(super) fn build_trust_domains(raw: Vec<String>) -> Result<Vec<String>, Problem> {
+pub(super) fn build_trust_domains(raw: Vec<String>) -> Result<Vec<String>, Problems> {
+    let mut problems = Problems::default();
     for (index, domain) in raw.iter().enumerate() {
         let valid_characters = !domain.is_empty()
             && domain.bytes().all(|b| {
                 b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
             });
-        if !valid_characters {
-            return Err(Problem::at(
-                element("", index),
-                format!(
-                    "invalid trust domain `{domain}`: use lowercase letters, digits, `.`, `_` \
-                     and `-`, without `spiffe://` (e.g. example.org)"
-                ),
-            ));
-        }
-        if domain.len() > MAX_TRUST_DOMAIN_BYTES {
-            return Err(Problem::at(
-                element("", index),
-                format!("trust domain longer than {MAX_TRUST_DOMAIN_BYTES} bytes"),
-            ));
-        }
-        if raw[..index].contains(domain) {
-            return Err(Problem::at(
-                element("", index),
-                format!("duplicate trust domain `{domain}`"),
-            ));
-        }
+        let problem = if !valid_characters {
+            format!(
+                "invalid trust domain `{domain}`: use lowercase letters, digits, `.`, `_` \
+                 and `-`, without `spiffe://` (e.g. example.org)"
+            )
+        } else if domain.len() > MAX_TRUST_DOMAIN_BYTES {
+            format!("trust domain longer than {MAX_TRUST_DOMAIN_BYTES} bytes")
+        } else if raw[..index].contains(domain) {
+            format!("duplicate trust domain `{domain}`")
+        } else {
+            continue;
+        };
+        problems.push(Problem::at(element("", index), problem));
     }
-    Ok(raw)
+    problems.finish(Some(raw))
 }
 
 /// Whether the listener asks for client certificates at all.

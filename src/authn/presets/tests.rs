@@ -909,3 +909,41 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn preset_attributes_lists_every_attribute_each_preset_sets_with_its_type() {
+    let tokens = [
+        (
+            Preset::Generic,
+            json!({"sub": "a", "iss": "https://issuer.example"}),
+        ),
+        (Preset::Tsiam, tsiam_token(TSIAM_CLAIM)),
+        (Preset::Kubernetes, projected_token()),
+        (Preset::Kubernetes, legacy_token()),
+        (Preset::GithubActions, github_token()),
+        (Preset::Fly, fly_token()),
+        (
+            Preset::SpiffeJwt,
+            jwt_svid("spiffe://example.org/ns/prod/sa/frontend"),
+        ),
+    ];
+    for (preset, token) in tokens {
+        let identity = build(preset, &[], token).unwrap();
+        let listed = preset_attributes(preset);
+        for (name, value) in &identity.attrs {
+            let listed_type = listed.iter().find(|(listed, _)| listed == name);
+            let cedar_type = match value {
+                AttrValue::String(_) => "String",
+                other => panic!("{preset:?}: {name} is {other:?}"),
+            };
+            assert_eq!(
+                listed_type.map(|(_, ty)| *ty),
+                Some(cedar_type),
+                "{preset:?} sets {name}"
+            );
+        }
+    }
+    // The full token of each preset sets every listed attribute.
+    let full = build(Preset::Fly, &[], fly_token()).unwrap();
+    assert_eq!(full.attrs.len(), preset_attributes(Preset::Fly).len());
+}
