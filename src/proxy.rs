@@ -500,7 +500,8 @@ impl ProxyHttp for WispProxy {
                 _ => 400,
             };
             if session.response_written().is_none() {
-                reject(session, rejection, &ctx.request_id).await;
+                // harden: `can_reuse_downstream: false` below: say `Connection: close`.
+                crate::responses::reject_and_close(session, rejection, &ctx.request_id).await;
             }
         }
         if ctx.decision.is_empty() {
