@@ -8,6 +8,7 @@
 //! client ──▶ proxy::WispProxy::new_ctx        the live state, taken once (live::Live)
 //!            proxy::WispProxy::request_filter
 //!              1. path::normalize             ambiguous → 400
+//!                 host::normalize_request     none, several or invalid → 400
 //!              2. public route?               → forward as is
 //!              3. authn::Authenticator        bearer JWT → Identity + principal (cached)   401 / 503
 //!              4. authz::Authorizer           Cedar(principal, action, resource, context)  403
@@ -25,8 +26,8 @@
 //! - [`authz`]: Cedar schema/policies, principal entities, [`authz::Decision`]; the
 //!   fast path (action slices, principal-guard index and native decisions, decision
 //!   cache); policy loading.
-//! - [`path`], [`headers`], [`request_id`]: request-target normalization,
-//!   identity header hygiene, request ids.
+//! - [`path`], [`host`], [`headers`], [`request_id`]: request-target and
+//!   host normalization, identity header hygiene, request ids.
 //! - [`proxy`]: the thin `ProxyHttp` impl calling the stages above; [`responses`]:
 //!   what wisp answers itself (JSON for HTTP clients, `grpc-status` for gRPC).
 //! - [`admin`], [`metrics`], [`decision_log`]: `/metrics`, `/healthz`,
@@ -44,6 +45,7 @@ pub mod config;
 pub mod decision_log;
 pub mod devtools;
 pub mod headers;
+pub mod host;
 pub mod identity;
 pub mod lifecycle;
 pub mod live;

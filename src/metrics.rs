@@ -69,6 +69,7 @@ impl RequestCounters {
             crate::authn::AuthnError::REASONS,
             crate::authn::svid::SvidError::REASONS,
             crate::path::PathError::REASONS,
+            crate::host::HostError::REASONS,
         ] {
             pairs.extend(reasons.iter().map(|reason| ("deny", *reason)));
         }
@@ -478,6 +479,7 @@ mod tests {
             "wisp_config_reload_total{result=\"failure\"} 0",
             "wisp_upstream_responses_total{status_class=\"error\"} 0",
             "process_resident_memory_bytes",
+            "wisp_requests_total{decision=\"deny\",issuer=\"none\",reason=\"host_invalid\"} 0",
             "process_open_fds",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");

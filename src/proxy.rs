@@ -321,7 +321,16 @@ impl ProxyHttp for WispProxy {
         if let Some(uri) = target.rewritten_uri.take() {
             session.req_header_mut().set_uri(uri);
         }
-        ctx.host = request_host(session.req_header());
+        // harden: exactly one valid host, normalized for policy and upstream.
+        ctx.host = match crate::host::normalize_request(session.req_header_mut()) {
+            Ok(host) => host.name().to_owned(),
+            Err(error) => {
+                ctx.path = target.path;
+                let reason = error.reason();
+                return Self::refuse(session, ctx, reason, None, Rejection::BadRequest(reason))
+                    .await;
+            }
+        };
 
         // b. Public routes skip authn/authz.
         if Self::is_public(&ctx.live, &target.path) {
@@ -592,25 +601,6 @@ fn normalized_target(request: &RequestHeader) -> std::result::Result<Target, &'s
     })
 }
 
-/// The request's host, lowercased, without port: from `Host`, else the URI authority.
-fn request_host(request: &RequestHeader) -> String {
-    let raw = request
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("");
-    let without_port = if raw.starts_with('[') {
-        raw.find(']').map_or(raw, |end| &raw[..=end])
-    } else {
-        match raw.rsplit_once(':') {
-            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-            _ => raw,
-        }
-    };
-    without_port.to_ascii_lowercase()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -668,21 +658,6 @@ mod tests {
             let target = normalized_target(&request).unwrap();
             let got = target.rewritten_uri.map(|uri| uri.to_string());
             assert_eq!(got.as_deref(), rewritten, "{raw}");
-        }
-    }
-
-    #[test]
-    fn host_is_lowercased_without_port() {
-        for (raw, want) in [
-            ("Orders.Example:8080", "orders.example"),
-            ("orders", "orders"),
-            ("[::1]:8080", "[::1]"),
-            ("[::1]", "[::1]"),
-            ("127.0.0.1:80", "127.0.0.1"),
-        ] {
-            let mut request = RequestHeader::build("GET", b"/", None).unwrap();
-            request.insert_header("host", raw).unwrap();
-            assert_eq!(request_host(&request), want, "{raw}");
         }
     }
 }
