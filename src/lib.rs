@@ -28,6 +28,8 @@
 //!   cache); policy loading.
 //! - [`path`], [`host`], [`headers`], [`request_id`]: request-target and
 //!   host normalization, identity header hygiene, request ids.
+//! - [`limits`]: per-connection limits at the accept layer (header deadline,
+//!   idle keep-alive, connection cap).
 //! - [`proxy`]: the thin `ProxyHttp` impl calling the stages above; [`responses`]:
 //!   what wisp answers itself (JSON for HTTP clients, `grpc-status` for gRPC).
 //! - [`admin`], [`metrics`], [`decision_log`]: `/metrics`, `/healthz`,
@@ -48,6 +50,7 @@ pub mod headers;
 pub mod host;
 pub mod identity;
 pub mod lifecycle;
+pub mod limits;
 pub mod live;
 pub mod metrics;
 pub mod path;

@@ -203,6 +203,11 @@ pub struct Metrics {
     pub decision_cache_entries: IntGauge,
     /// `wisp_decision_cache_bytes` (set at scrape time).
     pub decision_cache_bytes: IntGauge,
+    /// `wisp_downstream_connections`: proxy connections open now.
+    pub downstream_connections: IntGauge,
+    /// `wisp_downstream_connections_refused_total`: connections closed at
+    /// once because `limits.max_connections` were open.
+    pub downstream_connections_refused: IntCounter,
 }
 
 /// `wisp_decision_cache_evictions_total`, read at scrape time from the
@@ -442,6 +447,14 @@ impl Metrics {
             "wisp_decision_cache_bytes",
             "Approximate bytes held by the decision cache.",
         )?;
+        let downstream_connections = IntGauge::new(
+            "wisp_downstream_connections",
+            "Client connections to the proxy listener open now.",
+        )?;
+        let downstream_connections_refused = IntCounter::new(
+            "wisp_downstream_connections_refused_total",
+            "Client connections closed at once because limits.max_connections were open.",
+        )?;
         for result in ["success", "failure"] {
             config_reload.with_label_values(&[result]);
             policy_reload.with_label_values(&[result]);
@@ -455,6 +468,8 @@ impl Metrics {
         registry.register(Box::new(decision_cache_entries.clone()))?;
         registry.register(Box::new(decision_cache_bytes.clone()))?;
         registry.register(Box::new(DecisionCacheEvictions::new()?))?;
+        registry.register(Box::new(downstream_connections.clone()))?;
+        registry.register(Box::new(downstream_connections_refused.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -486,6 +501,8 @@ impl Metrics {
             in_flight,
             decision_cache_entries,
             decision_cache_bytes,
+            downstream_connections,
+            downstream_connections_refused,
         })
     }
 
@@ -537,6 +554,8 @@ mod tests {
             "process_resident_memory_bytes",
             "wisp_decision_cache_evictions_total",
             "wisp_decision_cache_bytes 0",
+            "wisp_downstream_connections 0",
+            "wisp_downstream_connections_refused_total 0",
             "wisp_requests_total{decision=\"deny\",issuer=\"none\",reason=\"host_invalid\"} 0",
             "process_open_fds",
         ] {
