@@ -85,6 +85,7 @@ fn benches(c: &mut Criterion) {
             "authz_full",
             AuthorizerOptions {
                 decision_cache_entries: 0,
+                decision_cache_bytes: 0,
                 slice_by_action: false,
                 index_principals: false,
             },
@@ -93,6 +94,7 @@ fn benches(c: &mut Criterion) {
             "authz_sliced",
             AuthorizerOptions {
                 decision_cache_entries: 0,
+                decision_cache_bytes: 0,
                 slice_by_action: true,
                 index_principals: false,
             },

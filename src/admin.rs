@@ -60,6 +60,13 @@ impl AdminApp {
                 .token_cache_bytes
                 .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
+        let (entries, bytes) = live.policies.authorizer.decision_cache_usage();
+        self.metrics
+            .decision_cache_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+        self.metrics
+            .decision_cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         self.metrics
             .in_flight
             .set(i64::try_from(self.lifecycle.in_flight()).unwrap_or(i64::MAX));

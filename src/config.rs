@@ -73,6 +73,8 @@ pub struct Config {
     pub headers: HeadersConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Per-connection limits on the proxy listener (restart to change).
+    pub limits: LimitsConfig,
     /// Proxy worker threads, 1–256 (default: number of CPUs, at most 256).
     pub threads: usize,
     /// After the drain delay, how long requests in flight get to finish
@@ -261,6 +263,21 @@ pub enum RequireCredentials {
     Mtls,
     /// Both (needs `tls.client_auth` other than `none`).
     Both,
+}
+
+/// Per-connection limits on the proxy listener (`limits:`), enforced at the
+/// accept layer ([`crate::limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// How long a client has to send a whole request header: from the
+    /// connection's start (after the TLS handshake), or from the first byte
+    /// of a later request on a kept-alive connection.
+    pub header_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request
+    /// (whole seconds, at least 1s; HTTP/2: without any open stream).
+    pub idle_timeout: Duration,
+    /// Client connections open at once; more are closed at once.
+    pub max_connections: usize,
 }
 
 /// Authentication settings.

@@ -8,6 +8,7 @@
 //! client ──▶ proxy::WispProxy::new_ctx        the live state, taken once (live::Live)
 //!            proxy::WispProxy::request_filter
 //!              1. path::normalize             ambiguous → 400
+//!                 host::normalize_request     none, several or invalid → 400
 //!              2. public route?               → forward as is
 //!              3. authn::Authenticator        bearer JWT → Identity + principal (cached)   401 / 503
 //!              4. authz::Authorizer           Cedar(principal, action, resource, context)  403
@@ -26,8 +27,10 @@
 //!   fast path (action slices, principal-guard index and native decisions, decision
 //!   cache); policy loading; [`authz::model`]: the schema the configured issuers
 //!   need and the config/schema/policy mismatches `wisp check` reports.
-//! - [`path`], [`headers`], [`request_id`]: request-target normalization,
-//!   identity header hygiene, request ids.
+//! - [`path`], [`host`], [`headers`], [`request_id`]: request-target and
+//!   host normalization, identity header hygiene, request ids.
+//! - [`limits`]: per-connection limits at the accept layer (header deadline,
+//!   idle keep-alive, connection cap).
 //! - [`proxy`]: the thin `ProxyHttp` impl calling the stages above; [`responses`]:
 //!   what wisp answers itself (JSON for HTTP clients, `grpc-status` for gRPC).
 //! - [`admin`], [`metrics`], [`decision_log`]: `/metrics`, `/healthz`,
@@ -45,8 +48,10 @@ pub mod config;
 pub mod decision_log;
 pub mod devtools;
 pub mod headers;
+pub mod host;
 pub mod identity;
 pub mod lifecycle;
+pub mod limits;
 pub mod live;
 pub mod metrics;
 pub mod offline;

@@ -455,6 +455,12 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), ReloadError> {
             format!("{:?} → {:?}", admin(old), admin(new)),
         ));
     }
+    if old.limits != new.limits {
+        return Err(changed(
+            "limits",
+            "the proxy listener's connection limits".to_owned(),
+        ));
+    }
     if old.trust_domains != new.trust_domains {
         return Err(changed(
             "trust_domains",

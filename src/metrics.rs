@@ -183,6 +183,54 @@ pub struct Metrics {
     pub draining: IntGauge,
     /// `wisp_in_flight_requests` (set at scrape time).
     pub in_flight: IntGauge,
+    /// `wisp_decision_cache_entries` (set at scrape time).
+    pub decision_cache_entries: IntGauge,
+    /// `wisp_decision_cache_bytes` (set at scrape time).
+    pub decision_cache_bytes: IntGauge,
+    /// `wisp_downstream_connections`: proxy connections open now.
+    pub downstream_connections: IntGauge,
+    /// `wisp_downstream_connections_refused_total`: connections closed at
+    /// once because `limits.max_connections` were open.
+    pub downstream_connections_refused: IntCounter,
+}
+
+/// `wisp_decision_cache_evictions_total`, read at scrape time from the
+/// process-wide count (each policy reload starts a new cache; the count
+/// goes on).
+#[derive(Debug, Clone)]
+struct DecisionCacheEvictions {
+    desc: Vec<prometheus::core::Desc>,
+}
+
+impl DecisionCacheEvictions {
+    const NAME: &'static str = "wisp_decision_cache_evictions_total";
+    const HELP: &'static str = "Decision cache entries evicted to stay within its bounds.";
+
+    fn new() -> Result<DecisionCacheEvictions, prometheus::Error> {
+        let counter = IntCounter::new(Self::NAME, Self::HELP)?;
+        Ok(DecisionCacheEvictions {
+            desc: prometheus::core::Collector::desc(&counter)
+                .into_iter()
+                .cloned()
+                .collect(),
+        })
+    }
+}
+
+impl prometheus::core::Collector for DecisionCacheEvictions {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.desc.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        match IntCounter::new(Self::NAME, Self::HELP) {
+            Ok(counter) => {
+                counter.inc_by(crate::authz::decision_cache_evictions());
+                prometheus::core::Collector::collect(&counter)
+            }
+            Err(_) => Vec::new(),
+        }
+    }
 }
 
 /// `wisp_upstream_responses_total{status_class}`, with its six handles.
@@ -375,6 +423,22 @@ impl Metrics {
             "1 once a shutdown signal arrived (/readyz answers 503).",
         )?;
         let in_flight = IntGauge::new("wisp_in_flight_requests", "Requests being handled now.")?;
+        let decision_cache_entries = IntGauge::new(
+            "wisp_decision_cache_entries",
+            "Decisions in the decision cache.",
+        )?;
+        let decision_cache_bytes = IntGauge::new(
+            "wisp_decision_cache_bytes",
+            "Approximate bytes held by the decision cache.",
+        )?;
+        let downstream_connections = IntGauge::new(
+            "wisp_downstream_connections",
+            "Client connections to the proxy listener open now.",
+        )?;
+        let downstream_connections_refused = IntCounter::new(
+            "wisp_downstream_connections_refused_total",
+            "Client connections closed at once because limits.max_connections were open.",
+        )?;
         for result in ["success", "failure"] {
             config_reload.with_label_values(&[result]);
             policy_reload.with_label_values(&[result]);
@@ -385,6 +449,11 @@ impl Metrics {
         registry.register(Box::new(upstream_responses.clone()))?;
         registry.register(Box::new(draining.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(decision_cache_entries.clone()))?;
+        registry.register(Box::new(decision_cache_bytes.clone()))?;
+        registry.register(Box::new(DecisionCacheEvictions::new()?))?;
+        registry.register(Box::new(downstream_connections.clone()))?;
+        registry.register(Box::new(downstream_connections_refused.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -414,6 +483,10 @@ impl Metrics {
             upstream_responses,
             draining,
             in_flight,
+            decision_cache_entries,
+            decision_cache_bytes,
+            downstream_connections,
+            downstream_connections_refused,
         })
     }
 
@@ -463,6 +536,11 @@ mod tests {
             "wisp_config_reload_total{result=\"failure\"} 0",
             "wisp_upstream_responses_total{status_class=\"error\"} 0",
             "process_resident_memory_bytes",
+            "wisp_decision_cache_evictions_total",
+            "wisp_decision_cache_bytes 0",
+            "wisp_downstream_connections 0",
+            "wisp_downstream_connections_refused_total 0",
+            "wisp_requests_total{decision=\"deny\",issuer=\"none\",reason=\"host_invalid\"} 0",
             "process_open_fds",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");

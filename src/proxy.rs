@@ -201,6 +201,17 @@ impl ProxyHttp for WispProxy {
             session.set_keepalive(None);
         }
 
+        // Exactly one valid host (RFC 9112 §3.2), normalized in the request:
+        // what policy decides on is what the upstream receives.
+        let host = match crate::host::normalize_request(session.req_header_mut()) {
+            Ok(host) => host.authority(),
+            Err(error) => {
+                let reason = error.reason();
+                reject(session, Rejection::BadRequest(reason), &ctx.request_id).await;
+                ctx.verdict = Some(Verdict::refused(Outcome::BadRequest(reason), None));
+                return Ok(true);
+            }
+        };
         let header = session.req_header();
         // No allocation: zero, one, or "more than one" is all that matters.
         let mut authorization: [&[u8]; 2] = [&[], &[]];
@@ -216,11 +227,7 @@ impl ProxyHttp for WispProxy {
         let request = pipeline::Request {
             method: header.method.as_str(),
             target: header.raw_path(),
-            host: header
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| header.uri.authority().map(|a| a.as_str())),
+            host: Some(host.as_str()),
             authorization: &authorization[..count],
             peer: peer.as_deref(),
             source_ip: ctx.source_ip,
@@ -349,7 +356,8 @@ impl ProxyHttp for WispProxy {
                 _ => 400,
             };
             if session.response_written().is_none() {
-                reject(session, rejection, &ctx.request_id).await;
+                // harden: `can_reuse_downstream: false` below: say `Connection: close`.
+                crate::responses::reject_and_close(session, rejection, &ctx.request_id).await;
             }
         }
         FailToProxy {

@@ -165,6 +165,20 @@ pub async fn reject(session: &mut Session, rejection: Rejection<'_>, request_id:
     }
 }
 
+/// [`reject`] on a connection that will not be reused (the proxy answers an
+/// upstream failure or a broken request body and closes): the response says
+/// `Connection: close`, so clients and pools do not send another request on
+/// a connection about to be closed (pingora writes the `Connection` header
+/// from the session's keep-alive state).
+pub async fn reject_and_close(
+    session: &mut Session,
+    rejection: Rejection<'_>,
+    request_id: &str,
+) -> u16 {
+    session.set_keepalive(None);
+    reject(session, rejection, request_id).await
+}
+
 async fn write_json(session: &mut Session, parts: &Parts, request_id: &str) -> Result<()> {
     let body = Bytes::from(parts.body.clone());
     let mut header = ResponseHeader::build(parts.status, Some(6))?;

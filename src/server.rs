@@ -17,6 +17,7 @@ use crate::admin::AdminApp;
 use crate::authz::Diagnostic;
 use crate::config::{Config, LogFormat};
 use crate::lifecycle::{DrainingSignal, Lifecycle};
+use crate::limits::{ConnectionLimiter, Connections};
 use crate::live::{ReloadError, Reloader};
 use crate::metrics::Metrics;
 use crate::proxy::WispProxy;
@@ -143,10 +144,17 @@ pub fn serve(
     let mut server_options = pingora::apps::HttpServerOptions::default();
     // Plaintext HTTP/2 (prior knowledge) for gRPC clients; HTTP/1.1 otherwise.
     server_options.h2c = true;
-    let mut proxy_service = pingora::proxy::ProxyServiceBuilder::new(&server.configuration, proxy)
-        .name("wisp proxy")
-        .server_options(server_options)
-        .build();
+    server_options.h2_idle_timeout = Some(config.limits.idle_timeout);
+    let mut http_proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
+    http_proxy.server_options = Some(server_options);
+    // `limits:` are enforced around pingora's HTTP app (see `crate::limits`).
+    let connections = Connections::new(
+        config.limits.max_connections,
+        metrics.downstream_connections.clone(),
+        metrics.downstream_connections_refused.clone(),
+    );
+    let app = ConnectionLimiter::new(http_proxy, &config.limits, connections);
+    let mut proxy_service = Service::new("wisp proxy".to_string(), app);
     let tls = match &config.tls {
         Some(tls) => Some(crate::tls::TlsMaterial::load(
             tls,

@@ -1,6 +1,17 @@
 //! The decision cache: (principal, method, path, context…) → [`Decision`],
-//! bounded by entries, owned by one [`Authorizer`](super::Authorizer) so a
-//! policy reload (a new authorizer) starts empty.
+//! bounded by entries and by bytes, owned by one
+//! [`Authorizer`](super::Authorizer) so a policy reload (a new authorizer)
+//! starts empty.
+//!
+//! # Why it is bounded by bytes
+//!
+//! A key holds the request's path (up to 64 KiB) and, when a policy reads
+//! them, its host and query: one caller with any valid token could fill an
+//! entry-bounded cache with 10,000 × 64 KiB. So each entry is weighed by the
+//! bytes it holds ([`Entry::bytes`]), the cache keeps at most `max_bytes`
+//! of them, and a decision whose path, host and query together exceed
+//! [`MAX_CACHED_KEY_BYTES`] is decided without being cached (such requests
+//! are rare and would each take the room of many ordinary ones).
 //!
 //! # Why a hit is exact
 //!
@@ -23,6 +34,7 @@
 
 use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cedar_policy::PolicySet;
@@ -130,6 +142,13 @@ struct KeyView<'a> {
     mtls: bool,
 }
 
+impl KeyView<'_> {
+    /// Bytes of request text the key would hold (path, host, query).
+    fn text_len(&self) -> usize {
+        self.path.len() + self.host.map_or(0, str::len) + self.query.map_or(0, str::len)
+    }
+}
+
 impl Hash for KeyView<'_> {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         (
@@ -190,16 +209,93 @@ impl StoredKey {
     }
 }
 
+/// Path, host and query bytes above which a decision is not cached.
+pub const MAX_CACHED_KEY_BYTES: usize = 4096;
+
+/// What an entry costs besides its strings: the `Entry` allocation with its
+/// `Arc` header (~150 B), the `Box<str>`/`Vec` allocations' rounding, the
+/// cache's slot and table share.
+const ENTRY_OVERHEAD: usize = 256;
+
+/// Entries evicted by any decision cache of this process (a reload replaces
+/// the cache; the count goes on): `wisp_decision_cache_evictions_total`.
+static EVICTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Decision-cache entries evicted so far by this process's authorizers.
+pub fn evictions() -> u64 {
+    EVICTIONS.load(Ordering::Relaxed)
+}
+
 #[derive(Debug)]
 struct Entry {
     key: StoredKey,
     decision: Decision,
+    /// [`Entry::bytes`], computed once.
+    bytes: u32,
 }
+
+impl Entry {
+    fn new(key: StoredKey, decision: Decision) -> Entry {
+        let mut entry = Entry {
+            key,
+            decision,
+            bytes: 0,
+        };
+        entry.bytes = u32::try_from(entry.bytes()).unwrap_or(u32::MAX);
+        entry
+    }
+
+    /// Estimated heap bytes: the key's and decision's strings (with a
+    /// `String`/`Box` header each) and [`ENTRY_OVERHEAD`].
+    fn bytes(&self) -> usize {
+        let key = &self.key;
+        let text = key.method.len()
+            + key.path.len()
+            + key.host.as_ref().map_or(0, |h| h.len())
+            + key.query.as_ref().map_or(0, |q| q.len());
+        let strings = |items: &[String]| items.iter().map(|s| s.len() + 24).sum::<usize>();
+        ENTRY_OVERHEAD + text + strings(&self.decision.policy_ids) + strings(&self.decision.errors)
+    }
+}
+
+/// Weighs an entry by its bytes, but at least `floor` (the byte bound
+/// divided by the entry bound), so the cache also holds at most its
+/// entry count.
+#[derive(Clone)]
+struct Weigh {
+    floor: u64,
+}
+
+impl quick_cache::Weighter<u64, Arc<Entry>> for Weigh {
+    fn weight(&self, _key: &u64, entry: &Arc<Entry>) -> u64 {
+        u64::from(entry.bytes).max(self.floor)
+    }
+}
+
+/// Counts entries pushed out by the bounds.
+#[derive(Clone, Default)]
+struct CountEvictions;
+
+impl quick_cache::Lifecycle<u64, Arc<Entry>> for CountEvictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _state: &mut (), _key: u64, _entry: Arc<Entry>) {
+        EVICTIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+type Entries = quick_cache::sync::Cache<
+    u64,
+    Arc<Entry>,
+    Weigh,
+    quick_cache::DefaultHashBuilder,
+    CountEvictions,
+>;
 
 /// A bounded, concurrent map from request keys to decisions.
 pub(super) struct DecisionCache {
     /// `None` when disabled (capacity 0).
-    entries: Option<quick_cache::sync::Cache<u64, Arc<Entry>>>,
+    entries: Option<Entries>,
     /// Randomly seeded per cache, so colliding keys cannot be precomputed
     /// (and a collision is a miss, never a wrong decision). quick_cache's
     /// own hasher (foldhash): a lookup on every request hashes the path, and
@@ -221,12 +317,20 @@ impl std::fmt::Debug for DecisionCache {
 }
 
 impl DecisionCache {
-    /// A cache of at most `capacity` decisions (0 disables it) whose keys
-    /// leave out what `reads` says no policy reads.
-    pub(super) fn new(capacity: u64, reads: Reads) -> DecisionCache {
+    /// A cache of at most `capacity` decisions and about `max_bytes` (either
+    /// 0 disables it) whose keys leave out what `reads` says no policy reads.
+    pub(super) fn new(capacity: u64, max_bytes: u64, reads: Reads) -> DecisionCache {
         DecisionCache {
-            entries: (capacity > 0).then(|| {
-                quick_cache::sync::Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX))
+            entries: (capacity > 0 && max_bytes > 0).then(|| {
+                Entries::with(
+                    usize::try_from(capacity).unwrap_or(usize::MAX),
+                    max_bytes,
+                    Weigh {
+                        floor: max_bytes / capacity,
+                    },
+                    quick_cache::DefaultHashBuilder::default(),
+                    CountEvictions,
+                )
             }),
             hasher: quick_cache::DefaultHashBuilder::default(),
             reads,
@@ -252,13 +356,10 @@ impl DecisionCache {
             }
         }
         let decision = evaluate();
-        entries.insert(
-            hash,
-            Arc::new(Entry {
-                key: StoredKey::new(&view),
-                decision: decision.clone(),
-            }),
-        );
+        if view.text_len() <= MAX_CACHED_KEY_BYTES {
+            let entry = Entry::new(StoredKey::new(&view), decision.clone());
+            entries.insert(hash, Arc::new(entry));
+        }
         decision
     }
 
@@ -282,6 +383,20 @@ impl DecisionCache {
             source_ip: self.reads.source_ip.then_some(source_ip),
             mtls,
         }
+    }
+
+    /// `(entries, bytes)` held now: the entries' estimated heap bytes
+    /// (what [`Entry::bytes`] counts), not the floor-raised weights.
+    pub(super) fn usage(&self) -> (u64, u64) {
+        let Some(entries) = &self.entries else {
+            return (0, 0);
+        };
+        let (count, bytes) = entries
+            .iter()
+            .fold((0u64, 0u64), |(count, bytes), (_, entry)| {
+                (count + 1, bytes + u64::from(entry.bytes))
+            });
+        (count, bytes)
     }
 
     /// What the key includes.

@@ -84,7 +84,11 @@ pub(super) fn load(
                 .map_err(|diagnostic| vec![diagnostic])?;
             sort(&mut warnings);
             Ok(Authorizer {
-                cache: DecisionCache::new(options.decision_cache_entries, Reads::of(&policies)),
+                cache: DecisionCache::new(
+                    options.decision_cache_entries,
+                    options.decision_cache_bytes,
+                    Reads::of(&policies),
+                ),
                 schema,
                 workload_shape,
                 policies,

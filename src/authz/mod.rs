@@ -31,7 +31,8 @@
 //!    of such error-free conditions over fields every request has, wisp
 //!    decides as Cedar would without building entities (~0.4 µs instead of
 //!    ~7 µs).
-//! 4. **A decision cache** (`cache.rs`), bounded by entries and owned by the
+//! 4. **A decision cache** (`cache.rs`), bounded by entries and bytes (keys
+//!    over 4 KiB are not cached), and owned by the
 //!    authorizer, so a reload (a new authorizer) never serves a decision made
 //!    under other policies. Its key is everything a decision depends on: the
 //!    principal entity's content, the method, the path, `mtls`, and `host`,
@@ -65,6 +66,7 @@ use cedar_policy::{PolicySet, Schema};
 
 use crate::identity::Identity;
 
+pub use cache::{evictions as decision_cache_evictions, MAX_CACHED_KEY_BYTES};
 pub use guards::GuardStats;
 
 /// One problem in the schema or a policy file, printed as `file:line:col: message`.
@@ -200,6 +202,10 @@ impl Principal {
 pub struct AuthorizerOptions {
     /// Decisions kept in the decision cache (0 disables it).
     pub decision_cache_entries: u64,
+    /// Bytes the decision cache may hold (estimated heap bytes of its keys
+    /// and decisions; 0 disables it). Each entry counts at least
+    /// `decision_cache_bytes / decision_cache_entries`.
+    pub decision_cache_bytes: u64,
     /// Evaluate only the policies whose action scope can match the request's
     /// action (`false` evaluates the whole set: for benchmarks and diagnosis).
     pub slice_by_action: bool,
@@ -215,12 +221,18 @@ impl AuthorizerOptions {
     /// callers of one service while keeping within the sidecar's memory
     /// budget (DESIGN.md: ≤ 64 MiB with 100k cached tokens).
     pub const DEFAULT_DECISION_CACHE_ENTRIES: u64 = 10_000;
+
+    /// The decision cache's byte bound by default: 10,000 ordinary entries
+    /// at the floor of 0.8 KiB each, or ~2,000 of the largest cached keys
+    /// (4 KiB of path, host and query); longer keys are not cached.
+    pub const DEFAULT_DECISION_CACHE_BYTES: u64 = 8 << 20;
 }
 
 impl Default for AuthorizerOptions {
     fn default() -> Self {
         AuthorizerOptions {
             decision_cache_entries: Self::DEFAULT_DECISION_CACHE_ENTRIES,
+            decision_cache_bytes: Self::DEFAULT_DECISION_CACHE_BYTES,
             slice_by_action: true,
             index_principals: true,
         }
@@ -322,6 +334,12 @@ impl Authorizer {
     /// reports it: unindexed policies are looked at for every principal).
     pub fn guard_stats(&self) -> GuardStats {
         GuardStats::of(&self.policies)
+    }
+
+    /// `(entries, bytes)` the decision cache holds now (set at scrape time
+    /// as `wisp_decision_cache_entries` / `_bytes`).
+    pub fn decision_cache_usage(&self) -> (u64, u64) {
+        self.cache.usage()
     }
 
     /// Number of policies loaded.

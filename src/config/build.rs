@@ -7,17 +7,17 @@ use std::time::Duration;
 use super::issuer::build_issuers;
 use super::problem::{element, Problem, Problems};
 use super::raw::{
-    RawAdmin, RawAuthn, RawConfig, RawDecisionLog, RawHeaders, RawLog, RawLogFormat, RawPolicies,
-    RawPolicyMode, RawRequire, RawRoutes, RawUpstream,
+    RawAdmin, RawAuthn, RawConfig, RawDecisionLog, RawHeaders, RawLimits, RawLog, RawLogFormat,
+    RawPolicies, RawPolicyMode, RawRequire, RawRoutes, RawUpstream,
 };
 use super::tls::{
     build_tls, build_trust_domains, build_upstream_tls, check_require, check_trust_domains_needed,
 };
 use super::units::{format_duration, format_size};
 use super::{
-    AdminConfig, AuthnConfig, Config, DecisionLog, HeadersConfig, IdentityHeaderNames, LogConfig,
-    LogFormat, PolicyConfig, PolicyMode, RequireCredentials, RoutePattern, RoutesConfig,
-    UpstreamConfig,
+    AdminConfig, AuthnConfig, Config, DecisionLog, HeadersConfig, IdentityHeaderNames,
+    LimitsConfig, LogConfig, LogFormat, PolicyConfig, PolicyMode, RequireCredentials, RoutePattern,
+    RoutesConfig, UpstreamConfig,
 };
 
 const DEFAULT_LISTEN: SocketAddr =
@@ -33,6 +33,12 @@ const DEFAULT_MAX_TOKEN_BYTES: u64 = 8192;
 const MAX_MAX_TOKEN_BYTES: u64 = 1 << 20;
 const DEFAULT_TOKEN_CACHE_BYTES: u64 = 64 << 20;
 const MAX_THREADS: usize = 256;
+const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
+/// A bound on `limits.max_connections` (each connection holds a file
+/// descriptor; beyond this the process's own limit decides anyway).
+const MAX_MAX_CONNECTIONS: u64 = 1_000_000;
 const DEFAULT_POLICY_DIR: &str = "policies";
 const SCHEMA_FILE_NAME: &str = "wisp.cedarschema";
 
@@ -104,6 +110,7 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problems> {
     let routes = problems.take(RoutesConfig::try_from(raw.routes).map_err(|p| p.under("routes")));
     let headers =
         problems.take(HeadersConfig::try_from(raw.headers).map_err(|p| p.under("headers")));
+    let limits = problems.take(build_limits(raw.limits).map_err(|p| p.under("limits")));
     let threads = problems.take(build_threads(raw.threads).map_err(|m| Problem::at("threads", m)));
     let (
         Some(upstream),
@@ -115,6 +122,7 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problems> {
         Some(policies),
         Some(routes),
         Some(headers),
+        Some(limits),
         Some(threads),
     ) = (
         upstream,
@@ -126,6 +134,7 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problems> {
         policies,
         routes,
         headers,
+        limits,
         threads,
     )
     else {
@@ -144,6 +153,7 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problems> {
         routes,
         headers,
         log: LogConfig::from(raw.log),
+        limits,
         threads,
         shutdown_grace: raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
         drain_delay: raw.drain_delay.map_or(DEFAULT_DRAIN_DELAY, |d| d.0),
@@ -444,6 +454,35 @@ impl From<RawLog> for LogConfig {
             },
         }
     }
+}
+
+/// Converts `limits:`; problem keys are relative to it.
+fn build_limits(raw: RawLimits) -> Result<LimitsConfig, Problem> {
+    let header_timeout = positive(raw.header_timeout.map_or(DEFAULT_HEADER_TIMEOUT, |d| d.0))
+        .map_err(|m| Problem::at("header_timeout", m))?;
+    let idle_timeout = raw.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |d| d.0);
+    // pingora counts keep-alive in whole seconds.
+    if idle_timeout < Duration::from_secs(1) || idle_timeout.subsec_nanos() != 0 {
+        return Err(Problem::at(
+            "idle_timeout",
+            "must be whole seconds, at least 1s",
+        ));
+    }
+    let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    let max_connections = Some(max_connections)
+        .filter(|n| (1..=MAX_MAX_CONNECTIONS).contains(n))
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| {
+            Problem::at(
+                "max_connections",
+                format!("must be between 1 and {MAX_MAX_CONNECTIONS}"),
+            )
+        })?;
+    Ok(LimitsConfig {
+        header_timeout,
+        idle_timeout,
+        max_connections,
+    })
 }
 
 fn build_threads(raw: Option<u64>) -> Result<usize, String> {

@@ -39,6 +39,8 @@ pub(super) struct RawConfig {
     pub headers: RawHeaders,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub limits: RawLimits,
     pub threads: Option<u64>,
     pub shutdown_grace: Option<Parsed<Duration>>,
     pub drain_delay: Option<Parsed<Duration>>,
@@ -211,6 +213,15 @@ pub(super) struct RawIdentityHeaders {
     pub issuer: Option<String>,
     pub tags: Option<String>,
     pub spiffe_id: Option<String>,
+}
+
+/// `limits:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub header_timeout: Option<Parsed<Duration>>,
+    pub idle_timeout: Option<Parsed<Duration>>,
+    pub max_connections: Option<u64>,
 }
 
 /// `log:`.

@@ -164,6 +164,7 @@ headers:
     tags: x-caller-tags
     spiffe_id: x-caller-spiffe
 log: { format: text, decisions: all }
+limits: { header_timeout: 2s, idle_timeout: 30s, max_connections: 500 }
 threads: 4
 shutdown_grace: 10s
 drain_delay: 2s
@@ -243,6 +244,14 @@ drain_delay: 2s
     assert_eq!(config.headers.identity.spiffe_id, "x-caller-spiffe");
     assert_eq!(config.log.format, LogFormat::Text);
     assert_eq!(config.log.decisions, DecisionLog::All);
+    assert_eq!(
+        config.limits,
+        LimitsConfig {
+            header_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 500,
+        }
+    );
     assert_eq!(config.threads, 4);
     assert_eq!(config.shutdown_grace, Duration::from_secs(10));
     assert_eq!(config.drain_delay, Duration::from_secs(2));
@@ -286,6 +295,9 @@ fn omitted_keys_take_their_documented_defaults() {
     assert_eq!(config.headers.identity.spiffe_id, "x-wisp-spiffe-id");
     assert_eq!(config.log.format, LogFormat::Json);
     assert_eq!(config.log.decisions, DecisionLog::Deny);
+    assert_eq!(config.limits.header_timeout, Duration::from_secs(10));
+    assert_eq!(config.limits.idle_timeout, Duration::from_secs(60));
+    assert_eq!(config.limits.max_connections, 10_000);
     assert!((1..=256).contains(&config.threads));
     assert_eq!(config.shutdown_grace, Duration::from_secs(20));
     assert_eq!(config.drain_delay, Duration::from_secs(5));
@@ -668,6 +680,14 @@ fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("zero threads", format!("{MINIMAL}threads: 0\n"), "threads", "between 1 and 256"),
         ("too many threads", format!("{MINIMAL}threads: 1000\n"), "threads", "between 1 and 256"),
         ("bad shutdown grace", format!("{MINIMAL}shutdown_grace: forever\n"), "shutdown_grace", "invalid duration"),
+        ("zero header timeout", format!("{MINIMAL}limits: {{ header_timeout: 0s }}\n"), "limits.header_timeout", "longer than 0s"),
+        ("header timeout as a number", format!("{MINIMAL}limits: {{ header_timeout: 10 }}\n"), "limits.header_timeout", "ambiguous"),
+        ("idle timeout under 1s", format!("{MINIMAL}limits: {{ idle_timeout: 500ms }}\n"), "limits.idle_timeout", "whole seconds"),
+        ("idle timeout in part seconds", format!("{MINIMAL}limits: {{ idle_timeout: 1500ms }}\n"), "limits.idle_timeout", "whole seconds"),
+        ("zero max connections", format!("{MINIMAL}limits: {{ max_connections: 0 }}\n"), "limits.max_connections", "between 1 and"),
+        ("too many max connections", format!("{MINIMAL}limits: {{ max_connections: 2000000 }}\n"), "limits.max_connections", "between 1 and"),
+        ("negative max connections", format!("{MINIMAL}limits: {{ max_connections: -1 }}\n"), "limits.max_connections", ""),
+        ("unknown limits key", format!("{MINIMAL}limits: {{ body_timeout: 1s }}\n"), "limits.body_timeout", "unknown field"),
         ("duplicate key", format!("{MINIMAL}listen: 0.0.0.0:1\nlisten: 0.0.0.0:2\n"), "listen", "duplicate"),
         ("wrong type", format!("{MINIMAL}issuers: {{ name: a }}\n"), "issuers", "must be a list"),
         ("misspelt key", format!("{MINIMAL}  adress: x:1\n"), "upstream.adress", "unknown field `adress`, did you mean `address`?"),

@@ -76,7 +76,9 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn refused(outcome: Outcome, target: Option<Target>) -> Verdict {
+    /// A refusal decided before or without the pipeline's later steps (a
+    /// transport's own 400, e.g. a missing or repeated `Host`).
+    pub fn refused(outcome: Outcome, target: Option<Target>) -> Verdict {
         Verdict {
             outcome,
             target,

@@ -101,6 +101,7 @@ impl Outcome {
             AuthnError::REASONS,
             crate::authn::svid::SvidError::REASONS,
             crate::path::PathError::REASONS,
+            crate::host::HostError::REASONS,
             super::target::TARGET_REASONS,
         ] {
             labels.extend(reasons.iter().map(|reason| ("deny", *reason)));

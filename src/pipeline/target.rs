@@ -30,7 +30,14 @@ impl Target {
     pub fn parse(raw: &[u8], host: Option<&str>) -> Result<Target, &'static str> {
         let mut target = normalized_target(raw)?;
         // RFC 9112 §3.2.2: an absolute-form target's authority wins over `Host`.
-        target.host = host_of(target.authority.as_deref().or(host).unwrap_or(""));
+        target.host = match target.authority.as_deref().or(host) {
+            Some(host) => crate::host::normalize(host.as_bytes())
+                .map_err(|error| error.reason())?
+                .name()
+                .to_owned(),
+            // Offline tools may decide without a host; front ends never do.
+            None => String::new(),
+        };
         Ok(target)
     }
 }
@@ -94,18 +101,6 @@ fn normalized_target(raw: &[u8]) -> Result<Target, &'static str> {
     })
 }
 
-/// A host as decided on: lowercased, without port.
-fn host_of(raw: &str) -> String {
-    let without_port = if raw.starts_with('[') {
-        raw.find(']').map_or(raw, |end| &raw[..=end])
-    } else {
-        match raw.rsplit_once(':') {
-            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-            _ => raw,
-        }
-    };
-    without_port.to_ascii_lowercase()
-}
 
 #[cfg(test)]
 mod tests {

@@ -486,3 +486,65 @@ pub async fn deploy(
     wisp.wait_ready().await;
     (issuer, echo, wisp)
 }
+
+/// Sends exactly `bytes` (a whole raw request, nothing added: no `Host`,
+/// no `Connection: close` unless they are in it) and reads until the server
+/// closes the connection.
+pub async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Response> {
+    let mut stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::other("connect timeout"))??;
+    stream.write_all(bytes).await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .map_err(|_| std::io::Error::other("read timeout"))??;
+    parse_response(&raw)
+}
+
+/// Reads one response with a `Content-Length` body from a connection kept
+/// open (the server decides whether it closes), within 10 s.
+pub async fn read_one_response(stream: &mut TcpStream) -> std::io::Result<Response> {
+    let read = async {
+        let mut raw = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = parse_response(&raw[..end + 4])?;
+                let length: usize = head
+                    .header("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                if raw.len() >= end + 4 + length {
+                    return parse_response(&raw[..end + 4 + length]);
+                }
+            }
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::Error::other(format!(
+                    "closed before a whole response: {:?}",
+                    String::from_utf8_lossy(&raw)
+                )));
+            }
+            raw.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .map_err(|_| std::io::Error::other("read timeout"))?
+}
+
+/// Whether the server closes `stream` within `within` (EOF or reset;
+/// whatever else arrives first is discarded).
+pub async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let wait = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    };
+    tokio::time::timeout(within, wait).await.is_ok()
+}

@@ -98,6 +98,74 @@ fn the_cache_holds_at_most_its_capacity() {
     assert!(held <= 16, "{held} entries");
 }
 
+/// Denies every request, reading `resource.path` and `resource.host` (so
+/// both are in the key).
+const PATH_FORBID: &str = r#"
+@id("deny-admin")
+forbid (principal, action, resource) when { resource.path like "/admin*" || resource.host == "admin.example" };
+"#;
+
+#[test]
+fn an_entry_weighs_its_key_and_decision_bytes() {
+    let authorizer = authorizer(PATH_FORBID);
+    let principal = authorizer.principal(identity("a")).unwrap();
+    let path = "/admin/some/path";
+    let decision = authorizer.authorize(&principal, &request("GET", path));
+    assert_eq!(decision.effect, Effect::Deny);
+    assert_eq!(decision.policy_ids, ["deny-admin"]);
+    let want = 256 + "GET".len() + path.len() + "orders.internal".len() + "deny-admin".len() + 24;
+    assert_eq!(
+        authorizer.decision_cache_usage(),
+        (1, u64::try_from(want).unwrap())
+    );
+}
+
+#[test]
+fn the_cache_holds_at_most_its_bytes_and_never_an_oversized_key() {
+    let dir = dir_with(&[("policies.cedar", PATH_FORBID)]);
+    let max_bytes = 256 << 10;
+    let options = AuthorizerOptions {
+        decision_cache_entries: 10_000,
+        decision_cache_bytes: max_bytes,
+        ..AuthorizerOptions::default()
+    };
+    let authorizer = Authorizer::load_with(&shipped_schema(), dir.path(), options).unwrap();
+    let principal = authorizer.principal(identity("a")).unwrap();
+    let evicted_before = super::super::decision_cache_evictions();
+    // 3 KiB keys: cached, and evicted to stay within the bound.
+    for n in 0..500 {
+        let path = format!("/admin/{n}/{}", "x".repeat(3 << 10));
+        let decision = authorizer.authorize(&principal, &request("GET", &path));
+        assert_eq!(decision.effect, Effect::Deny);
+    }
+    let (entries, bytes) = authorizer.decision_cache_usage();
+    assert!(bytes <= max_bytes, "{bytes} bytes in {entries} entries");
+    assert!(
+        entries >= 20,
+        "the bound holds many 3 KiB entries: {entries}"
+    );
+    assert!(super::super::decision_cache_evictions() > evicted_before);
+
+    // Over MAX_CACHED_KEY_BYTES (path + host + query): decided, not cached.
+    let cold = Authorizer::load_with(&shipped_schema(), dir.path(), options).unwrap();
+    let principal = cold.principal(identity("a")).unwrap();
+    for n in 0..50 {
+        let path = format!("/admin/{n}/{}", "x".repeat(60 << 10));
+        let decision = cold.authorize(&principal, &request("GET", &path));
+        assert_eq!(decision.effect, Effect::Deny);
+        assert_eq!(decision.policy_ids, ["deny-admin"]);
+    }
+    let longest = "x".repeat(crate::authz::MAX_CACHED_KEY_BYTES - "orders.internal".len());
+    let decision = cold.authorize(&principal, &request("GET", &longest));
+    assert_eq!(decision.effect, Effect::Deny);
+    assert!(decision.policy_ids.is_empty(), "a default deny");
+    assert_eq!(
+        cold.decision_cache_usage().0,
+        1,
+        "only the key at the limit"
+    );
+}
+
 #[test]
 fn unknown_methods_are_answered_without_filling_the_cache() {
     let authorizer = demo();
@@ -115,6 +183,7 @@ fn a_disabled_cache_still_decides() {
     let dir = dir_with(&[("policies.cedar", TAG_PERMIT)]);
     let options = AuthorizerOptions {
         decision_cache_entries: 0,
+        decision_cache_bytes: 0,
         slice_by_action: false,
         index_principals: false,
     };

@@ -315,7 +315,7 @@ proptest! {
     ) {
         let text = render(&allowed, &policies);
         let dir = dir_with(&[("wisp.cedarschema", SCHEMA), ("policies.cedar", &text)]);
-        let options = AuthorizerOptions { decision_cache_entries: capacity, slice_by_action: true, index_principals };
+        let options = AuthorizerOptions { decision_cache_entries: capacity, decision_cache_bytes: capacity.saturating_mul(1024), slice_by_action: true, index_principals };
         let authorizer = Authorizer::load_with(&dir.path().join("wisp.cedarschema"), dir.path(), options)
             .unwrap_or_else(|diagnostics| panic!("{text}\n{diagnostics:#?}"));
         let principals: Vec<Principal> = callers.iter().map(|caller| build(&authorizer, caller)).collect();
