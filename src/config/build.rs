@@ -12,6 +12,7 @@ use super::raw::{
 };
 use super::tls::{
     build_tls, build_trust_domains, build_upstream_tls, check_require, check_trust_domains_needed,
+    scope_spiffe_issuers,
 };
 use super::units::{format_duration, format_size};
 use super::{
@@ -61,9 +62,11 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problem> {
     let upstream = raw
         .upstream
         .ok_or_else(|| Problem::at("upstream.address", "required: the service's host:port"))?;
+    let trust_domains =
+        build_trust_domains(raw.trust_domains).map_err(|p| p.under("trust_domains"))?;
     let tls = raw
         .tls
-        .map(|tls| build_tls(tls, base_dir))
+        .map(|tls| build_tls(tls, &trust_domains, base_dir))
         .transpose()
         .map_err(|p| p.under("tls"))?;
     let upstream = build_upstream(upstream, base_dir).map_err(|p| p.under("upstream"))?;
@@ -72,10 +75,9 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problem> {
         .map(|admin| build_admin(admin, listen))
         .transpose()
         .map_err(|p| p.under("admin"))?;
-    let issuers = build_issuers(raw.issuers, base_dir)?;
-    let trust_domains =
-        build_trust_domains(raw.trust_domains).map_err(|p| p.under("trust_domains"))?;
+    let mut issuers = build_issuers(raw.issuers, base_dir)?;
     check_trust_domains_needed(&trust_domains, tls.as_ref(), &issuers)?;
+    scope_spiffe_issuers(&mut issuers, &trust_domains)?;
     let authn = AuthnConfig::try_from(raw.authn).map_err(|p| p.under("authn"))?;
     check_require(authn.require, tls.as_ref())?;
     let policies = build_policies(raw.policies, base_dir).map_err(|p| p.under("policies"))?;

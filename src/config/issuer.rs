@@ -120,6 +120,12 @@ fn build_issuer(raw: RawIssuer, base_dir: &Path) -> Result<IssuerConfig, Problem
         return Err(Problem::at("max_lifetime", "must be at least 1s"));
     }
     let claims = build_claims(raw.claims).map_err(|p| p.under("claims"))?;
+    if raw.trust_domain.is_some() && preset != Preset::SpiffeJwt {
+        return Err(Problem::at(
+            "trust_domain",
+            "only for `preset: spiffe-jwt` (it scopes the JWT-SVIDs' `sub` to one trust domain)",
+        ));
+    }
     Ok(IssuerConfig {
         name: name.into(),
         issuer,
@@ -133,6 +139,8 @@ fn build_issuer(raw: RawIssuer, base_dir: &Path) -> Result<IssuerConfig, Problem
         algorithms,
         leeway,
         max_lifetime,
+        // Checked against `trust_domains` (and defaulted) by `scope_spiffe_issuers`.
+        trust_domain: raw.trust_domain,
         claims,
     })
 }

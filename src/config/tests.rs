@@ -65,6 +65,21 @@ fn with_tls(extra: &str) -> String {
     format!("{MINIMAL}{TLS}{extra}{TRUST_DOMAINS}")
 }
 
+/// The minimal config with a TLS listener trusting two domains, each with its
+/// own bundle, its `tls:` section extended by `extra` (one `key: value`).
+fn federated_tls(extra: &str) -> String {
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!("  {extra}\n")
+    };
+    format!(
+        "{MINIMAL}tls:\n  cert: svid.pem\n  key: svid_key.pem\n  \
+         trust_bundles: {{ a.test: bundle.pem, b.test: upstream_ca.pem }}\n{extra}\
+         trust_domains: [a.test, b.test]\n"
+    )
+}
+
 /// The minimal config with `upstream.tls:` set to `value` (YAML flow style).
 fn with_upstream_tls(value: &str) -> String {
     format!("{MINIMAL}  tls: {value}\n")
@@ -352,12 +367,51 @@ fn a_tls_section_loads_with_every_value() {
         Some(TlsConfig {
             cert: dir.join("svid.pem"),
             key: dir.join("svid_key.pem"),
-            client_ca: Some(dir.join("bundle.pem")),
+            trust_bundles: vec![TrustBundleFile {
+                trust_domain: "example.org".to_owned(),
+                path: dir.join("bundle.pem"),
+            }],
             client_auth: ClientAuth::Required,
             reload_interval: Duration::from_secs(60),
         })
     );
     assert_eq!(config.trust_domains, ["example.org"]);
+}
+
+#[test]
+fn trust_bundles_give_each_trust_domain_its_own_bundle() {
+    let fixture = Fixture::new();
+    let dir = fixture.dir.path();
+    let tls = fixture.load(&federated_tls("")).unwrap().tls.unwrap();
+    let bundles: Vec<_> = tls
+        .trust_bundles
+        .iter()
+        .map(|b| (b.trust_domain.as_str(), b.path.clone()))
+        .collect();
+    assert_eq!(
+        bundles,
+        [
+            ("a.test", dir.join("bundle.pem")),
+            ("b.test", dir.join("upstream_ca.pem"))
+        ]
+    );
+}
+
+#[test]
+fn a_spiffe_jwt_issuer_is_scoped_to_the_only_trust_domain_or_to_its_own() {
+    let single = load(&format!("{}{TRUST_DOMAINS}", with_spiffe_issuer(""))).unwrap();
+    assert_eq!(
+        single.issuers[0].trust_domain.as_deref(),
+        Some("example.org")
+    );
+    let several = load(&format!(
+        "{}trust_domains: [a.test, b.test]\n",
+        with_spiffe_issuer("    trust_domain: b.test\n")
+    ))
+    .unwrap();
+    assert_eq!(several.issuers[0].trust_domain.as_deref(), Some("b.test"));
+    let other = load(&format!("{}{TRUST_DOMAINS}", with_issuer(""))).unwrap();
+    assert_eq!(other.issuers[0].trust_domain, None);
 }
 
 #[test]
@@ -373,7 +427,7 @@ fn tls_without_client_auth_needs_neither_a_bundle_nor_trust_domains() {
         format!("{MINIMAL}tls: {{ cert: svid.pem, key: svid_key.pem, client_auth: none }}\n");
     let tls = load(&yaml).unwrap().tls.unwrap();
     assert_eq!(tls.client_auth, ClientAuth::None);
-    assert_eq!(tls.client_ca, None);
+    assert!(tls.trust_bundles.is_empty());
 }
 
 #[test]
@@ -392,7 +446,7 @@ fn tls_files_resolve_against_the_config_files_directory() {
         .tls
         .unwrap();
     assert_eq!(tls.cert, nested.join("../svid.pem"));
-    assert_eq!(tls.client_ca, Some(nested.join("../bundle.pem")));
+    assert_eq!(tls.trust_bundles[0].path, nested.join("../bundle.pem"));
 }
 
 #[test]
@@ -561,6 +615,13 @@ fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("optional client auth without client_ca", with_tls("").replace("  client_ca: bundle.pem\n", ""), "tls.client_ca", "required"),
         ("required client auth without client_ca", with_tls("client_auth: required").replace("  client_ca: bundle.pem\n", ""), "tls.client_ca", "required"),
         ("client_ca unused without client auth", with_tls("client_auth: none"), "tls.client_ca", "unused"),
+        ("client_ca with several trust domains", federated_tls("").replace("  trust_bundles: { a.test: bundle.pem, b.test: upstream_ca.pem }\n", "  client_ca: bundle.pem\n"), "tls.client_ca", "`trust_bundles: { a.test: bundle.pem }`"),
+        ("client_ca and trust_bundles together", federated_tls("client_ca: bundle.pem"), "tls.trust_bundles", "cannot be used together"),
+        ("trust bundle of an unlisted domain", federated_tls("").replace("b.test: upstream", "c.test: upstream"), "tls.trust_bundles.c.test", "not one of `trust_domains`"),
+        ("trust domain without a bundle", federated_tls("").replace(", b.test: upstream_ca.pem", ""), "tls.trust_bundles", "no bundle for trust domain `b.test`"),
+        ("missing trust bundle file", federated_tls("").replace("upstream_ca.pem", "nope.json"), "tls.trust_bundles.b.test", "nope.json` does not exist"),
+        ("empty trust_bundles", federated_tls("").replace("{ a.test: bundle.pem, b.test: upstream_ca.pem }", "{}"), "tls.trust_bundles", "at least one"),
+        ("trust_bundles unused without client auth", federated_tls("client_auth: none"), "tls.trust_bundles", "unused"),
         ("unknown client_auth", with_tls("client_auth: request"), "tls.client_auth", "unknown variant"),
         ("tls reload under 1s", with_tls("reload_interval: 500ms"), "tls.reload_interval", "at least 1s"),
         ("tls reload as a plain number", with_tls("reload_interval: 30"), "tls.reload_interval", "ambiguous"),
@@ -589,6 +650,9 @@ fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("issuer with #", with_issuer("").replace("cluster.local", "cluster.local#x"), "issuers[0].issuer", "#"),
         ("missing issuer", with_issuer("").replace("    issuer: https://kubernetes.default.svc.cluster.local\n", ""), "issuers[0].issuer", "required"),
         ("spiffe-jwt without trust domains", with_spiffe_issuer(""), "trust_domains", "required by issuers[0] (preset spiffe-jwt)"),
+        ("trust_domain on a non-SPIFFE issuer", format!("{}{TRUST_DOMAINS}", with_issuer("    trust_domain: example.org\n")), "issuers[0].trust_domain", "only for `preset: spiffe-jwt`"),
+        ("spiffe-jwt scoped to an unlisted domain", format!("{}{TRUST_DOMAINS}", with_spiffe_issuer("    trust_domain: other.org\n")), "issuers[0].trust_domain", "`other.org` is not one of `trust_domains`"),
+        ("spiffe-jwt unscoped among several domains", format!("{}trust_domains: [a.test, b.test]\n", with_spiffe_issuer("")), "issuers[0].trust_domain", "required with several `trust_domains` (a.test, b.test)"),
         ("spiffe-jwt with EdDSA", format!("{}{TRUST_DOMAINS}", with_spiffe_issuer("").replace("[RS256]", "[RS256, EdDSA]")), "issuers[0].algorithms[1]", "not allowed for JWT-SVIDs"),
         ("unknown preset", issuer_with("preset: okta"), "issuers[0].preset", "unknown variant"),
         ("missing jwks", with_issuer("").replace("    jwks: { discovery: true }\n", ""), "issuers[0].jwks", "required"),
@@ -879,6 +943,7 @@ proptest! {
                 "listen", "upstream", "address", "issuers", "- name", "jwks", "refresh",
                 "claims", "routes", "public", "tls", "threads", "headers", "identity", "x",
                 "cert", "key", "client_ca", "client_auth", "server_name", "trust_domains",
+                "trust_bundles", "trust_domain",
             ]), "[ -~]{0,16}"),
             0..12,
         )
