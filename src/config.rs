@@ -177,6 +177,16 @@ pub enum JwksSource {
     Uri(String),
     /// A static JWKS file (re-read on refresh).
     File(PathBuf),
+    /// The `jwt-svid` keys of a trust domain's SPIFFE bundle: the file of
+    /// `tls.trust_bundles.<trust_domain>` (SPIFFE JSON format), re-read on
+    /// refresh like `File` (`jwks: { spiffe_bundle: <trust domain> }`,
+    /// `spiffe-jwt` issuers only; the issuer is scoped to that domain).
+    SpiffeBundle {
+        /// The trust domain whose bundle holds the keys.
+        trust_domain: String,
+        /// Its bundle file.
+        path: PathBuf,
+    },
 }
 
 /// How an issuer's discovery and JWKS requests are made (`jwks.ca`,

@@ -778,3 +778,67 @@ fn promtool_check_metrics(text: &str) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spiffe_jwt_issuer_can_take_its_keys_from_its_trust_domains_bundle() {
+    let pki = Pki::new();
+    let partner_ca = common::tls::Ca::new("partner.test test CA");
+    let issuer = start_issuer().await;
+    // The partner's SPIFFE bundle: its CA, and the issuer's signing keys as
+    // `jwt-svid` keys (as `spire-server bundle show -format spiffe` writes it).
+    let mut bundle: serde_json::Value =
+        serde_json::from_str(&spiffe_bundle(&[&partner_ca])).expect("bundle");
+    let issuer_keys: serde_json::Value =
+        serde_json::from_str(&issuer.jwks_json()).expect("issuer JWKS");
+    let keys = bundle["keys"].as_array_mut().expect("keys");
+    keys.retain(|key| key["use"] == "x509-svid");
+    for key in issuer_keys["keys"].as_array().expect("issuer keys") {
+        let mut key = key.clone();
+        key["use"] = json!("jwt-svid");
+        keys.push(key);
+    }
+    let partner_bundle = pki.dir.path().join("partner.json");
+    std::fs::write(&partner_bundle, bundle.to_string()).expect("write bundle");
+    let echo = start_echo().await;
+    let svid_issuer = format!(
+        "  - name: partner-spire\n    issuer: {}\n    preset: spiffe-jwt\n    jwks: {{ spiffe_bundle: {PARTNER} }}\n    audiences: [orders]\n    algorithms: [ES256]\n",
+        issuer.issuer_url()
+    );
+    let listener = format!(
+        "tls: {{ cert: {}, key: {}, client_auth: optional, \
+         trust_bundles: {{ example.org: {}, {PARTNER}: {} }} }}\ntrust_domains: [example.org, {PARTNER}]",
+        pki.cert_path.display(),
+        pki.key_path.display(),
+        pki.ca_path.display(),
+        partner_bundle.display(),
+    );
+    let wisp = WispBuilder::new(echo.addr())
+        .issuer(svid_issuer)
+        .policy("all.cedar", ANYONE_AUTHENTICATED)
+        .extra(&listener)
+        .start()
+        .await;
+    wisp.wait_ready().await;
+
+    let partner = issuer.token(json!({"sub": "spiffe://partner.test/ns/y/sa/api"}));
+    let response = pki
+        .client()
+        .get_with_token(wisp.listen, "/", &partner)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", wisp.log()));
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(
+        response.upstream_header("x-wisp-spiffe-id"),
+        ["spiffe://partner.test/ns/y/sa/api"]
+    );
+    // The partner's keys do not speak for example.org.
+    let forged = issuer.token(json!({"sub": "spiffe://example.org/ns/x/sa/web"}));
+    let response = pki
+        .client()
+        .get_with_token(wisp.listen, "/", &forged)
+        .await
+        .expect("response");
+    assert_eq!(response.status, 401, "{}", response.body);
+    assert_eq!(response.json()["reason"], "invalid_claim");
+    assert_eq!(echo.requests(), 1);
+}

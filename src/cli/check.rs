@@ -29,7 +29,7 @@ pub fn run(path: &Path) -> ExitCode {
         }
     };
     for issuer in &config.issuers {
-        if let JwksSource::File(file) = &issuer.jwks {
+        if let JwksSource::File(file) | JwksSource::SpiffeBundle { path: file, .. } = &issuer.jwks {
             let result = std::fs::read(file)
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| {

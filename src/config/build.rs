@@ -77,7 +77,7 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problem> {
         .map_err(|p| p.under("admin"))?;
     let mut issuers = build_issuers(raw.issuers, base_dir)?;
     check_trust_domains_needed(&trust_domains, tls.as_ref(), &issuers)?;
-    scope_spiffe_issuers(&mut issuers, &trust_domains)?;
+    scope_spiffe_issuers(&mut issuers, &trust_domains, tls.as_ref())?;
     let authn = AuthnConfig::try_from(raw.authn).map_err(|p| p.under("authn"))?;
     check_require(authn.require, tls.as_ref())?;
     let policies = build_policies(raw.policies, base_dir).map_err(|p| p.under("policies"))?;

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::build::existing_file;
@@ -120,6 +120,12 @@ fn build_issuer(raw: RawIssuer, base_dir: &Path) -> Result<IssuerConfig, Problem
         return Err(Problem::at("max_lifetime", "must be at least 1s"));
     }
     let claims = build_claims(raw.claims).map_err(|p| p.under("claims"))?;
+    if matches!(jwks.source, JwksSource::SpiffeBundle { .. }) && preset != Preset::SpiffeJwt {
+        return Err(Problem::at(
+            "jwks.spiffe_bundle",
+            "only for `preset: spiffe-jwt` (a SPIFFE bundle's keys sign JWT-SVIDs)",
+        ));
+    }
     if raw.trust_domain.is_some() && preset != Preset::SpiffeJwt {
         return Err(Problem::at(
             "trust_domain",
@@ -184,8 +190,8 @@ struct Jwks {
 }
 
 fn build_jwks(raw: RawJwks, issuer: &str, base_dir: &Path) -> Result<Jwks, Problem> {
-    let source = match (raw.discovery, raw.uri, raw.file) {
-        (true, None, None) => {
+    let source = match (raw.discovery, raw.uri, raw.file, raw.spiffe_bundle) {
+        (true, None, None, None) => {
             check_fetch_url(issuer).map_err(|why| {
                 Problem::at(
                     "discovery",
@@ -197,21 +203,29 @@ fn build_jwks(raw: RawJwks, issuer: &str, base_dir: &Path) -> Result<Jwks, Probl
             })?;
             JwksSource::Discovery
         }
-        (false, Some(uri), None) => {
+        (false, Some(uri), None, None) => {
             check_fetch_url(&uri).map_err(|why| Problem::at("uri", why))?;
             JwksSource::Uri(uri)
         }
-        (false, None, Some(file)) => {
+        (false, None, Some(file), None) => {
             let path = existing_file(base_dir.join(file)).map_err(|m| Problem::at("file", m))?;
             JwksSource::File(path)
         }
+        (false, None, None, Some(trust_domain)) => JwksSource::SpiffeBundle {
+            trust_domain,
+            // Resolved against `tls.trust_bundles` by `scope_spiffe_issuers`.
+            path: PathBuf::new(),
+        },
         _ => {
             return Err(Problem::here(
-                "set exactly one of `discovery: true`, `uri` or `file`",
+                "set exactly one of `discovery: true`, `uri`, `file` or `spiffe_bundle`",
             ))
         }
     };
-    let file_source = matches!(source, JwksSource::File(_));
+    let file_source = matches!(
+        source,
+        JwksSource::File(_) | JwksSource::SpiffeBundle { .. }
+    );
     let fetch = build_fetch(raw.ca, raw.bearer_token_file, file_source, base_dir)?;
     let refresh =
         at_least_one_second(raw.refresh, DEFAULT_REFRESH).map_err(|m| Problem::at("refresh", m))?;

@@ -135,6 +135,7 @@ pub(super) struct RawJwks {
     pub discovery: bool,
     pub uri: Option<String>,
     pub file: Option<String>,
+    pub spiffe_bundle: Option<String>,
     pub ca: Option<String>,
     pub bearer_token_file: Option<String>,
     pub refresh: Option<Parsed<Duration>>,

@@ -80,6 +80,23 @@ fn federated_tls(extra: &str) -> String {
     )
 }
 
+/// The minimal config with a `spiffe-jwt` issuer taking its keys from
+/// `domain`'s SPIFFE bundle, its extra lines `extra`.
+fn spiffe_bundle_issuer(domain: &str, extra: &str) -> String {
+    with_spiffe_issuer(extra).replace(
+        "{ discovery: true }",
+        &format!("{{ spiffe_bundle: {domain} }}"),
+    )
+}
+
+/// [`federated_tls`] (b.test's bundle in the SPIFFE JSON format) with a
+/// [`spiffe_bundle_issuer`].
+fn federated_spiffe_issuer(domain: &str, extra: &str) -> String {
+    let tls = federated_tls("").replace("upstream_ca.pem", "jwks.json");
+    let tls = tls.strip_prefix(MINIMAL).unwrap_or_default();
+    format!("{}{tls}", spiffe_bundle_issuer(domain, extra))
+}
+
 /// The minimal config with `upstream.tls:` set to `value` (YAML flow style).
 fn with_upstream_tls(value: &str) -> String {
     format!("{MINIMAL}  tls: {value}\n")
@@ -415,6 +432,23 @@ fn a_spiffe_jwt_issuer_is_scoped_to_the_only_trust_domain_or_to_its_own() {
 }
 
 #[test]
+fn a_spiffe_jwt_issuer_takes_its_keys_from_its_trust_domains_spiffe_bundle() {
+    let fixture = Fixture::new();
+    let config = fixture
+        .load(&federated_spiffe_issuer("b.test", ""))
+        .unwrap();
+    let issuer = &config.issuers[0];
+    assert_eq!(
+        issuer.jwks,
+        JwksSource::SpiffeBundle {
+            trust_domain: "b.test".to_owned(),
+            path: fixture.dir.path().join("jwks.json"),
+        }
+    );
+    assert_eq!(issuer.trust_domain.as_deref(), Some("b.test"));
+}
+
+#[test]
 fn a_tls_section_defaults_to_optional_client_auth_and_a_30s_reload() {
     let tls = load(&with_tls("")).unwrap().tls.unwrap();
     assert_eq!(tls.client_auth, ClientAuth::Optional);
@@ -653,6 +687,12 @@ fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("trust_domain on a non-SPIFFE issuer", format!("{}{TRUST_DOMAINS}", with_issuer("    trust_domain: example.org\n")), "issuers[0].trust_domain", "only for `preset: spiffe-jwt`"),
         ("spiffe-jwt scoped to an unlisted domain", format!("{}{TRUST_DOMAINS}", with_spiffe_issuer("    trust_domain: other.org\n")), "issuers[0].trust_domain", "`other.org` is not one of `trust_domains`"),
         ("spiffe-jwt unscoped among several domains", format!("{}trust_domains: [a.test, b.test]\n", with_spiffe_issuer("")), "issuers[0].trust_domain", "required with several `trust_domains` (a.test, b.test)"),
+        ("spiffe_bundle on a non-SPIFFE issuer", format!("{}{TRUST_DOMAINS}", with_issuer("").replace("{ discovery: true }", "{ spiffe_bundle: example.org }")), "issuers[0].jwks.spiffe_bundle", "only for `preset: spiffe-jwt`"),
+        ("spiffe_bundle and file", format!("{}{TRUST_DOMAINS}", with_spiffe_issuer("").replace("{ discovery: true }", "{ spiffe_bundle: example.org, file: jwks.json }")), "issuers[0].jwks", "exactly one"),
+        ("spiffe_bundle of a domain without a bundle", format!("{}{TRUST_DOMAINS}", spiffe_bundle_issuer("example.org", "")), "issuers[0].jwks.spiffe_bundle", "has no bundle"),
+        ("spiffe_bundle of an unlisted domain", federated_spiffe_issuer("c.test", ""), "issuers[0].jwks.spiffe_bundle", "`c.test` is not one of `trust_domains`"),
+        ("spiffe_bundle of a PEM bundle", federated_spiffe_issuer("a.test", ""), "issuers[0].jwks.spiffe_bundle", "not in the SPIFFE bundle (JSON) format"),
+        ("spiffe_bundle of another domain than trust_domain", federated_spiffe_issuer("b.test", "    trust_domain: a.test\n"), "issuers[0].trust_domain", "differs from `jwks.spiffe_bundle` (`b.test`)"),
         ("spiffe-jwt with EdDSA", format!("{}{TRUST_DOMAINS}", with_spiffe_issuer("").replace("[RS256]", "[RS256, EdDSA]")), "issuers[0].algorithms[1]", "not allowed for JWT-SVIDs"),
         ("unknown preset", issuer_with("preset: okta"), "issuers[0].preset", "unknown variant"),
         ("missing jwks", with_issuer("").replace("    jwks: { discovery: true }\n", ""), "issuers[0].jwks", "required"),

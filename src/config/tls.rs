@@ -17,8 +17,8 @@ use super::issuer::at_least_one_second;
 use super::problem::{element, Problem};
 use super::raw::{RawClientAuth, RawTls, RawUpstreamTls};
 use super::{
-    CaBundle, ClientAuth, IssuerConfig, Preset, RequireCredentials, TlsConfig, TrustBundleFile,
-    UpstreamTlsConfig,
+    CaBundle, ClientAuth, IssuerConfig, JwksSource, Preset, RequireCredentials, TlsConfig,
+    TrustBundleFile, UpstreamTlsConfig,
 };
 
 /// spire-agent and tbot rotate SVIDs every few minutes to hours; 30s keeps a
@@ -299,23 +299,44 @@ pub(super) fn check_trust_domains_needed(
 /// Ties every `spiffe-jwt` issuer to one trust domain (`issuers[].trust_domain`):
 /// a JWT-SVID's `sub` must be in it, so an issuer (and the keys it signs with)
 /// can never speak for another trust domain. It must be one of
-/// `trust_domains`; with a single trust domain it defaults to that one, with
-/// several it is required.
+/// `trust_domains`; it defaults to the domain of `jwks.spiffe_bundle`, else
+/// to the only trust domain; with several and neither, it is required.
+///
+/// Also resolves `jwks: { spiffe_bundle: <domain> }` to that domain's file in
+/// `tls.trust_bundles`, which must be in the SPIFFE bundle (JSON) format.
 ///
 /// Returns the problem with its full key path.
 pub(super) fn scope_spiffe_issuers(
     issuers: &mut [IssuerConfig],
     trust_domains: &[String],
+    tls: Option<&TlsConfig>,
 ) -> Result<(), Problem> {
     for (index, issuer) in issuers.iter_mut().enumerate() {
         if issuer.preset != Preset::SpiffeJwt {
             continue;
         }
-        let key = format!("{}.trust_domain", element("issuers", index));
+        let at = |key: &str| format!("{}.{key}", element("issuers", index));
+        if let JwksSource::SpiffeBundle { trust_domain, path } = &mut issuer.jwks {
+            *path = spiffe_bundle_file(trust_domain, trust_domains, tls)
+                .map_err(|m| Problem::at(at("jwks.spiffe_bundle"), m))?;
+            match &issuer.trust_domain {
+                None => issuer.trust_domain = Some(trust_domain.clone()),
+                Some(scope) if scope != trust_domain => {
+                    return Err(Problem::at(
+                        at("trust_domain"),
+                        format!(
+                            "`{scope}` differs from `jwks.spiffe_bundle` (`{trust_domain}`): \
+                             a trust domain's keys sign only its own JWT-SVIDs"
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
         match (&issuer.trust_domain, trust_domains) {
             (Some(domain), _) if !trust_domains.contains(domain) => {
                 return Err(Problem::at(
-                    key,
+                    at("trust_domain"),
                     format!("`{domain}` is not one of `trust_domains`"),
                 ))
             }
@@ -325,7 +346,7 @@ pub(super) fn scope_spiffe_issuers(
             (None, []) => {}
             (None, several) => {
                 return Err(Problem::at(
-                    key,
+                    at("trust_domain"),
                     format!(
                         "required with several `trust_domains` ({}): the trust domain whose \
                          JWT-SVIDs this issuer signs; tokens whose `sub` is in another domain \
@@ -337,6 +358,41 @@ pub(super) fn scope_spiffe_issuers(
         }
     }
     Ok(())
+}
+
+/// The bundle file of `trust_domain` for `jwks.spiffe_bundle`: configured in
+/// `tls.trust_bundles` (or `tls.client_ca`), and in the SPIFFE JSON format,
+/// since a PEM bundle holds no JWT keys. The file is read once here for its
+/// format; its keys are read (and re-read) by the issuer's key refresh.
+fn spiffe_bundle_file(
+    trust_domain: &str,
+    trust_domains: &[String],
+    tls: Option<&TlsConfig>,
+) -> Result<std::path::PathBuf, String> {
+    if !trust_domains.iter().any(|d| d == trust_domain) {
+        return Err(format!("`{trust_domain}` is not one of `trust_domains`"));
+    }
+    let file = tls
+        .and_then(|tls| {
+            tls.trust_bundles
+                .iter()
+                .find(|b| b.trust_domain == trust_domain)
+        })
+        .ok_or_else(|| {
+            format!(
+                "trust domain `{trust_domain}` has no bundle: add it to `tls.trust_bundles` \
+                 (with `tls.client_auth` other than `none`), or use `jwks: {{ file: … }}`"
+            )
+        })?;
+    let shown = file.path.display();
+    let bytes = std::fs::read(&file.path).map_err(|error| format!("`{shown}`: {error}"))?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(format!(
+            "`{shown}` (the bundle of `{trust_domain}`) is not in the SPIFFE bundle (JSON) \
+             format, so it holds no JWT-SVID keys"
+        ));
+    }
+    Ok(file.path.clone())
 }
 
 /// Reads a PEM bundle of CA certificates (`issuers[].jwks.ca`) and checks that
