@@ -29,20 +29,23 @@ pub fn run(path: &Path) -> ExitCode {
         }
     };
     for issuer in &config.issuers {
-        if let JwksSource::File(file) | JwksSource::SpiffeBundle { path: file, .. } = &issuer.jwks {
-            let result = std::fs::read(file)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| {
-                    KeySet::from_jwks_json(&bytes, &issuer.algorithms).map_err(|e| e.to_string())
-                });
-            if let Err(message) = result {
-                eprintln!(
-                    "{}: issuers[{}].jwks.file: {message}",
-                    file.display(),
-                    issuer.name
-                );
-                problems += 1;
-            }
+        let (file, key) = match &issuer.jwks {
+            JwksSource::File(file) => (file, "file"),
+            JwksSource::SpiffeBundle { path, .. } => (path, "spiffe_bundle"),
+            JwksSource::Discovery | JwksSource::Uri(_) => continue,
+        };
+        let result = std::fs::read(file)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                KeySet::from_jwks_json(&bytes, &issuer.algorithms).map_err(|e| e.to_string())
+            });
+        if let Err(message) = result {
+            eprintln!(
+                "{}: issuers[{}].jwks.{key}: {message}",
+                file.display(),
+                issuer.name
+            );
+            problems += 1;
         }
     }
     if problems > 0 {
