@@ -42,6 +42,7 @@ fn issuer(alg: Algorithm) -> IssuerConfig {
         algorithms: vec![alg],
         leeway: Duration::from_secs(30),
         max_lifetime: Duration::from_secs(86_400),
+        trust_domain: None,
         claims: Vec::new(),
     }
 }

@@ -114,7 +114,8 @@ pub struct UpstreamTlsConfig {
 /// Whether the TLS listener asks for client certificates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientAuth {
-    /// A client certificate that verifies against `client_ca` is required for the handshake.
+    /// A client certificate that verifies against its trust domain's bundle is
+    /// required for the handshake.
     Required,
     /// A client certificate is verified when presented; clients without one may use a token.
     Optional,
@@ -129,13 +130,26 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// Server private key (PEM), re-read when it changes.
     pub key: PathBuf,
-    /// Trust bundle(s) (PEM, one or more CAs) for client certificates; required
-    /// unless `client_auth` is `none`. Re-read when it changes.
-    pub client_ca: Option<PathBuf>,
+    /// One bundle per trust domain for client certificates (`tls.trust_bundles`,
+    /// or `tls.client_ca` for the single configured trust domain): a client
+    /// certificate chains only to the roots of the trust domain its SPIFFE ID
+    /// names. Sorted by domain; one entry per `trust_domains` entry unless
+    /// `client_auth` is `none`, then empty. Re-read when they change.
+    pub trust_bundles: Vec<TrustBundleFile>,
     /// Client certificate policy.
     pub client_auth: ClientAuth,
     /// How often the files are checked for changes.
     pub reload_interval: Duration,
+}
+
+/// A trust domain's bundle file: PEM CA certificates, or the SPIFFE bundle
+/// JSON format (told apart by content when read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustBundleFile {
+    /// The trust domain (one of `trust_domains`).
+    pub trust_domain: String,
+    /// The bundle file.
+    pub path: PathBuf,
 }
 
 /// The admin listener.
@@ -173,6 +187,16 @@ pub enum JwksSource {
     Uri(String),
     /// A static JWKS file (re-read on refresh).
     File(PathBuf),
+    /// The `jwt-svid` keys of a trust domain's SPIFFE bundle: the file of
+    /// `tls.trust_bundles.<trust_domain>` (SPIFFE JSON format), re-read on
+    /// refresh like `File` (`jwks: { spiffe_bundle: <trust domain> }`,
+    /// `spiffe-jwt` issuers only; the issuer is scoped to that domain).
+    SpiffeBundle {
+        /// The trust domain whose bundle holds the keys.
+        trust_domain: String,
+        /// Its bundle file.
+        path: PathBuf,
+    },
 }
 
 /// How an issuer's discovery and JWKS requests are made (`jwks.ca`,
@@ -239,6 +263,10 @@ pub struct IssuerConfig {
     pub leeway: Duration,
     /// Longest accepted token lifetime.
     pub max_lifetime: Duration,
+    /// `spiffe-jwt` only: the trust domain every token's `sub` must be in
+    /// (`issuers[].trust_domain`, defaulting to the only `trust_domains`
+    /// entry); `None` for other presets.
+    pub trust_domain: Option<String>,
     /// Extra principal attributes: (Cedar attribute name, JSON Pointer into the claims).
     pub claims: Vec<ClaimMapping>,
 }

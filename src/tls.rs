@@ -1,5 +1,5 @@
-//! The TLS listener's material: server certificate and client trust bundle,
-//! re-read when their files change, and the handshake callback that turns the
+//! The TLS listener's material: server certificate and the client trust
+//! bundle of each SPIFFE trust domain, re-read when their files change, and the handshake callback that turns the
 //! client certificate into a [`PeerIdentity`](crate::authn::svid::PeerIdentity).
 //!
 //! - [`TlsMaterial::load`] reads the PEM files once at startup (fatal on error);
@@ -14,6 +14,7 @@
 //!
 //! Every rustls builder gets the ring provider explicitly (DESIGN.md §8).
 
+mod bundle;
 mod error;
 mod files;
 mod peer;
@@ -21,6 +22,7 @@ pub(crate) mod rotate;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -28,7 +30,7 @@ use pingora::listeners::tls::TlsSettings;
 use prometheus::IntGauge;
 use rustls::crypto::CryptoProvider;
 
-use crate::config::{ClientAuth, TlsConfig};
+use crate::config::{ClientAuth, TlsConfig, TrustBundleFile};
 use crate::metrics::Metrics;
 
 pub use error::TlsError;
@@ -50,6 +52,7 @@ pub struct TlsMaterial {
     /// The file versions currently loaded; the lock also serializes reloads.
     stamps: Mutex<Stamps>,
     server_expiry: IntGauge,
+    /// `cert="client_ca"`: the earliest CA over every trust domain's bundle.
     client_ca_expiry: Option<IntGauge>,
     rejections: prometheus::IntCounterVec,
 }
@@ -57,7 +60,16 @@ pub struct TlsMaterial {
 /// Versions of the files behind the loaded material.
 struct Stamps {
     server: [FileStamp; 2],
-    bundle: Option<FileStamp>,
+    /// One per `config.trust_bundles` entry, in that order.
+    bundles: Vec<LoadedBundle>,
+}
+
+/// One trust domain's bundle as last loaded.
+struct LoadedBundle {
+    stamp: FileStamp,
+    earliest_not_after: i64,
+    /// `cert="client_ca:<trust domain>"`.
+    expiry: IntGauge,
 }
 
 impl std::fmt::Debug for TlsMaterial {
@@ -70,8 +82,10 @@ impl std::fmt::Debug for TlsMaterial {
 }
 
 impl TlsMaterial {
-    /// Reads the server chain and key and, unless `client_auth` is `none`, the
-    /// client trust bundle; sets `wisp_tls_cert_expiry_timestamp_seconds`.
+    /// Reads the server chain and key and, unless `client_auth` is `none`, each
+    /// trust domain's bundle; sets `wisp_tls_cert_expiry_timestamp_seconds`
+    /// (`server`, `client_ca` for the earliest CA of all bundles, and
+    /// `client_ca:<trust domain>` per bundle).
     ///
     /// `trust_domains` are the SPIFFE trust domains accepted for client SVIDs.
     ///
@@ -95,21 +109,36 @@ impl TlsMaterial {
             .with_label_values(&[ExpiryLabel::Server.as_str()]);
         server_expiry.set(server.not_after);
 
-        let (client, bundle_stamp, client_ca_expiry) = match bundle_mode(config)? {
-            None => (None, None, None),
-            Some((path, mandatory)) => {
-                let stamp = FileStamp::of(path)?;
-                let bundle = files::load_trust_bundle(path, !mandatory, &provider)?;
+        let (client, bundles, client_ca_expiry) = match bundle_mode(config)? {
+            None => (None, Vec::new(), None),
+            Some((files, mandatory)) => {
+                let mut verifiers = BTreeMap::new();
+                let mut bundles = Vec::with_capacity(files.len());
+                for file in files {
+                    let stamp = FileStamp::of(&file.path)?;
+                    let bundle = files::load_trust_bundle(&file.path, &provider)?;
+                    let expiry = metrics
+                        .tls_cert_expiry
+                        .with_label_values(&[&ExpiryLabel::bundle(&file.trust_domain)]);
+                    expiry.set(bundle.earliest_not_after);
+                    verifiers.insert(file.trust_domain.clone(), bundle.verifier);
+                    bundles.push(LoadedBundle {
+                        stamp,
+                        earliest_not_after: bundle.earliest_not_after,
+                        expiry,
+                    });
+                }
                 let gauge = metrics
                     .tls_cert_expiry
                     .with_label_values(&[ExpiryLabel::ClientCa.as_str()]);
-                gauge.set(bundle.earliest_not_after);
+                gauge.set(earliest(&bundles));
                 let verifier = RotatingClientVerifier::new(
-                    bundle.verifier,
+                    verifiers,
                     mandatory,
                     metrics.tls_client_cert_rejections.clone(),
+                    provider.clone(),
                 );
-                (Some(Arc::new(verifier)), Some(stamp), Some(gauge))
+                (Some(Arc::new(verifier)), bundles, Some(gauge))
             }
         };
         Ok(Arc::new(TlsMaterial {
@@ -120,7 +149,7 @@ impl TlsMaterial {
             client,
             stamps: Mutex::new(Stamps {
                 server: server_stamps,
-                bundle: bundle_stamp,
+                bundles,
             }),
             server_expiry,
             client_ca_expiry,
@@ -129,9 +158,9 @@ impl TlsMaterial {
     }
 
     /// Re-reads whichever files changed (inode, size or mtime) and swaps the new
-    /// material in for new handshakes. The server key pair and the bundle are
-    /// independent: a good new bundle is used even if the new certificate is
-    /// broken, and vice versa.
+    /// material in for new handshakes. The server key pair and each trust
+    /// domain's bundle are independent: a good new bundle is used even if the
+    /// new certificate (or another domain's new bundle) is broken, and vice versa.
     ///
     /// Returns whether any material was replaced.
     ///
@@ -143,9 +172,9 @@ impl TlsMaterial {
     pub fn reload(&self) -> Result<bool, TlsError> {
         let mut stamps = self.stamps.lock().unwrap_or_else(PoisonError::into_inner);
         let server = self.reload_server(&mut stamps.server);
-        let bundle = match (&self.client, &mut stamps.bundle) {
-            (Some(verifier), Some(stamp)) => self.reload_bundle(verifier, stamp),
-            _ => Ok(false),
+        let bundle = match &self.client {
+            Some(verifier) => self.reload_bundles(verifier, &mut stamps.bundles),
+            None => Ok(false),
         };
         match (server, bundle) {
             (Ok(server), Ok(bundle)) => Ok(server || bundle),
@@ -225,26 +254,58 @@ impl TlsMaterial {
         result
     }
 
+    /// Reloads every trust domain's bundle whose file changed; the first
+    /// error is returned after the others were tried.
+    fn reload_bundles(
+        &self,
+        verifier: &RotatingClientVerifier,
+        loaded: &mut [LoadedBundle],
+    ) -> Result<bool, TlsError> {
+        let mut outcome = Ok(false);
+        for (file, bundle) in self.config.trust_bundles.iter().zip(loaded.iter_mut()) {
+            match self.reload_bundle(verifier, file, bundle) {
+                Ok(changed) => {
+                    if let Ok(any) = &mut outcome {
+                        *any |= changed;
+                    }
+                }
+                Err(error) => {
+                    if outcome.is_ok() {
+                        outcome = Err(error);
+                    }
+                }
+            }
+        }
+        if let Some(gauge) = &self.client_ca_expiry {
+            gauge.set(earliest(loaded));
+        }
+        outcome
+    }
+
     fn reload_bundle(
         &self,
         verifier: &RotatingClientVerifier,
-        loaded: &mut FileStamp,
+        file: &TrustBundleFile,
+        loaded: &mut LoadedBundle,
     ) -> Result<bool, TlsError> {
-        let Some((path, mandatory)) = bundle_mode(&self.config)? else {
-            return Ok(false);
-        };
+        let path = &file.path;
         let result = (|| {
             let current = FileStamp::of(path)?;
-            if current == *loaded {
+            if current == loaded.stamp {
                 return Ok(false);
             }
-            let bundle = files::load_trust_bundle(path, !mandatory, &self.provider)?;
-            verifier.store(bundle.verifier);
-            if let Some(gauge) = &self.client_ca_expiry {
-                gauge.set(bundle.earliest_not_after);
-            }
-            *loaded = current;
-            tracing::info!(client_ca = %path.display(), cas = bundle.len, "TLS client trust bundle reloaded");
+            let bundle = files::load_trust_bundle(path, &self.provider)?;
+            verifier.store(&file.trust_domain, bundle.verifier);
+            loaded.expiry.set(bundle.earliest_not_after);
+            loaded.earliest_not_after = bundle.earliest_not_after;
+            loaded.stamp = current;
+            tracing::info!(
+                trust_domain = %file.trust_domain,
+                bundle = %path.display(),
+                cas = bundle.len,
+                jwt_keys = bundle.jwt_keys,
+                "TLS client trust bundle reloaded"
+            );
             Ok(true)
         })();
         log_failure(&result, path);
@@ -252,12 +313,21 @@ impl TlsMaterial {
     }
 }
 
+/// The earliest notAfter over the loaded bundles.
+fn earliest(bundles: &[LoadedBundle]) -> i64 {
+    bundles
+        .iter()
+        .map(|bundle| bundle.earliest_not_after)
+        .min()
+        .unwrap_or(i64::MAX)
+}
+
 /// The `cert` label of `wisp_tls_cert_expiry_timestamp_seconds`.
 #[derive(Debug, Clone, Copy)]
 enum ExpiryLabel {
     /// The server leaf's notAfter.
     Server,
-    /// The earliest notAfter in the client trust bundle.
+    /// The earliest notAfter over every trust domain's bundle.
     ClientCa,
 }
 
@@ -268,20 +338,25 @@ impl ExpiryLabel {
             ExpiryLabel::ClientCa => "client_ca",
         }
     }
+
+    /// `client_ca:<trust domain>`: the earliest notAfter in that domain's bundle.
+    fn bundle(trust_domain: &str) -> String {
+        format!("client_ca:{trust_domain}")
+    }
 }
 
-/// The bundle path and whether a client certificate is mandatory; `None` when
-/// client certificates are not requested.
-fn bundle_mode(config: &TlsConfig) -> Result<Option<(&Path, bool)>, TlsError> {
+/// The trust domains' bundles and whether a client certificate is mandatory;
+/// `None` when client certificates are not requested.
+fn bundle_mode(config: &TlsConfig) -> Result<Option<(&[TrustBundleFile], bool)>, TlsError> {
     let mandatory = match config.client_auth {
         ClientAuth::None => return Ok(None),
         ClientAuth::Required => true,
         ClientAuth::Optional => false,
     };
-    match &config.client_ca {
-        Some(path) => Ok(Some((path, mandatory))),
-        None => Err(TlsError::MissingClientCa),
+    if config.trust_bundles.is_empty() {
+        return Err(TlsError::MissingClientCa);
     }
+    Ok(Some((&config.trust_bundles, mandatory)))
 }
 
 fn log_failure(result: &Result<bool, TlsError>, path: &Path) {

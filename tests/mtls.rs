@@ -552,3 +552,293 @@ async fn a_session_resumed_after_its_root_left_the_bundle_is_refused() {
         "nothing forwarded for the resumed session"
     );
 }
+
+// ------------------------------------------- trust bundles per trust domain
+
+/// The partner trust domain federated with [`common::tls::TRUST_DOMAIN`].
+const PARTNER: &str = "partner.test";
+
+/// Two trust domains, each with its own CA: example.org's bundle is PEM (the
+/// [`Pki`] CA), partner.test's is a SPIFFE bundle (JSON). Anyone authenticated
+/// is allowed; the bundles are re-read every second.
+struct Federation {
+    pki: Pki,
+    partner_ca: common::tls::Ca,
+    partner_bundle: std::path::PathBuf,
+    echo: EchoServer,
+    wisp: Wisp,
+}
+
+/// A SPIFFE bundle (JSON) with `cas` as `x509-svid` keys and one `jwt-svid` key.
+fn spiffe_bundle(cas: &[&common::tls::Ca]) -> String {
+    use base64::Engine;
+    let mut keys: Vec<serde_json::Value> = cas
+        .iter()
+        .map(|ca| {
+            json!({"use": "x509-svid", "kty": "EC", "crv": "P-256",
+                   "x5c": [base64::engine::general_purpose::STANDARD.encode(ca.der())]})
+        })
+        .collect();
+    keys.push(json!({"use": "jwt-svid", "kty": "EC", "kid": "jwt-1", "crv": "P-256", "x": "AA", "y": "AA"}));
+    json!({"spiffe_sequence": 1, "spiffe_refresh_hint": 300, "keys": keys}).to_string()
+}
+
+async fn federation() -> Federation {
+    let pki = Pki::new();
+    let partner_ca = common::tls::Ca::new("partner.test test CA");
+    let partner_bundle = pki.dir.path().join("partner.json");
+    std::fs::write(&partner_bundle, spiffe_bundle(&[&partner_ca])).expect("write bundle");
+    let issuer = start_issuer().await;
+    let echo = start_echo().await;
+    let listener = format!(
+        "tls: {{ cert: {}, key: {}, client_auth: required, reload_interval: 1s, \
+         trust_bundles: {{ {}: {}, {PARTNER}: {} }} }}\ntrust_domains: [{}, {PARTNER}]",
+        pki.cert_path.display(),
+        pki.key_path.display(),
+        common::tls::TRUST_DOMAIN,
+        pki.ca_path.display(),
+        partner_bundle.display(),
+        common::tls::TRUST_DOMAIN,
+    );
+    let wisp = WispBuilder::new(echo.addr())
+        .issuer(issuer_yaml("dev", &issuer, ""))
+        .policy("all.cedar", ANYONE_AUTHENTICATED)
+        .extra(&listener)
+        .start()
+        .await;
+    wisp.wait_ready().await;
+    Federation {
+        pki,
+        partner_ca,
+        partner_bundle,
+        echo,
+        wisp,
+    }
+}
+
+impl Federation {
+    /// The SPIFFE ID wisp forwarded for a client presenting `cert`, or why
+    /// there was none.
+    async fn forwarded_id(&self, cert: &common::tls::Leaf) -> Result<String, String> {
+        let response = self
+            .pki
+            .client()
+            .with_cert(cert)
+            .request(self.wisp.listen, "GET", "/", &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.status != 200 {
+            return Err(format!("{}: {}", response.status, response.body));
+        }
+        let ids = response.upstream_header("x-wisp-spiffe-id");
+        ids.first()
+            .cloned()
+            .ok_or_else(|| format!("no SPIFFE ID forwarded: {}", response.body))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_certificate_is_trusted_only_by_its_own_trust_domains_roots() {
+    let federation = federation().await;
+    let (home_ca, partner_ca) = (&federation.pki.ca, &federation.partner_ca);
+    let home_id = "spiffe://example.org/ns/x/sa/web";
+    let partner_id = "spiffe://partner.test/ns/y/sa/api";
+
+    assert_eq!(
+        federation.forwarded_id(&home_ca.svid(home_id)).await,
+        Ok(home_id.to_owned()),
+        "{}",
+        federation.wisp.log()
+    );
+    assert_eq!(
+        federation.forwarded_id(&partner_ca.svid(partner_id)).await,
+        Ok(partner_id.to_owned())
+    );
+    // The partner's CA signing an example.org identity (and the other way
+    // round) is refused at the handshake.
+    for forged in [partner_ca.svid(home_id), home_ca.svid(partner_id)] {
+        let client = federation.pki.client().with_cert(&forged);
+        assert!(client.handshake_rejected(federation.wisp.listen).await);
+    }
+    assert_eq!(federation.echo.requests(), 2);
+
+    let metrics = federation.wisp.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            r#"wisp_tls_client_cert_rejections_total{reason="untrusted_issuer"}"#
+        ),
+        2.0,
+        "{metrics}"
+    );
+    for cert in [
+        "client_ca",
+        "client_ca:example.org",
+        "client_ca:partner.test",
+    ] {
+        let series = format!(r#"wisp_tls_cert_expiry_timestamp_seconds{{cert="{cert}"}}"#);
+        assert!(
+            metric_value(&metrics, &series) > 1.7e9,
+            "{series}\n{metrics}"
+        );
+    }
+    promtool_check_metrics(&metrics);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotating_one_trust_domains_bundle_keeps_the_other_domain_working() {
+    let federation = federation().await;
+    let home = federation.pki.ca.svid("spiffe://example.org/ns/x/sa/web");
+    let new_partner_ca = common::tls::Ca::new("partner.test rotated CA");
+    let old_partner = federation
+        .partner_ca
+        .svid("spiffe://partner.test/ns/y/sa/api");
+    let new_partner = new_partner_ca.svid("spiffe://partner.test/ns/y/sa/api");
+
+    // The partner's bundle now trusts only its new CA (written as PEM this time).
+    common::tls::replace_file(&federation.partner_bundle, &new_partner_ca.pem());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while federation.forwarded_id(&new_partner).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "partner bundle not reloaded:\n{}",
+            federation.wisp.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let client = federation.pki.client().with_cert(&old_partner);
+    assert!(client.handshake_rejected(federation.wisp.listen).await);
+    assert!(federation.forwarded_id(&home).await.is_ok());
+
+    // A broken partner bundle is refused; both domains keep their roots.
+    common::tls::replace_file(&federation.partner_bundle, "{ not a bundle");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(federation.forwarded_id(&new_partner).await.is_ok());
+    assert!(federation.forwarded_id(&home).await.is_ok());
+    assert!(
+        federation.wisp.log().contains("partner.json"),
+        "the failed reload is logged with its file"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jwt_svid_of_another_trust_domain_than_its_issuers_is_refused() {
+    let issuer = start_issuer().await;
+    let echo = start_echo().await;
+    let svid_issuer = format!(
+        "  - name: spire\n    issuer: {}\n    preset: spiffe-jwt\n    trust_domain: example.org\n    jwks: {{ discovery: true }}\n    audiences: [orders]\n    algorithms: [ES256]\n",
+        issuer.issuer_url()
+    );
+    let wisp = WispBuilder::new(echo.addr())
+        .issuer(svid_issuer)
+        .policy("all.cedar", ANYONE_AUTHENTICATED)
+        .extra(&format!("trust_domains: [example.org, {PARTNER}]"))
+        .start()
+        .await;
+    wisp.wait_ready().await;
+
+    let own = issuer.token(json!({"sub": "spiffe://example.org/ns/prod/sa/web"}));
+    let response = wisp.get_with_token("/", &own).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+
+    let foreign = issuer.token(json!({"sub": "spiffe://partner.test/ns/prod/sa/web"}));
+    let response = wisp.get_with_token("/", &foreign).await;
+    assert_eq!(response.status, 401, "{}", response.body);
+    assert_eq!(response.json()["reason"], "invalid_claim");
+    assert!(
+        wisp.log()
+            .contains("trust domain `partner.test` is not issuer `spire`'s"),
+        "the decision log says why:\n{}",
+        wisp.log()
+    );
+    assert_eq!(echo.requests(), 1);
+}
+
+/// `promtool check metrics` on a scrape.
+fn promtool_check_metrics(text: &str) {
+    use std::io::Write;
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool must be installed (Debian package `prometheus`), see README");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write metrics");
+    let output = promtool.wait_with_output().expect("promtool");
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spiffe_jwt_issuer_can_take_its_keys_from_its_trust_domains_bundle() {
+    let pki = Pki::new();
+    let partner_ca = common::tls::Ca::new("partner.test test CA");
+    let issuer = start_issuer().await;
+    // The partner's SPIFFE bundle: its CA, and the issuer's signing keys as
+    // `jwt-svid` keys (as `spire-server bundle show -format spiffe` writes it).
+    let mut bundle: serde_json::Value =
+        serde_json::from_str(&spiffe_bundle(&[&partner_ca])).expect("bundle");
+    let issuer_keys: serde_json::Value =
+        serde_json::from_str(&issuer.jwks_json()).expect("issuer JWKS");
+    let keys = bundle["keys"].as_array_mut().expect("keys");
+    keys.retain(|key| key["use"] == "x509-svid");
+    for key in issuer_keys["keys"].as_array().expect("issuer keys") {
+        let mut key = key.clone();
+        key["use"] = json!("jwt-svid");
+        keys.push(key);
+    }
+    let partner_bundle = pki.dir.path().join("partner.json");
+    std::fs::write(&partner_bundle, bundle.to_string()).expect("write bundle");
+    let echo = start_echo().await;
+    let svid_issuer = format!(
+        "  - name: partner-spire\n    issuer: {}\n    preset: spiffe-jwt\n    jwks: {{ spiffe_bundle: {PARTNER} }}\n    audiences: [orders]\n    algorithms: [ES256]\n",
+        issuer.issuer_url()
+    );
+    let listener = format!(
+        "tls: {{ cert: {}, key: {}, client_auth: optional, \
+         trust_bundles: {{ example.org: {}, {PARTNER}: {} }} }}\ntrust_domains: [example.org, {PARTNER}]",
+        pki.cert_path.display(),
+        pki.key_path.display(),
+        pki.ca_path.display(),
+        partner_bundle.display(),
+    );
+    let wisp = WispBuilder::new(echo.addr())
+        .issuer(svid_issuer)
+        .policy("all.cedar", ANYONE_AUTHENTICATED)
+        .extra(&listener)
+        .start()
+        .await;
+    wisp.wait_ready().await;
+
+    let partner = issuer.token(json!({"sub": "spiffe://partner.test/ns/y/sa/api"}));
+    let response = pki
+        .client()
+        .get_with_token(wisp.listen, "/", &partner)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", wisp.log()));
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(
+        response.upstream_header("x-wisp-spiffe-id"),
+        ["spiffe://partner.test/ns/y/sa/api"]
+    );
+    // The partner's keys do not speak for example.org.
+    let forged = issuer.token(json!({"sub": "spiffe://example.org/ns/x/sa/web"}));
+    let response = pki
+        .client()
+        .get_with_token(wisp.listen, "/", &forged)
+        .await
+        .expect("response");
+    assert_eq!(response.status, 401, "{}", response.body);
+    assert_eq!(response.json()["reason"], "invalid_claim");
+    assert_eq!(echo.requests(), 1);
+}

@@ -242,14 +242,12 @@ impl IssuerKeys {
 
     async fn fetch(&self) -> Result<KeySet, FetchError> {
         let document = match &self.config.jwks {
-            JwksSource::File(path) => {
-                tokio::fs::read(path)
-                    .await
-                    .map_err(|error| FetchError::File {
-                        path: path.display().to_string(),
-                        message: error.to_string(),
-                    })?
-            }
+            JwksSource::File(path) | JwksSource::SpiffeBundle { path, .. } => tokio::fs::read(path)
+                .await
+                .map_err(|error| FetchError::File {
+                    path: path.display().to_string(),
+                    message: error.to_string(),
+                })?,
             JwksSource::Uri(uri) => self.get(uri).await?,
             JwksSource::Discovery => {
                 let uri = self.discover().await?;

@@ -82,7 +82,8 @@ pub fn preset_attributes(preset: Preset) -> &'static [(&'static str, &'static st
 /// - `fly`: `org`, `app`, `machine`, `region`, `image_digest`; `sub` must be
 ///   `<org>:<app>:<machine>` and agree with those claims.
 /// - `spiffe-jwt`: `spiffe_id` (= `sub`) and `trust_domain`; `sub` must be a
-///   SPIFFE ID whose trust domain is one of `trust_domains`.
+///   SPIFFE ID whose trust domain is one of `trust_domains` and, when the
+///   issuer is scoped to one (`issuers[].trust_domain`), that one.
 ///
 /// For every preset, an RFC 8705 `cnf.x5t#S256` claim (the base64url SHA-256
 /// thumbprint of a client certificate) sets [`Identity::bound_certificate`];
@@ -116,7 +117,7 @@ pub fn identity(
         Preset::Kubernetes => kubernetes(sub, claims)?,
         Preset::GithubActions => github_actions(claims)?,
         Preset::Fly => fly(sub, claims)?,
-        Preset::SpiffeJwt => spiffe_jwt(sub, trust_domains)?,
+        Preset::SpiffeJwt => spiffe_jwt(sub, trust_domains, issuer)?,
     };
     for mapping in &issuer.claims {
         apply_mapping(&mut mapped, claims, mapping)?;
@@ -438,10 +439,16 @@ fn fly(sub: &str, claims: &Claims) -> Result<Attributes<'static>, AuthnError> {
 ///
 /// Attributes: `spiffe_id` ← `sub`, `trust_domain` ← its trust domain.
 /// Checks: `sub` is a valid SPIFFE ID (SPIFFE-ID spec) in one of the
-/// configured `trust_domains`. The other JWT-SVID rules (algorithms, `aud`,
+/// configured `trust_domains`, and in the issuer's own trust domain when it
+/// has one (`issuers[].trust_domain`): an issuer's keys vouch only for its own
+/// domain's workloads, never for a federated domain's. The other JWT-SVID rules (algorithms, `aud`,
 /// `exp`, header `typ`) concern the token, not its claims: they belong to
 /// config validation and [`verify`](super::verify), not here.
-fn spiffe_jwt(sub: &str, trust_domains: &[String]) -> Result<Attributes<'static>, AuthnError> {
+fn spiffe_jwt(
+    sub: &str,
+    trust_domains: &[String],
+    issuer: &IssuerConfig,
+) -> Result<Attributes<'static>, AuthnError> {
     let id = SpiffeId::parse(sub)
         .map_err(|e| invalid("/sub", format!("not a SPIFFE ID: {e} ({})", e.reason())))?;
     if !trust_domains
@@ -455,6 +462,19 @@ fn spiffe_jwt(sub: &str, trust_domains: &[String]) -> Result<Attributes<'static>
                 id.trust_domain()
             ),
         ));
+    }
+    if let Some(scope) = &issuer.trust_domain {
+        if scope != id.trust_domain() {
+            return Err(invalid(
+                "/sub",
+                format!(
+                    "trust domain `{}` is not issuer `{}`'s: it signs JWT-SVIDs of trust domain \
+                     `{scope}` only (issuers[].trust_domain)",
+                    id.trust_domain(),
+                    issuer.name
+                ),
+            ));
+        }
     }
     let mut out = Attributes::default();
     out.set_str("trust_domain", Some(id.trust_domain()));

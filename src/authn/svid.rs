@@ -140,6 +140,19 @@ pub fn peer_identity(leaf_der: &[u8], trust_domains: &[String]) -> Result<PeerId
     })
 }
 
+/// The SPIFFE ID in a client leaf's single URI SAN, read before its chain is
+/// verified so that the chain is checked against that trust domain's roots
+/// only. Nothing else of the X509-SVID rules is applied here.
+///
+/// # Errors
+/// [`SvidError`]: the DER does not parse, or the URI SAN rules fail
+/// (none, several, not a SPIFFE ID, no path).
+pub fn spiffe_id_of(leaf_der: &[u8]) -> Result<SpiffeId, SvidError> {
+    let (_, cert) =
+        X509Certificate::from_der(leaf_der).map_err(|e| SvidError::Malformed(e.to_string()))?;
+    single_spiffe_id(&cert)
+}
+
 /// SHA-256 of `der`: the RFC 8705 `x5t#S256` thumbprint.
 fn sha256(der: &[u8]) -> [u8; 32] {
     let mut out = [0; 32];

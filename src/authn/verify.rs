@@ -185,6 +185,7 @@ mod tests {
             algorithms: algorithms.to_vec(),
             leeway: Duration::from_secs(30),
             max_lifetime: Duration::from_secs(3600),
+            trust_domain: None,
             claims: Vec::new(),
         }
     }

@@ -62,14 +62,19 @@ pub fn run(path: &Path, options: CheckOptions) -> ExitCode {
         .for_each(&mut report);
     let positions = KeyPositions::of(&text);
     for (index, issuer) in config.issuers.iter().enumerate() {
-        if let JwksSource::File(file) = &issuer.jwks {
+        let (file, source_key) = match &issuer.jwks {
+            JwksSource::File(file) => (Some(file), "file"),
+            JwksSource::SpiffeBundle { path, .. } => (Some(path), "spiffe_bundle"),
+            JwksSource::Discovery | JwksSource::Uri(_) => (None, ""),
+        };
+        if let Some(file) = file {
             let result = std::fs::read(file)
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| {
                     KeySet::from_jwks_json(&bytes, &issuer.algorithms).map_err(|e| e.to_string())
                 });
             if let Err(message) = result {
-                let key = format!("issuers[{index}].jwks.file");
+                let key = format!("issuers[{index}].jwks.{source_key}");
                 let at = positions
                     .find(&key)
                     .unwrap_or(Position { line: 1, column: 1 });

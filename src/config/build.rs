@@ -12,6 +12,7 @@ use super::raw::{
 };
 use super::tls::{
     build_tls, build_trust_domains, build_upstream_tls, check_require, check_trust_domains_needed,
+    scope_spiffe_issuers,
 };
 use super::units::{format_duration, format_size};
 use super::{
@@ -79,27 +80,32 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problems> {
             None
         }
     };
-    let tls = problems.take(
-        raw.tls
-            .map(|tls| build_tls(tls, base_dir))
-            .transpose()
-            .map_err(|p| p.under("tls")),
-    );
+    let trust_domains =
+        problems.take(build_trust_domains(raw.trust_domains).map_err(|p| p.under("trust_domains")));
+    // Bundles are checked against the trust domains: skipped when those are invalid.
+    let tls = match (raw.tls, &trust_domains) {
+        (None, _) => Some(None),
+        (Some(tls), Some(trust_domains)) => problems.take(
+            build_tls(tls, trust_domains, base_dir)
+                .map(Some)
+                .map_err(|p| p.under("tls")),
+        ),
+        (Some(_), None) => None,
+    };
     let admin = problems.take(
         raw.admin
             .map(|admin| build_admin(admin, listen))
             .transpose()
             .map_err(|p| p.under("admin")),
     );
-    let issuers = problems.take(build_issuers(raw.issuers, base_dir));
-    let trust_domains =
-        problems.take(build_trust_domains(raw.trust_domains).map_err(|p| p.under("trust_domains")));
-    if let (Some(trust_domains), Some(tls), Some(issuers)) = (&trust_domains, &tls, &issuers) {
+    let mut issuers = problems.take(build_issuers(raw.issuers, base_dir));
+    if let (Some(trust_domains), Some(tls), Some(issuers)) = (&trust_domains, &tls, &mut issuers) {
         problems.take(check_trust_domains_needed(
             trust_domains,
             tls.as_ref(),
             issuers,
         ));
+        problems.take(scope_spiffe_issuers(issuers, trust_domains, tls.as_ref()));
     }
     let authn = problems.take(AuthnConfig::try_from(raw.authn).map_err(|p| p.under("authn")));
     if let (Some(authn), Some(tls)) = (&authn, &tls) {

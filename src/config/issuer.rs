@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::build::existing_file;
@@ -142,6 +142,20 @@ fn build_issuer(raw: RawIssuer, base_dir: &Path) -> Result<IssuerConfig, Problem
         problems.push(Problem::at("max_lifetime", "must be at least 1s"));
     }
     let claims = problems.take(build_claims(raw.claims).map_err(|p| p.under("claims")));
+    if let Some(jwks) = &jwks {
+        if matches!(jwks.source, JwksSource::SpiffeBundle { .. }) && preset != Preset::SpiffeJwt {
+            problems.push(Problem::at(
+                "jwks.spiffe_bundle",
+                "only for `preset: spiffe-jwt` (a SPIFFE bundle's keys sign JWT-SVIDs)",
+            ));
+        }
+    }
+    if raw.trust_domain.is_some() && preset != Preset::SpiffeJwt {
+        problems.push(Problem::at(
+            "trust_domain",
+            "only for `preset: spiffe-jwt` (it scopes the JWT-SVIDs' `sub` to one trust domain)",
+        ));
+    }
     let (Some(name), Some(issuer), Some(jwks), Some(audiences), Some(algorithms), Some(claims)) =
         (name, issuer, jwks, audiences, algorithms, claims)
     else {
@@ -160,6 +174,8 @@ fn build_issuer(raw: RawIssuer, base_dir: &Path) -> Result<IssuerConfig, Problem
         algorithms,
         leeway,
         max_lifetime,
+        // Checked against `trust_domains` (and defaulted) by `scope_spiffe_issuers`.
+        trust_domain: raw.trust_domain,
         claims,
     }))
 }
@@ -206,8 +222,8 @@ struct Jwks {
 /// discovery's URL is not checked: that problem is already reported).
 fn build_jwks(raw: RawJwks, issuer: Option<&str>, base_dir: &Path) -> Result<Jwks, Problems> {
     let mut problems = Problems::default();
-    let source = match (raw.discovery, raw.uri, raw.file) {
-        (true, None, None) => {
+    let source = match (raw.discovery, raw.uri, raw.file, raw.spiffe_bundle) {
+        (true, None, None, None) => {
             let checked = issuer.map_or(Ok(()), check_fetch_url).map_err(|why| {
                 Problem::at(
                     "discovery",
@@ -219,24 +235,32 @@ fn build_jwks(raw: RawJwks, issuer: Option<&str>, base_dir: &Path) -> Result<Jwk
             });
             problems.take(checked).map(|()| JwksSource::Discovery)
         }
-        (false, Some(uri), None) => problems.take(
+        (false, Some(uri), None, None) => problems.take(
             check_fetch_url(&uri)
                 .map(|()| JwksSource::Uri(uri))
                 .map_err(|why| Problem::at("uri", why)),
         ),
-        (false, None, Some(file)) => problems.take(
+        (false, None, Some(file), None) => problems.take(
             existing_file(base_dir.join(file))
                 .map(JwksSource::File)
                 .map_err(|m| Problem::at("file", m)),
         ),
+        (false, None, None, Some(trust_domain)) => Some(JwksSource::SpiffeBundle {
+            trust_domain,
+            // Resolved against `tls.trust_bundles` by `scope_spiffe_issuers`.
+            path: PathBuf::new(),
+        }),
         _ => {
             problems.push(Problem::here(
-                "set exactly one of `discovery: true`, `uri` or `file`",
+                "set exactly one of `discovery: true`, `uri`, `file` or `spiffe_bundle`",
             ));
             None
         }
     };
-    let file_source = matches!(source, Some(JwksSource::File(_)));
+    let file_source = matches!(
+        source,
+        Some(JwksSource::File(_) | JwksSource::SpiffeBundle { .. })
+    );
     let fetch = problems.take(build_fetch(
         raw.ca,
         raw.bearer_token_file,

@@ -67,6 +67,8 @@ pub(super) struct RawTls {
     pub cert: Option<String>,
     pub key: Option<String>,
     pub client_ca: Option<String>,
+    /// Trust domain → bundle file; a `BTreeMap` keeps them sorted by domain.
+    pub trust_bundles: Option<BTreeMap<String, String>>,
     pub client_auth: Option<RawClientAuth>,
     pub reload_interval: Option<Parsed<Duration>>,
 }
@@ -109,6 +111,7 @@ pub(super) struct RawIssuer {
     pub algorithms: Option<Vec<Parsed<Algorithm>>>,
     pub leeway: Option<Parsed<Duration>>,
     pub max_lifetime: Option<Parsed<Duration>>,
+    pub trust_domain: Option<String>,
     /// Attribute → JSON Pointer; a `BTreeMap` keeps them sorted by attribute.
     #[serde(default)]
     pub claims: BTreeMap<String, String>,
@@ -134,6 +137,7 @@ pub(super) struct RawJwks {
     pub discovery: bool,
     pub uri: Option<String>,
     pub file: Option<String>,
+    pub spiffe_bundle: Option<String>,
     pub ca: Option<String>,
     pub bearer_token_file: Option<String>,
     pub refresh: Option<Parsed<Duration>>,
@@ -259,7 +263,7 @@ fn tls_section<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<RawT
             Err(match scalar {
                 Scalar::Bool(true) => {
                     "`tls: true` is not enough: write a section with `cert` and `key` \
-                     (and `client_ca` unless `client_auth: none`)"
+                     (and `client_ca` or `trust_bundles` unless `client_auth: none`)"
                 }
                 Scalar::Bool(false) | Scalar::Null => {
                     "an empty `tls:` or `tls: false` is refused so that a TLS listener never \

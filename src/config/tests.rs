@@ -69,6 +69,38 @@ fn with_tls(extra: &str) -> String {
     format!("{MINIMAL}{TLS}{extra}{TRUST_DOMAINS}")
 }
 
+/// The minimal config with a TLS listener trusting two domains, each with its
+/// own bundle, its `tls:` section extended by `extra` (one `key: value`).
+fn federated_tls(extra: &str) -> String {
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!("  {extra}\n")
+    };
+    format!(
+        "{MINIMAL}tls:\n  cert: svid.pem\n  key: svid_key.pem\n  \
+         trust_bundles: {{ a.test: bundle.pem, b.test: upstream_ca.pem }}\n{extra}\
+         trust_domains: [a.test, b.test]\n"
+    )
+}
+
+/// The minimal config with a `spiffe-jwt` issuer taking its keys from
+/// `domain`'s SPIFFE bundle, its extra lines `extra`.
+fn spiffe_bundle_issuer(domain: &str, extra: &str) -> String {
+    with_spiffe_issuer(extra).replace(
+        "{ discovery: true }",
+        &format!("{{ spiffe_bundle: {domain} }}"),
+    )
+}
+
+/// [`federated_tls`] (b.test's bundle in the SPIFFE JSON format) with a
+/// [`spiffe_bundle_issuer`].
+fn federated_spiffe_issuer(domain: &str, extra: &str) -> String {
+    let tls = federated_tls("").replace("upstream_ca.pem", "jwks.json");
+    let tls = tls.strip_prefix(MINIMAL).unwrap_or_default();
+    format!("{}{tls}", spiffe_bundle_issuer(domain, extra))
+}
+
 /// The minimal config with `upstream.tls:` set to `value` (YAML flow style).
 fn with_upstream_tls(value: &str) -> String {
     format!("{MINIMAL}  tls: {value}\n")
@@ -371,12 +403,68 @@ fn a_tls_section_loads_with_every_value() {
         Some(TlsConfig {
             cert: dir.join("svid.pem"),
             key: dir.join("svid_key.pem"),
-            client_ca: Some(dir.join("bundle.pem")),
+            trust_bundles: vec![TrustBundleFile {
+                trust_domain: "example.org".to_owned(),
+                path: dir.join("bundle.pem"),
+            }],
             client_auth: ClientAuth::Required,
             reload_interval: Duration::from_secs(60),
         })
     );
     assert_eq!(config.trust_domains, ["example.org"]);
+}
+
+#[test]
+fn trust_bundles_give_each_trust_domain_its_own_bundle() {
+    let fixture = Fixture::new();
+    let dir = fixture.dir.path();
+    let tls = fixture.load(&federated_tls("")).unwrap().tls.unwrap();
+    let bundles: Vec<_> = tls
+        .trust_bundles
+        .iter()
+        .map(|b| (b.trust_domain.as_str(), b.path.clone()))
+        .collect();
+    assert_eq!(
+        bundles,
+        [
+            ("a.test", dir.join("bundle.pem")),
+            ("b.test", dir.join("upstream_ca.pem"))
+        ]
+    );
+}
+
+#[test]
+fn a_spiffe_jwt_issuer_is_scoped_to_the_only_trust_domain_or_to_its_own() {
+    let single = load(&format!("{}{TRUST_DOMAINS}", with_spiffe_issuer(""))).unwrap();
+    assert_eq!(
+        single.issuers[0].trust_domain.as_deref(),
+        Some("example.org")
+    );
+    let several = load(&format!(
+        "{}trust_domains: [a.test, b.test]\n",
+        with_spiffe_issuer("    trust_domain: b.test\n")
+    ))
+    .unwrap();
+    assert_eq!(several.issuers[0].trust_domain.as_deref(), Some("b.test"));
+    let other = load(&format!("{}{TRUST_DOMAINS}", with_issuer(""))).unwrap();
+    assert_eq!(other.issuers[0].trust_domain, None);
+}
+
+#[test]
+fn a_spiffe_jwt_issuer_takes_its_keys_from_its_trust_domains_spiffe_bundle() {
+    let fixture = Fixture::new();
+    let config = fixture
+        .load(&federated_spiffe_issuer("b.test", ""))
+        .unwrap();
+    let issuer = &config.issuers[0];
+    assert_eq!(
+        issuer.jwks,
+        JwksSource::SpiffeBundle {
+            trust_domain: "b.test".to_owned(),
+            path: fixture.dir.path().join("jwks.json"),
+        }
+    );
+    assert_eq!(issuer.trust_domain.as_deref(), Some("b.test"));
 }
 
 #[test]
@@ -392,7 +480,7 @@ fn tls_without_client_auth_needs_neither_a_bundle_nor_trust_domains() {
         format!("{MINIMAL}tls: {{ cert: svid.pem, key: svid_key.pem, client_auth: none }}\n");
     let tls = load(&yaml).unwrap().tls.unwrap();
     assert_eq!(tls.client_auth, ClientAuth::None);
-    assert_eq!(tls.client_ca, None);
+    assert!(tls.trust_bundles.is_empty());
 }
 
 #[test]
@@ -411,7 +499,7 @@ fn tls_files_resolve_against_the_config_files_directory() {
         .tls
         .unwrap();
     assert_eq!(tls.cert, nested.join("../svid.pem"));
-    assert_eq!(tls.client_ca, Some(nested.join("../bundle.pem")));
+    assert_eq!(tls.trust_bundles[0].path, nested.join("../bundle.pem"));
 }
 
 #[test]
@@ -580,6 +668,13 @@ fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("optional client auth without client_ca", with_tls("").replace("  client_ca: bundle.pem\n", ""), "tls.client_ca", "required"),
         ("required client auth without client_ca", with_tls("client_auth: required").replace("  client_ca: bundle.pem\n", ""), "tls.client_ca", "required"),
         ("client_ca unused without client auth", with_tls("client_auth: none"), "tls.client_ca", "unused"),
+        ("client_ca with several trust domains", federated_tls("").replace("  trust_bundles: { a.test: bundle.pem, b.test: upstream_ca.pem }\n", "  client_ca: bundle.pem\n"), "tls.client_ca", "`trust_bundles: { a.test: bundle.pem }`"),
+        ("client_ca and trust_bundles together", federated_tls("client_ca: bundle.pem"), "tls.trust_bundles", "cannot be used together"),
+        ("trust bundle of an unlisted domain", federated_tls("").replace("b.test: upstream", "c.test: upstream"), "tls.trust_bundles.c.test", "not one of `trust_domains`"),
+        ("trust domain without a bundle", federated_tls("").replace(", b.test: upstream_ca.pem", ""), "tls.trust_bundles", "no bundle for trust domain `b.test`"),
+        ("missing trust bundle file", federated_tls("").replace("upstream_ca.pem", "nope.json"), "tls.trust_bundles.b.test", "nope.json` does not exist"),
+        ("empty trust_bundles", federated_tls("").replace("{ a.test: bundle.pem, b.test: upstream_ca.pem }", "{}"), "tls.trust_bundles", "at least one"),
+        ("trust_bundles unused without client auth", federated_tls("client_auth: none"), "tls.trust_bundles", "unused"),
         ("unknown client_auth", with_tls("client_auth: request"), "tls.client_auth", "unknown variant"),
         ("tls reload under 1s", with_tls("reload_interval: 500ms"), "tls.reload_interval", "at least 1s"),
         ("tls reload as a plain number", with_tls("reload_interval: 30"), "tls.reload_interval", "ambiguous"),
@@ -608,6 +703,15 @@ fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("issuer with #", with_issuer("").replace("cluster.local", "cluster.local#x"), "issuers[0].issuer", "#"),
         ("missing issuer", with_issuer("").replace("    issuer: https://kubernetes.default.svc.cluster.local\n", ""), "issuers[0].issuer", "required"),
         ("spiffe-jwt without trust domains", with_spiffe_issuer(""), "trust_domains", "required by issuers[0] (preset spiffe-jwt)"),
+        ("trust_domain on a non-SPIFFE issuer", format!("{}{TRUST_DOMAINS}", with_issuer("    trust_domain: example.org\n")), "issuers[0].trust_domain", "only for `preset: spiffe-jwt`"),
+        ("spiffe-jwt scoped to an unlisted domain", format!("{}{TRUST_DOMAINS}", with_spiffe_issuer("    trust_domain: other.org\n")), "issuers[0].trust_domain", "`other.org` is not one of `trust_domains`"),
+        ("spiffe-jwt unscoped among several domains", format!("{}trust_domains: [a.test, b.test]\n", with_spiffe_issuer("")), "issuers[0].trust_domain", "required with several `trust_domains` (a.test, b.test)"),
+        ("spiffe_bundle on a non-SPIFFE issuer", format!("{}{TRUST_DOMAINS}", with_issuer("").replace("{ discovery: true }", "{ spiffe_bundle: example.org }")), "issuers[0].jwks.spiffe_bundle", "only for `preset: spiffe-jwt`"),
+        ("spiffe_bundle and file", format!("{}{TRUST_DOMAINS}", with_spiffe_issuer("").replace("{ discovery: true }", "{ spiffe_bundle: example.org, file: jwks.json }")), "issuers[0].jwks", "exactly one"),
+        ("spiffe_bundle of a domain without a bundle", format!("{}{TRUST_DOMAINS}", spiffe_bundle_issuer("example.org", "")), "issuers[0].jwks.spiffe_bundle", "has no bundle"),
+        ("spiffe_bundle of an unlisted domain", federated_spiffe_issuer("c.test", ""), "issuers[0].jwks.spiffe_bundle", "`c.test` is not one of `trust_domains`"),
+        ("spiffe_bundle of a PEM bundle", federated_spiffe_issuer("a.test", ""), "issuers[0].jwks.spiffe_bundle", "not in the SPIFFE bundle (JSON) format"),
+        ("spiffe_bundle of another domain than trust_domain", federated_spiffe_issuer("b.test", "    trust_domain: a.test\n"), "issuers[0].trust_domain", "differs from `jwks.spiffe_bundle` (`b.test`)"),
         ("spiffe-jwt with EdDSA", format!("{}{TRUST_DOMAINS}", with_spiffe_issuer("").replace("[RS256]", "[RS256, EdDSA]")), "issuers[0].algorithms[1]", "not allowed for JWT-SVIDs"),
         ("unknown preset", issuer_with("preset: okta"), "issuers[0].preset", "unknown variant"),
         ("missing jwks", with_issuer("").replace("    jwks: { discovery: true }\n", ""), "issuers[0].jwks", "required"),
@@ -923,6 +1027,7 @@ proptest! {
                 "listen", "upstream", "address", "issuers", "- name", "jwks", "refresh",
                 "claims", "routes", "public", "tls", "threads", "headers", "identity", "x",
                 "cert", "key", "client_ca", "client_auth", "server_name", "trust_domains",
+                "trust_bundles", "trust_domain",
             ]), "[ -~]{0,16}"),
             0..12,
         )

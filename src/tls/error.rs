@@ -72,8 +72,11 @@ pub enum TlsError {
         /// The key file.
         key: PathBuf,
     },
-    /// `client_auth` asks for client certificates but no `client_ca` is configured.
-    #[error("tls.client_auth requires tls.client_ca (the trust bundle for client certificates)")]
+    /// `client_auth` asks for client certificates but no trust bundle is configured.
+    #[error(
+        "tls.client_auth requires tls.trust_bundles (or, for a single trust domain, \
+         tls.client_ca): the trust bundles for client certificates"
+    )]
     MissingClientCa,
     /// The trust bundle could not be turned into a client certificate verifier.
     #[error("{}: unusable trust bundle: {reason}", path.display())]

@@ -1,4 +1,4 @@
-//! Reading PEM files into rustls material, and noticing when they change.
+//! Reading PEM files (and SPIFFE bundles) into rustls material, and noticing when they change.
 //!
 //! Everything here is synchronous and small: certificates, keys and bundles
 //! are a few kilobytes, read at startup and when a poll sees a change.
@@ -16,6 +16,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 
+use super::bundle::BundleProblem;
 use super::TlsError;
 
 /// Larger files are refused: no certificate chain, key or trust bundle comes
@@ -63,13 +64,15 @@ pub(super) struct ServerKey {
     pub(super) not_after: i64,
 }
 
-/// A client certificate verifier for one version of the trust bundle.
+/// A client certificate verifier for one version of a trust domain's bundle.
 pub(super) struct TrustBundle {
     pub(super) verifier: Arc<dyn ClientCertVerifier>,
     /// The earliest notAfter among the bundle's CAs, Unix seconds.
     pub(super) earliest_not_after: i64,
     /// How many CAs the bundle holds.
     pub(super) len: usize,
+    /// How many JWT-SVID keys a SPIFFE-format bundle holds.
+    pub(super) jwt_keys: usize,
 }
 
 /// Loads the server chain (`cert`) and its private key (`key`).
@@ -133,14 +136,23 @@ pub(super) fn load_server_key(
     })
 }
 
-/// Loads a trust bundle (one or more PEM CAs) into a WebPKI client verifier.
-/// `allow_anonymous`: clients without a certificate pass (`client_auth: optional`).
+/// Loads a trust domain's bundle (PEM CAs or the SPIFFE bundle format, see
+/// `bundle`) into a WebPKI client verifier. Whether a client certificate is
+/// mandatory is answered by the rotating verifier, not by this one.
 pub(super) fn load_trust_bundle(
     path: &Path,
-    allow_anonymous: bool,
     provider: &Arc<CryptoProvider>,
 ) -> Result<TrustBundle, TlsError> {
-    let cas = read_certificates(path)?;
+    let contents = super::bundle::parse(&read(path)?).map_err(|problem| match problem {
+        BundleProblem::NoCertificate => TlsError::NoCertificate {
+            path: path.to_path_buf(),
+        },
+        BundleProblem::Malformed(reason) => TlsError::InvalidBundle {
+            path: path.to_path_buf(),
+            reason,
+        },
+    })?;
+    let cas = contents.x509_authorities;
     let mut roots = RootCertStore::empty();
     let mut earliest_not_after = i64::MAX;
     for (index, der) in cas.iter().enumerate() {
@@ -153,20 +165,17 @@ pub(super) fn load_trust_bundle(
                 reason: error.to_string(),
             })?;
     }
-    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
-    let builder = if allow_anonymous {
-        builder.allow_unauthenticated()
-    } else {
-        builder
-    };
-    let verifier = builder.build().map_err(|error| TlsError::InvalidBundle {
-        path: path.to_path_buf(),
-        reason: error.to_string(),
-    })?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|error| TlsError::InvalidBundle {
+            path: path.to_path_buf(),
+            reason: error.to_string(),
+        })?;
     Ok(TrustBundle {
         verifier,
         earliest_not_after,
         len: cas.len(),
+        jwt_keys: contents.jwt_authorities,
     })
 }
 

@@ -135,7 +135,10 @@ impl Files {
         TlsConfig {
             cert: self.cert(),
             key: self.key(),
-            client_ca: Some(self.bundle()),
+            trust_bundles: vec![TrustBundleFile {
+                trust_domain: "example.org".to_owned(),
+                path: self.bundle(),
+            }],
             client_auth,
             reload_interval: Duration::from_millis(20),
         }
@@ -346,6 +349,10 @@ async fn a_bundle_with_several_cas_trusts_each_and_reports_the_earliest_expiry()
     }
     let gauge = metrics.tls_cert_expiry.with_label_values(&["client_ca"]);
     assert_eq!(gauge.get(), unix(second.not_after));
+    let domain = metrics
+        .tls_cert_expiry
+        .with_label_values(&["client_ca:example.org"]);
+    assert_eq!(domain.get(), unix(second.not_after));
 }
 
 #[tokio::test]
@@ -354,7 +361,7 @@ async fn client_auth_none_asks_for_no_certificate_and_reads_no_bundle() {
     let files = Files::new(&ca.server((2035, 1, 1)), &ca.pem());
     std::fs::remove_file(files.bundle()).unwrap();
     let mut config = files.config(ClientAuth::None);
-    config.client_ca = None;
+    config.trust_bundles.clear();
     let metrics = Metrics::new().unwrap();
     let material = TlsMaterial::load(&config, &trust_domains(), metrics.clone()).unwrap();
 
@@ -600,7 +607,7 @@ fn asking_for_client_certificates_without_a_bundle_is_an_error() {
     let ca = Ca::new("ca", (2040, 1, 1));
     let files = Files::new(&ca.server((2035, 1, 1)), &ca.pem());
     let mut config = files.config(ClientAuth::Required);
-    config.client_ca = None;
+    config.trust_bundles.clear();
 
     let error = TlsMaterial::load(&config, &trust_domains(), Metrics::new().unwrap()).unwrap_err();
 
@@ -682,10 +689,168 @@ async fn the_pingora_listener_records_why_a_verified_certificate_is_not_an_svid(
     let ca = Ca::new("ca", (2040, 1, 1));
     let files = Files::new(&ca.server((2035, 1, 1)), &ca.pem());
     let (material, _) = load(&files, ClientAuth::Required);
-    let client = ca.svid("spiffe://elsewhere.test/client");
+    // Chain-valid, but without the keyUsage an X.509-SVID must assert.
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = vec![SanType::URI(
+        "spiffe://example.org/client".try_into().unwrap(),
+    )];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client = ca.sign(params);
 
     let (digest, _) = pingora_handshake(&material, client_config(&[&ca], Some(&client))).await;
 
     let peer = peer_certificate_in(&digest.expect("handshake succeeded")).expect("a peer");
     assert!(matches!(*peer, PeerCertificate::Invalid(_)), "{peer:?}");
+}
+
+// ------------------------------------------------ trust bundles per domain
+
+/// Two trust domains, each with its own CA and bundle file.
+struct Federation {
+    ca_a: Ca,
+    ca_b: Ca,
+    files: Files,
+    material: Arc<TlsMaterial>,
+    metrics: Metrics,
+}
+
+impl Federation {
+    /// `a.test` trusts `ca_a` (PEM bundle), `b.test` trusts `ca_b` (SPIFFE JSON).
+    fn new() -> Federation {
+        let ca_a = Ca::new("ca-a", (2040, 1, 1));
+        let ca_b = Ca::new("ca-b", (2039, 1, 1));
+        let files = Files::new(&ca_a.server((2035, 1, 1)), &ca_a.pem());
+        std::fs::write(files.bundle_b(), spiffe_bundle(&[&ca_b])).unwrap();
+        let mut config = files.config(ClientAuth::Required);
+        config.trust_bundles = vec![
+            TrustBundleFile {
+                trust_domain: "a.test".to_owned(),
+                path: files.bundle(),
+            },
+            TrustBundleFile {
+                trust_domain: "b.test".to_owned(),
+                path: files.bundle_b(),
+            },
+        ];
+        let metrics = Metrics::new().unwrap();
+        let domains = ["a.test".to_owned(), "b.test".to_owned()];
+        let material = TlsMaterial::load(&config, &domains, metrics.clone()).unwrap();
+        Federation {
+            ca_a,
+            ca_b,
+            files,
+            material,
+            metrics,
+        }
+    }
+
+    async fn accepts(&self, client: &Leaf) -> bool {
+        let result = handshake(
+            server_config(&self.material),
+            client_config(&[&self.ca_a], Some(client)),
+        )
+        .await;
+        result.is_ok()
+    }
+
+    fn rejections(&self, reason: &str) -> u64 {
+        self.metrics
+            .tls_client_cert_rejections
+            .with_label_values(&[reason])
+            .get()
+    }
+}
+
+impl Files {
+    fn bundle_b(&self) -> PathBuf {
+        self.dir.path().join("bundle_b.json")
+    }
+}
+
+/// A SPIFFE bundle (JSON) holding `cas` as `x509-svid` keys, plus a
+/// `jwt-svid` key.
+fn spiffe_bundle(cas: &[&Ca]) -> String {
+    use base64::Engine;
+    let keys: Vec<serde_json::Value> = cas
+        .iter()
+        .map(|ca| {
+            serde_json::json!({
+                "use": "x509-svid", "kty": "EC", "crv": "P-256",
+                "x5c": [base64::engine::general_purpose::STANDARD.encode(ca.der())],
+            })
+        })
+        .chain([serde_json::json!({"use": "jwt-svid", "kty": "EC", "kid": "jwt-1", "crv": "P-256", "x": "AA", "y": "AA"})])
+        .collect();
+    serde_json::json!({"spiffe_sequence": 1, "spiffe_refresh_hint": 300, "keys": keys}).to_string()
+}
+
+#[tokio::test]
+async fn a_client_certificate_chains_only_to_the_roots_of_its_own_trust_domain() {
+    let federation = Federation::new();
+    let (ca_a, ca_b) = (&federation.ca_a, &federation.ca_b);
+
+    assert!(federation.accepts(&ca_a.svid("spiffe://a.test/ns/x")).await);
+    assert!(federation.accepts(&ca_b.svid("spiffe://b.test/ns/y")).await);
+    // B's CA vouching for an A workload, and A's for a B workload: refused.
+    assert!(!federation.accepts(&ca_b.svid("spiffe://a.test/ns/x")).await);
+    assert!(!federation.accepts(&ca_a.svid("spiffe://b.test/ns/y")).await);
+    assert_eq!(federation.rejections("untrusted_issuer"), 2);
+}
+
+#[tokio::test]
+async fn a_leaf_without_a_spiffe_id_or_of_an_unknown_domain_is_refused_before_its_chain() {
+    let federation = Federation::new();
+    let ca_a = &federation.ca_a;
+    let mut dns_only = CertificateParams::new(vec!["a.test".to_owned()]).unwrap();
+    dns_only.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    dns_only.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+
+    assert!(!federation.accepts(&ca_a.sign(dns_only)).await);
+    assert!(!federation.accepts(&ca_a.svid("spiffe://c.test/ns/x")).await);
+    assert_eq!(federation.rejections("svid_no_uri_san"), 1);
+    assert_eq!(federation.rejections("svid_untrusted_domain"), 1);
+}
+
+#[tokio::test]
+async fn each_trust_domain_reports_its_own_bundle_expiry() {
+    let federation = Federation::new();
+    let gauge = |label: &str| {
+        federation
+            .metrics
+            .tls_cert_expiry
+            .with_label_values(&[label])
+            .get()
+    };
+    assert_eq!(gauge("client_ca:a.test"), unix((2040, 1, 1)));
+    assert_eq!(gauge("client_ca:b.test"), unix((2039, 1, 1)));
+    assert_eq!(gauge("client_ca"), unix((2039, 1, 1)));
+}
+
+#[tokio::test]
+async fn rotating_one_domains_bundle_keeps_the_other_domain_working() {
+    let federation = Federation::new();
+    let ca_b2 = Ca::new("ca-b2", (2041, 1, 1));
+    let a_client = federation.ca_a.svid("spiffe://a.test/ns/x");
+    let old_b_client = federation.ca_b.svid("spiffe://b.test/ns/y");
+    let new_b_client = ca_b2.svid("spiffe://b.test/ns/y");
+
+    replace(&federation.files.bundle_b(), &ca_b2.pem());
+    assert!(federation.material.reload().unwrap());
+    assert!(federation.accepts(&new_b_client).await);
+    assert!(!federation.accepts(&old_b_client).await);
+    assert!(federation.accepts(&a_client).await, "domain A untouched");
+
+    // A broken update of B's bundle keeps B's current roots, and A's.
+    replace(&federation.files.bundle_b(), "{ not json");
+    assert!(matches!(
+        federation.material.reload(),
+        Err(TlsError::InvalidBundle { .. })
+    ));
+    assert!(federation.accepts(&new_b_client).await);
+    assert!(federation.accepts(&a_client).await);
+    let gauge = federation
+        .metrics
+        .tls_cert_expiry
+        .with_label_values(&["client_ca:b.test"]);
+    assert_eq!(gauge.get(), unix((2041, 1, 1)));
 }

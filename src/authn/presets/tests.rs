@@ -21,6 +21,7 @@ fn issuer(preset: Preset, mappings: &[(&str, &str)]) -> IssuerConfig {
         algorithms: vec![Algorithm::ES256],
         leeway: Duration::from_secs(30),
         max_lifetime: Duration::from_secs(86400),
+        trust_domain: None,
         claims: mappings
             .iter()
             .map(|(attribute, pointer)| ClaimMapping {
@@ -730,6 +731,27 @@ fn spiffe_jwt_rejects_a_sub_that_is_not_a_spiffe_id_naming_the_rule() {
         );
         assert_invalid(build(Preset::SpiffeJwt, &[], jwt_svid(sub)), "/sub", reason);
     }
+}
+
+#[test]
+fn spiffe_jwt_rejects_a_sub_outside_the_issuers_own_trust_domain() {
+    let mut scoped = issuer(Preset::SpiffeJwt, &[]);
+    scoped.trust_domain = Some("example.org".into());
+    let verify = |sub: &str| {
+        identity(
+            &scoped,
+            &claims(jwt_svid(sub)),
+            1_735_704_000,
+            &trust_domains(),
+        )
+    };
+    assert!(verify("spiffe://example.org/ns/prod/sa/web").is_ok());
+    // A configured (federated) domain, but not this issuer's.
+    assert_invalid(
+        verify("spiffe://prod.example.org/ns/prod/sa/web"),
+        "/sub",
+        "trust domain `prod.example.org` is not issuer",
+    );
 }
 
 #[test]
