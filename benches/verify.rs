@@ -16,13 +16,13 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use jsonwebtoken::{encode, EncodingKey, Header};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
 use wisp::authn::keys::KeySet;
 use wisp::authn::{crypto, jwt, verify};
-use wisp::config::{IssuerConfig, JwksSource, Preset};
+use wisp::config::{Algorithm, IssuerConfig, JwksSource, Preset};
 
 const ISS: &str = "https://issuer.example";
 const RSA2048_PK8: &[u8] = include_bytes!("../tests/fixtures/rsa2048.pk8.der");
@@ -63,7 +63,7 @@ fn mint(key: &EncodingKey, alg: Algorithm, kid: &str, n: u64) -> String {
             "tags": ["tag:prod", "tag:frontend", "tag:eu-west"]
         }
     });
-    let mut header = Header::new(alg);
+    let mut header = Header::new(alg.to_jsonwebtoken().expect("jsonwebtoken signs it"));
     header.kid = Some(kid.to_owned());
     encode(&header, &claims, key).expect("mint")
 }

@@ -26,9 +26,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use jsonwebtoken::Algorithm;
 use rustls::pki_types::CertificateDer;
 
+mod algorithm;
+pub use algorithm::{Algorithm, UnsupportedAlgorithm};
 mod build;
 mod issuer;
 pub use issuer::check_fetch_url;
@@ -199,10 +200,16 @@ pub enum JwksSource {
     },
 }
 
-/// How an issuer's discovery and JWKS requests are made (`jwks.ca`,
-/// `jwks.bearer_token_file`); both unset for a `file` source. For in-cluster
-/// issuers such as the Kubernetes API server.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+/// The default `jwks.max_bytes`: room for thousands of keys.
+pub const DEFAULT_JWKS_MAX_BYTES: usize = 1 << 20;
+/// The largest `jwks.max_bytes` accepted.
+pub const MAX_JWKS_MAX_BYTES: usize = 16 << 20;
+
+/// How an issuer's discovery and JWKS documents are fetched and bounded
+/// (`jwks.ca`, `jwks.bearer_token_file`, `jwks.max_bytes`); `ca` and
+/// `bearer_token_file` are unset for a `file` source. The first two are for
+/// in-cluster issuers such as the Kubernetes API server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct JwksFetch {
     /// Trust only these roots for this issuer's fetches (`None`: the system roots).
     pub ca: Option<CaBundle>,
@@ -210,6 +217,18 @@ pub struct JwksFetch {
     /// issuer's fetches; re-read at every fetch, so a rotated token is used
     /// at once. Existed when the config loaded.
     pub bearer_token_file: Option<PathBuf>,
+    /// The largest discovery or JWKS document (or JWKS file) accepted, in bytes.
+    pub max_bytes: usize,
+}
+
+impl Default for JwksFetch {
+    fn default() -> Self {
+        JwksFetch {
+            ca: None,
+            bearer_token_file: None,
+            max_bytes: DEFAULT_JWKS_MAX_BYTES,
+        }
+    }
 }
 
 /// A PEM bundle of CA certificates, read and checked when the config loads:

@@ -113,6 +113,10 @@ enum Command {
         /// The default `aud` of minted tokens.
         #[arg(long, default_value = "demo")]
         audience: String,
+        /// Signing algorithm: ES256, ES384, ES512, EdDSA (fresh keys), or
+        /// RS256/384/512, PS256/384/512 (a fixed development RSA key).
+        #[arg(long, default_value = "ES256")]
+        alg: wisp::devtools::Algorithm,
     },
     /// An echo upstream for demos and compose: answers every request with what
     /// it received (method, path, headers) as JSON. Not for production.
@@ -233,9 +237,10 @@ fn main() -> ExitCode {
             listen,
             issuer,
             audience,
+            alg,
         } => {
             let _ = init_logging(LogFormat::Text);
-            cli::demo::dev_issuer(listen, issuer, audience)
+            cli::demo::dev_issuer(listen, issuer, audience, alg)
         }
         Command::Echo { listen } => {
             let _ = init_logging(LogFormat::Text);

@@ -3,7 +3,8 @@
 //!
 //! Verification uses ring's fixed parameter sets: RSA keys of 2048–8192 bits
 //! (PKCS#1 v1.5 and PSS), P-256/P-384 ECDSA with fixed-length signatures,
-//! Ed25519. HMAC is implemented for completeness (jsonwebtoken's API expects
+//! Ed25519. ES512 (P-521), which ring lacks and jsonwebtoken does not know,
+//! goes around both to RustCrypto's `p521` in [`verify`]. HMAC is implemented for completeness (jsonwebtoken's API expects
 //! it), but wisp never accepts HMAC tokens: the parser rejects them and key
 //! sets hold only asymmetric keys.
 
@@ -15,6 +16,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, EncodingKey};
 use ring::rand::SystemRandom;
 use ring::signature::{self as sig, KeyPair as _};
 use ring::{digest, hmac};
+
+use super::keys::PublicKey;
+use crate::config::Algorithm as WispAlgorithm;
 
 /// The ring-backed provider. Prefer [`install`]; this is public for callers
 /// that want to pass the provider around explicitly.
@@ -101,14 +105,32 @@ fn verify_public(
 }
 
 /// Whether `signature` (raw bytes, already base64url-decoded) over
-/// `message` verifies with `key` under the asymmetric `alg`.
+/// `message` verifies with `key` under `alg`.
 ///
-/// What `jsonwebtoken::crypto::verify` does through this provider, minus
-/// the per-token costs of going through it: decoding the signature again,
-/// boxing a verifier and cloning the key. `false`, never a panic, for a key
-/// whose type does not fit `alg` and for HMAC algorithms (wisp verifies no
-/// shared-secret tokens).
-pub fn verify(alg: Algorithm, key: &DecodingKey, message: &[u8], signature: &[u8]) -> bool {
+/// For ring's keys, what `jsonwebtoken::crypto::verify` does through this
+/// provider, minus the per-token costs of going through it: decoding the
+/// signature again, boxing a verifier and cloning the key. ES512 with a P-521
+/// key is verified by `p521` over the JOSE `R || S` signature (66 + 66
+/// bytes). `false`, never a panic, for a key whose type does not fit `alg`.
+pub fn verify(alg: WispAlgorithm, key: &PublicKey, message: &[u8], signature: &[u8]) -> bool {
+    match key {
+        PublicKey::Ring(key) => alg
+            .to_jsonwebtoken()
+            .is_some_and(|alg| verify_ring(alg, key, message, signature)),
+        PublicKey::P521(key) => alg == WispAlgorithm::ES512 && verify_p521(key, message, signature),
+    }
+}
+
+/// ES512: ECDSA on P-521 with SHA-512, signature `R || S`.
+fn verify_p521(key: &p521::ecdsa::VerifyingKey, message: &[u8], signature: &[u8]) -> bool {
+    use p521::ecdsa::signature::Verifier as _;
+    p521::ecdsa::Signature::from_slice(signature)
+        .is_ok_and(|signature| key.verify(message, &signature).is_ok())
+}
+
+/// [`verify`] for a key ring verifies. `false` for a key whose type does not
+/// fit `alg` and for HMAC algorithms (wisp verifies no shared-secret tokens).
+fn verify_ring(alg: Algorithm, key: &DecodingKey, message: &[u8], signature: &[u8]) -> bool {
     if key.family() != alg.family() {
         return false;
     }
@@ -440,6 +462,42 @@ pub(crate) mod test_keys {
         ec(&sig::ECDSA_P384_SHA384_FIXED_SIGNING, "P-384")
     }
 
+    /// A P-521 key and its public JWK (without `kid`/`alg`). jsonwebtoken
+    /// cannot sign ES512, so [`P521Key::sign`] signs with `p521` directly.
+    pub struct P521Key {
+        pub signing: p521::ecdsa::SigningKey,
+        pub jwk: serde_json::Value,
+    }
+
+    impl P521Key {
+        /// The JOSE ES512 signature (`R || S`, 132 bytes) over `message`.
+        pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+            use p521::ecdsa::signature::Signer as _;
+            let signature: p521::ecdsa::Signature = self.signing.sign(message);
+            signature.to_bytes().to_vec()
+        }
+
+        /// A compact ES512 token with this header and payload.
+        pub fn token(&self, header: &serde_json::Value, claims: &serde_json::Value) -> String {
+            let input = format!(
+                "{}.{}",
+                b64(header.to_string().as_bytes()),
+                b64(claims.to_string().as_bytes())
+            );
+            format!("{input}.{}", b64(&self.sign(input.as_bytes())))
+        }
+    }
+
+    pub fn p521() -> P521Key {
+        let signing = p521::ecdsa::SigningKey::random(&mut p521::elliptic_curve::rand_core::OsRng);
+        let point = p521::ecdsa::VerifyingKey::from(&signing).to_encoded_point(false);
+        let (x, y) = (point.x().expect("x"), point.y().expect("y"));
+        P521Key {
+            signing,
+            jwk: serde_json::json!({"kty": "EC", "crv": "P-521", "x": b64(x), "y": b64(y)}),
+        }
+    }
+
     pub fn ed25519() -> TestKey {
         let rng = SystemRandom::new();
         let pkcs8 = sig::Ed25519KeyPair::generate_pkcs8(&rng).expect("generate Ed25519 key");
@@ -547,21 +605,72 @@ mod tests {
             let decoding = DecodingKey::from_jwk(&jwk).expect("decoding key");
             for message in [&b"m"[..], b"n"] {
                 assert_eq!(
-                    super::verify(alg, &decoding, message, &raw),
+                    super::verify_ring(alg, &decoding, message, &raw),
                     verify(&signature, message, &decoding, alg).expect("verify"),
                     "{alg:?} over {message:?}"
                 );
             }
-            assert!(super::verify(alg, &decoding, b"m", &raw), "{alg:?}");
+            assert!(super::verify_ring(alg, &decoding, b"m", &raw), "{alg:?}");
         }
         // PKCS#1 DER keys take the raw-key branch.
         let signature = sign(b"m", &rsa.encoding, Algorithm::RS256).expect("sign");
         let der = DecodingKey::from_rsa_der(RSA2048_PUB_PKCS1);
-        assert!(super::verify(
+        assert!(super::verify_ring(
             Algorithm::RS256,
             &der,
             b"m",
             &test_keys::b64_decode(&signature)
+        ));
+    }
+
+    #[test]
+    fn es512_verifies_with_a_p521_key_and_nothing_else() {
+        let key = p521();
+        let public = PublicKey::P521(p521::ecdsa::VerifyingKey::from(&key.signing));
+        let signature = key.sign(b"m");
+        assert_eq!(signature.len(), 132, "JOSE R || S, 66 + 66 bytes");
+        assert!(super::verify(
+            WispAlgorithm::ES512,
+            &public,
+            b"m",
+            &signature
+        ));
+        assert!(!super::verify(
+            WispAlgorithm::ES512,
+            &public,
+            b"n",
+            &signature
+        ));
+        assert!(!super::verify(
+            WispAlgorithm::ES256,
+            &public,
+            b"m",
+            &signature
+        ));
+        // DER, truncated, or flipped: false, no panic.
+        assert!(!super::verify(
+            WispAlgorithm::ES512,
+            &public,
+            b"m",
+            &signature[..131]
+        ));
+        let mut flipped = signature.clone();
+        flipped[100] ^= 1;
+        assert!(!super::verify(
+            WispAlgorithm::ES512,
+            &public,
+            b"m",
+            &flipped
+        ));
+        // A ring key never verifies ES512.
+        let ec = test_keys::p256();
+        let jwk: Jwk = serde_json::from_value(ec.jwk.clone()).expect("jwk");
+        let ring_key = PublicKey::Ring(DecodingKey::from_jwk(&jwk).expect("decoding key"));
+        assert!(!super::verify(
+            WispAlgorithm::ES512,
+            &ring_key,
+            b"m",
+            &signature
         ));
     }
 
@@ -574,13 +683,13 @@ mod tests {
         let jwk: Jwk = serde_json::from_value(ec.jwk.clone()).expect("jwk");
         let decoding = DecodingKey::from_jwk(&jwk).expect("decoding key");
         // The EC key with an RSA or Ed25519 algorithm: false, no panic.
-        assert!(!super::verify(
+        assert!(!super::verify_ring(
             Algorithm::RS256,
             &decoding,
             b"m",
             &signature
         ));
-        assert!(!super::verify(
+        assert!(!super::verify_ring(
             Algorithm::EdDSA,
             &decoding,
             b"m",
@@ -597,12 +706,12 @@ mod tests {
             )
             .expect("sign"),
         );
-        assert!(!super::verify(Algorithm::HS256, &der, b"m", &mac));
+        assert!(!super::verify_ring(Algorithm::HS256, &der, b"m", &mac));
         let secret = DecodingKey::from_secret(b"s3cret");
         let mac = test_keys::b64_decode(
             &sign(b"m", &EncodingKey::from_secret(b"s3cret"), Algorithm::HS256).expect("sign"),
         );
-        assert!(!super::verify(Algorithm::HS256, &secret, b"m", &mac));
+        assert!(!super::verify_ring(Algorithm::HS256, &secret, b"m", &mac));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 
-use super::keys::KeySet;
+use super::keys::{KeySet, KeySetError, SkippedKey};
 use crate::config::{IssuerConfig, JwksSource};
 use crate::metrics::Metrics;
 
@@ -21,8 +21,6 @@ mod client;
 use client::BearerToken;
 pub use client::{http_client, http_client_for, HttpClientError};
 
-/// Largest JWKS or discovery document accepted.
-const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 /// Timeout for one discovery or JWKS request.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a request waits for an unknown-`kid` refetch.
@@ -242,19 +240,49 @@ impl IssuerKeys {
 
     async fn fetch(&self) -> Result<KeySet, FetchError> {
         let document = match &self.config.jwks {
-            JwksSource::File(path) | JwksSource::SpiffeBundle { path, .. } => tokio::fs::read(path)
-                .await
-                .map_err(|error| FetchError::File {
-                    path: path.display().to_string(),
-                    message: error.to_string(),
-                })?,
+            JwksSource::File(path) | JwksSource::SpiffeBundle { path, .. } => {
+                self.read_file(path).await?
+            }
             JwksSource::Uri(uri) => self.get(uri).await?,
             JwksSource::Discovery => {
                 let uri = self.discover().await?;
                 self.get(&uri).await?
             }
         };
-        Ok(KeySet::from_jwks_json(&document, &self.config.algorithms)?)
+        // Parsing checks every key (an EC point costs a scalar
+        // multiplication), so a large set runs off the async workers.
+        let algorithms = self.config.algorithms.clone();
+        let parsed =
+            tokio::task::spawn_blocking(move || KeySet::from_jwks_json(&document, &algorithms))
+                .await
+                .map_err(|error| {
+                    FetchError::Keys(KeySetError::InvalidDocument(error.to_string()))
+                })?;
+        let skipped = match &parsed {
+            Ok(set) => set.skipped(),
+            Err(KeySetError::NoUsableKeys { skipped }) => skipped.as_slice(),
+            Err(_) => &[],
+        };
+        log_skipped(&self.config.name, skipped);
+        Ok(parsed?)
+    }
+
+    /// A static JWKS file, refused beyond `jwks.max_bytes`.
+    async fn read_file(&self, path: &std::path::Path) -> Result<Vec<u8>, FetchError> {
+        let file_error = |message: String| FetchError::File {
+            path: path.display().to_string(),
+            message,
+        };
+        let max = self.config.jwks_fetch.max_bytes;
+        let document = tokio::fs::read(path)
+            .await
+            .map_err(|error| file_error(error.to_string()))?;
+        if document.len() > max {
+            return Err(file_error(format!(
+                "document larger than {max} bytes (jwks.max_bytes)"
+            )));
+        }
+        Ok(document)
     }
 
     /// Resolves `jwks_uri` from the issuer's OpenID configuration. The document's
@@ -310,9 +338,10 @@ impl IssuerKeys {
             .await
             .map_err(|error| http_error(with_causes(&error)))?
         {
-            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            let max = self.config.jwks_fetch.max_bytes;
+            if body.len() + chunk.len() > max {
                 return Err(http_error(format!(
-                    "document larger than {MAX_DOCUMENT_BYTES} bytes"
+                    "document larger than {max} bytes (jwks.max_bytes)"
                 )));
             }
             body.extend_from_slice(&chunk);
@@ -354,6 +383,19 @@ impl IssuerKeys {
 }
 
 /// 1 s, 2 s, 4 s, … capped at 60 s.
+/// One warning per skipped key per fetch, so an operator sees why a key
+/// the issuer publishes is not counted (and never verifies).
+fn log_skipped(issuer: &str, skipped: &[SkippedKey]) {
+    for key in skipped {
+        tracing::warn!(
+            issuer,
+            kid = key.kid.as_deref().unwrap_or(""),
+            reason = key.reason,
+            "jwks key skipped"
+        );
+    }
+}
+
 fn retry_delay(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
@@ -415,7 +457,7 @@ mod tests {
         jwk["kid"] = "k".into();
         let jwks = serde_json::json!({ "keys": [jwk] }).to_string();
         let set =
-            KeySet::from_jwks_json(jwks.as_bytes(), &[jsonwebtoken::Algorithm::ES256]).unwrap();
+            KeySet::from_jwks_json(jwks.as_bytes(), &[crate::config::Algorithm::ES256]).unwrap();
         let fingerprint = set.keys()[0].fingerprint;
         let install = |age: Duration| {
             keys.current.store(Some(Arc::new(LoadedKeys {

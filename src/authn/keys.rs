@@ -2,8 +2,15 @@
 
 use std::sync::Arc;
 
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::DecodingKey;
 use serde_json::Value;
+
+use crate::config::Algorithm;
+
+/// The most keys a token without `kid` is tried against. More keys fitting
+/// its `alg` answer `unknown_key` without any being tried: each try is a
+/// signature verification an unauthenticated caller makes wisp pay for.
+pub const MAX_KIDLESS_CANDIDATES: usize = 8;
 
 /// The key type of a verification key (what algorithms it can verify).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -14,6 +21,8 @@ pub enum KeyFamily {
     EcP256,
     /// EC P-384: ES384.
     EcP384,
+    /// EC P-521: ES512.
+    EcP521,
     /// Ed25519: EdDSA.
     Ed25519,
 }
@@ -28,10 +37,19 @@ pub struct VerificationKey {
     /// Key type.
     pub family: KeyFamily,
     /// The parsed key.
-    pub key: DecodingKey,
+    pub key: PublicKey,
     /// Stable fingerprint of the key material (e.g. a hash of the RFC 7638 thumbprint
     /// input): lets a cached token check its key is still published.
     pub fingerprint: u64,
+}
+
+/// Public key material, parsed and validated when the JWKS loads.
+#[derive(Clone)]
+pub enum PublicKey {
+    /// RSA, P-256, P-384 and Ed25519 keys, verified with ring.
+    Ring(DecodingKey),
+    /// P-521 keys, verified with RustCrypto's `p521` (ring has no P-521).
+    P521(p521::ecdsa::VerifyingKey),
 }
 
 impl std::fmt::Debug for VerificationKey {
@@ -70,16 +88,37 @@ pub enum KeySetError {
     #[error("invalid JWKS document: {0}")]
     InvalidDocument(String),
     /// The document parsed but none of its keys is usable with the allowed algorithms.
-    #[error("JWKS has no usable keys for the allowed algorithms ({skipped} skipped)")]
+    #[error("JWKS has no usable keys for the allowed algorithms ({} skipped{})", skipped.len(), SkippedList(skipped))]
     NoUsableKeys {
-        /// How many keys were skipped.
-        skipped: usize,
+        /// The keys skipped, and why.
+        skipped: Vec<SkippedKey>,
     },
+}
+
+/// `: kid "a": why; kid "b": why` (for an error message an operator reads in
+/// `/readyz`).
+struct SkippedList<'a>(&'a [SkippedKey]);
+
+impl std::fmt::Display for SkippedList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, key) in self.0.iter().enumerate() {
+            f.write_str(if index == 0 { ": " } else { "; " })?;
+            match &key.kid {
+                Some(kid) => write!(f, "kid {kid:?}: {}", key.reason)?,
+                None => write!(f, "a key without kid: {}", key.reason)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 impl KeySet {
     /// Parses a JWKS document, keeping only public keys usable with `allowed`
-    /// (skipping private, symmetric, `use: enc`, and unsupported keys).
+    /// (skipping private, symmetric, `use: enc`, and unsupported keys) and
+    /// valid as keys: EC points on their curve, RSA moduli of 2048–8192 bits
+    /// with a sane exponent, Ed25519 keys of 32 bytes. A key counted here is
+    /// one verification will accept, so an issuer is not reported ready on
+    /// keys that fail every token.
     ///
     /// Each entry is judged on its own: a bad or unsupported key is skipped
     /// (see [`KeySet::skipped`]), never fatal to its neighbours.
@@ -106,7 +145,7 @@ impl KeySet {
         }
         if set.keys.is_empty() {
             return Err(KeySetError::NoUsableKeys {
-                skipped: set.skipped.len(),
+                skipped: set.skipped,
             });
         }
         Ok(set)
@@ -114,19 +153,29 @@ impl KeySet {
 
     /// Keys that may verify a token with this `kid` (if any) and `alg`.
     ///
-    /// With a `kid`: the keys carrying that `kid`. Without: every key. Either
-    /// way only keys whose type fits `alg` and whose own `alg`, if set, is
-    /// `alg` (DESIGN.md §6).
+    /// With a `kid`: the keys carrying that `kid`. Without: every key, but
+    /// none at all when more than [`MAX_KIDLESS_CANDIDATES`] fit (the token
+    /// is then `unknown_key` untried). Either way only keys whose type fits
+    /// `alg` and whose own `alg`, if set, is `alg` (DESIGN.md §6).
     pub fn candidates<'a>(
         &'a self,
         kid: Option<&'a str>,
         alg: Algorithm,
     ) -> impl Iterator<Item = &'a Arc<VerificationKey>> + 'a {
-        self.keys.iter().filter(move |key| {
+        let fits = move |key: &&Arc<VerificationKey>| {
             key.family.fits(alg)
                 && key.alg.is_none_or(|key_alg| key_alg == alg)
                 && kid.is_none_or(|kid| key.kid.as_deref() == Some(kid))
-        })
+        };
+        let too_many = kid.is_none()
+            && self
+                .keys
+                .iter()
+                .filter(fits)
+                .nth(MAX_KIDLESS_CANDIDATES)
+                .is_some();
+        let limit = if too_many { 0 } else { usize::MAX };
+        self.keys.iter().filter(fits).take(limit)
     }
 
     /// Whether a key with this `kid` is present.
@@ -175,6 +224,7 @@ impl KeyFamily {
                     | Algorithm::PS512
             ) | (KeyFamily::EcP256, Algorithm::ES256)
                 | (KeyFamily::EcP384, Algorithm::ES384)
+                | (KeyFamily::EcP521, Algorithm::ES512)
                 | (KeyFamily::Ed25519, Algorithm::EdDSA)
         )
     }
@@ -186,10 +236,13 @@ mod jwk {
 
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
-    use jsonwebtoken::{Algorithm, DecodingKey};
+    use jsonwebtoken::DecodingKey;
+    use ring::agreement;
+    use ring::rand::SystemRandom;
     use serde_json::{Map, Value};
 
-    use super::{KeyFamily, VerificationKey};
+    use super::{KeyFamily, PublicKey, VerificationKey};
+    use crate::config::Algorithm;
 
     /// Members that only private or symmetric keys carry (RFC 7518 §6).
     const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
@@ -281,7 +334,7 @@ mod jwk {
         &bytes[first..]
     }
 
-    type Parsed = (KeyFamily, DecodingKey, String);
+    type Parsed = (KeyFamily, PublicKey, String);
 
     fn rsa(jwk: &Map<String, Value>) -> Result<Parsed, Skip> {
         let n = bytes(jwk, "n")?;
@@ -297,6 +350,9 @@ mod jwk {
         if bits > MAX_RSA_BITS {
             return Err("RSA key longer than 8192 bits");
         }
+        if n.last().is_some_and(|b| b & 1 == 0) {
+            return Err("RSA modulus is even");
+        }
         // ring accepts odd exponents from 3 up to 2^33 - 1.
         if e.is_empty() || e.len() > 4 || e.last().is_some_and(|b| b & 1 == 0) || e == [1] {
             return Err("unsupported RSA public exponent");
@@ -304,13 +360,14 @@ mod jwk {
         // RFC 7638 §3.2: required members only, lexicographic order, no whitespace.
         let thumbprint_input = format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, b64(e), b64(n));
         let key = DecodingKey::from_rsa_raw_components(n, e);
-        Ok((KeyFamily::Rsa, key, thumbprint_input))
+        Ok((KeyFamily::Rsa, PublicKey::Ring(key), thumbprint_input))
     }
 
     fn ec(jwk: &Map<String, Value>) -> Result<Parsed, Skip> {
         let (family, crv, len) = match string(jwk, "crv")? {
             "P-256" => (KeyFamily::EcP256, "P-256", 32),
             "P-384" => (KeyFamily::EcP384, "P-384", 48),
+            "P-521" => (KeyFamily::EcP521, "P-521", 66),
             _ => return Err("unsupported EC curve"),
         };
         let (x, y) = (bytes(jwk, "x")?, bytes(jwk, "y")?);
@@ -322,12 +379,35 @@ mod jwk {
             b64(&x),
             b64(&y)
         );
-        // ring verifies against the uncompressed SEC1 point.
+        // Both verifiers take the uncompressed SEC1 point.
         let mut point = Vec::with_capacity(1 + 2 * len);
         point.push(0x04);
         point.extend_from_slice(&x);
         point.extend_from_slice(&y);
-        Ok((family, DecodingKey::from_ec_der(&point), thumbprint_input))
+        let key = match family {
+            KeyFamily::EcP256 => ring_point(&agreement::ECDH_P256, point)?,
+            KeyFamily::EcP384 => ring_point(&agreement::ECDH_P384, point)?,
+            _ => PublicKey::P521(
+                p521::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| NOT_ON_CURVE)?,
+            ),
+        };
+        Ok((family, key, thumbprint_input))
+    }
+
+    const NOT_ON_CURVE: Skip = "EC point is not on the curve";
+
+    /// A P-256/P-384 point ring's ECDSA verification will accept. ring checks
+    /// a point only when it verifies, and a bad point fails exactly like a
+    /// bad signature; its ECDH takes the peer point through the same parser
+    /// (range and curve-equation checks), so one key agreement with a
+    /// throwaway key tells the two apart: a scalar multiplication per key,
+    /// once per fetch.
+    fn ring_point(curve: &'static agreement::Algorithm, point: Vec<u8>) -> Result<PublicKey, Skip> {
+        let ephemeral = agreement::EphemeralPrivateKey::generate(curve, &SystemRandom::new())
+            .map_err(|_| "the EC point could not be checked (random generator failed)")?;
+        let peer = agreement::UnparsedPublicKey::new(curve, &point);
+        agreement::agree_ephemeral(ephemeral, &peer, |_| ()).map_err(|_| NOT_ON_CURVE)?;
+        Ok(PublicKey::Ring(DecodingKey::from_ec_der(&point)))
     }
 
     fn okp(jwk: &Map<String, Value>) -> Result<Parsed, Skip> {
@@ -341,7 +421,7 @@ mod jwk {
         let thumbprint_input = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64(&x));
         Ok((
             KeyFamily::Ed25519,
-            DecodingKey::from_ed_der(&x),
+            PublicKey::Ring(DecodingKey::from_ed_der(&x)),
             thumbprint_input,
         ))
     }
@@ -372,6 +452,7 @@ mod tests {
         Algorithm::PS256,
         Algorithm::ES256,
         Algorithm::ES384,
+        Algorithm::ES512,
         Algorithm::EdDSA,
     ];
 
@@ -437,7 +518,12 @@ mod tests {
         );
         assert_eq!(
             KeySet::from_jwks_json(&jwks(&[small]), ALL).err(),
-            Some(KeySetError::NoUsableKeys { skipped: 1 })
+            Some(KeySetError::NoUsableKeys {
+                skipped: vec![SkippedKey {
+                    kid: Some("rsa1024".into()),
+                    reason: "RSA key shorter than 2048 bits"
+                }]
+            })
         );
     }
 
@@ -468,9 +554,11 @@ mod tests {
     fn skips_keys_with_private_material() {
         for member in ["d", "p", "q", "dp", "dq", "qi", "oth"] {
             let key = with(rsa(), json!({ member: "AQAB" }));
-            assert_eq!(
-                KeySet::from_jwks_json(&jwks(&[key]), ALL).err(),
-                Some(KeySetError::NoUsableKeys { skipped: 1 }),
+            assert!(
+                matches!(
+                    KeySet::from_jwks_json(&jwks(&[key]), ALL),
+                    Err(KeySetError::NoUsableKeys { skipped }) if skipped.len() == 1
+                ),
                 "{member}"
             );
         }
@@ -505,7 +593,7 @@ mod tests {
         );
         assert_eq!(
             skipped_reason(with(p256(), json!({"alg": "HS256"})), ALL),
-            "alg not allowed for this issuer"
+            "unsupported alg"
         );
         assert_eq!(
             skipped_reason(with(p256(), json!({"alg": "ES999"})), ALL),
@@ -522,8 +610,12 @@ mod tests {
         let cases = [
             (json!("not an object"), "not a JSON object"),
             (
-                json!({"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}),
+                json!({"kty": "EC", "crv": "secp256k1", "x": "AA", "y": "AA"}),
                 "unsupported EC curve",
+            ),
+            (
+                json!({"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}),
+                "EC coordinates have the wrong length for the curve",
             ),
             (
                 json!({"kty": "OKP", "crv": "X25519", "x": "AA"}),
@@ -558,6 +650,85 @@ mod tests {
         }
     }
 
+    /// `key` with `y` replaced by `x + 1` as a big-endian number: (x, x+1)
+    /// is on the curve with negligible probability.
+    fn off_curve(key: Value) -> Value {
+        let mut y = URL_SAFE_NO_PAD
+            .decode(key["x"].as_str().expect("x"))
+            .expect("base64url");
+        for byte in y.iter_mut().rev() {
+            let (next, carry) = byte.overflowing_add(1);
+            *byte = next;
+            if !carry {
+                break;
+            }
+        }
+        with(key, json!({"y": URL_SAFE_NO_PAD.encode(&y)}))
+    }
+
+    #[test]
+    fn skips_ec_keys_whose_point_is_not_on_the_curve() {
+        for key in [
+            p256(),
+            with(test_keys::p384().jwk, json!({"kid": "ec384"})),
+            with(test_keys::p521().jwk, json!({"kid": "ec521"})),
+        ] {
+            // The untouched key is usable, so the check itself is not what fails.
+            let set = KeySet::from_jwks_json(&jwks(std::slice::from_ref(&key)), ALL)
+                .expect("on the curve");
+            assert_eq!(set.len(), 1, "{key}");
+            assert_eq!(
+                skipped_reason(off_curve(key.clone()), ALL),
+                "EC point is not on the curve",
+                "{key}"
+            );
+        }
+        // The coordinates must also be below the field prime.
+        let all_ones = URL_SAFE_NO_PAD.encode([0xff; 32]);
+        assert_eq!(
+            skipped_reason(with(p256(), json!({"x": all_ones})), ALL),
+            "EC point is not on the curve"
+        );
+    }
+
+    #[test]
+    fn an_issuer_whose_only_key_is_off_the_curve_has_no_usable_keys() {
+        let err = KeySet::from_jwks_json(&jwks(&[off_curve(p256())]), ALL).err();
+        let Some(err @ KeySetError::NoUsableKeys { .. }) = err else {
+            panic!("expected NoUsableKeys, got {err:?}");
+        };
+        assert_eq!(
+            err.to_string(),
+            r#"JWKS has no usable keys for the allowed algorithms (1 skipped: kid "ec": EC point is not on the curve)"#
+        );
+    }
+
+    #[test]
+    fn skips_rsa_keys_with_an_even_modulus() {
+        let mut n = URL_SAFE_NO_PAD
+            .decode(rsa()["n"].as_str().expect("n"))
+            .expect("base64url");
+        if let Some(last) = n.last_mut() {
+            *last &= 0xfe;
+        }
+        let even = with(rsa(), json!({"n": URL_SAFE_NO_PAD.encode(&n)}));
+        assert_eq!(skipped_reason(even, ALL), "RSA modulus is even");
+    }
+
+    #[test]
+    fn parses_p521_keys_for_es512_only() {
+        let key = with(test_keys::p521().jwk, json!({"kid": "p521"}));
+        let set = KeySet::from_jwks_json(&jwks(std::slice::from_ref(&key)), ALL).expect("usable");
+        assert_eq!(set.keys()[0].family, KeyFamily::EcP521);
+        assert!(matches!(set.keys()[0].key, PublicKey::P521(_)));
+        assert_eq!(set.candidates(None, Algorithm::ES512).count(), 1);
+        assert_eq!(set.candidates(None, Algorithm::ES256).count(), 0);
+        assert_eq!(
+            skipped_reason(key, &[Algorithm::ES256, Algorithm::RS256]),
+            "key type fits none of the issuer's algorithms"
+        );
+    }
+
     #[test]
     fn one_bad_key_does_not_spoil_the_others() {
         let doc = jwks(&[json!({"kty": "oct", "kid": "h"}), rsa(), json!(null)]);
@@ -588,7 +759,7 @@ mod tests {
         }
         assert_eq!(
             KeySet::from_jwks_json(br#"{"keys":[]}"#, ALL).err(),
-            Some(KeySetError::NoUsableKeys { skipped: 0 })
+            Some(KeySetError::NoUsableKeys { skipped: vec![] })
         );
     }
 
@@ -656,11 +827,35 @@ mod tests {
     }
 
     #[test]
+    fn candidates_without_a_kid_are_none_beyond_the_bound() {
+        let ec: Vec<Value> = (0..=MAX_KIDLESS_CANDIDATES)
+            .map(|_| test_keys::p256().jwk)
+            .collect();
+        let bound = &ec[..MAX_KIDLESS_CANDIDATES];
+        let mut doc: Vec<Value> = bound.to_vec();
+        doc.push(rsa());
+        let set = KeySet::from_jwks_json(&jwks(&doc), ALL).expect("usable");
+        assert_eq!(
+            set.candidates(None, Algorithm::ES256).count(),
+            MAX_KIDLESS_CANDIDATES
+        );
+        // Keys of other types do not count towards the bound.
+        assert_eq!(set.candidates(None, Algorithm::RS256).count(), 1);
+
+        doc.push(ec[MAX_KIDLESS_CANDIDATES].clone());
+        let set = KeySet::from_jwks_json(&jwks(&doc), ALL).expect("usable");
+        assert_eq!(set.candidates(None, Algorithm::ES256).count(), 0);
+        assert_eq!(set.candidates(None, Algorithm::RS256).count(), 1);
+    }
+
+    #[test]
     fn families_fit_only_their_algorithms() {
         assert!(KeyFamily::Rsa.fits(Algorithm::PS512));
-        assert!(!KeyFamily::Rsa.fits(Algorithm::HS256));
         assert!(!KeyFamily::EcP256.fits(Algorithm::ES384));
         assert!(!KeyFamily::EcP384.fits(Algorithm::ES256));
+        assert!(KeyFamily::EcP521.fits(Algorithm::ES512));
+        assert!(!KeyFamily::EcP521.fits(Algorithm::ES384));
+        assert!(!KeyFamily::EcP384.fits(Algorithm::ES512));
         assert!(KeyFamily::Ed25519.fits(Algorithm::EdDSA));
     }
 }

@@ -29,7 +29,9 @@ pub struct VerifiedToken {
 ///
 /// # Errors
 /// [`AuthnError`] naming the first failed check: `AlgorithmNotAllowed`
-/// (alg not pinned for the issuer), `UnknownKey` (no key fits `kid`/`alg`),
+/// (alg not pinned for the issuer), `UnknownKey` (no key fits `kid`/`alg`,
+/// or a token without `kid` fits more than
+/// [`MAX_KIDLESS_CANDIDATES`](super::keys::MAX_KIDLESS_CANDIDATES) keys),
 /// `BadSignature`, then `InvalidClaim` (`iss`, `exp`, `nbf`, `iat`, `sub`),
 /// `Expired`, `NotYetValid`, `IssuedInFuture`, `LifetimeTooLong`, `BadAudience`.
 pub fn verify(
@@ -64,8 +66,10 @@ fn verify_signature(
     let message = token.signing_input.as_bytes();
     candidates
         .find(|key| {
-            // A key ring refuses counts as "did not verify": the next
-            // candidate may still do.
+            #[cfg(test)]
+            tests::ATTEMPTS.with(|attempts| attempts.set(attempts.get() + 1));
+            // A key the verifier refuses counts as "did not verify": the
+            // next candidate may still do.
             crypto::verify(alg, &key.key, message, &token.signature)
         })
         .map(|key| key.fingerprint)
@@ -159,11 +163,31 @@ fn audience_accepted(aud: Option<&Value>, accepted: &[String]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    use std::cell::Cell;
+
+    use jsonwebtoken::{encode, EncodingKey, Header};
     use serde_json::json;
 
     use super::*;
-    use crate::authn::crypto::test_keys::{self, b64_decode, TestKey, RSA2048_PUB_PKCS1};
+    use crate::authn::keys::MAX_KIDLESS_CANDIDATES;
+    use crate::config::Algorithm;
+
+    thread_local! {
+        /// Signature verifications tried on this thread (tests run one per thread).
+        pub(super) static ATTEMPTS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// `check`, counting the signature verifications it tried.
+    fn check_counting(
+        token: &str,
+        issuer: &IssuerConfig,
+        keys: &KeySet,
+    ) -> (Result<VerifiedToken, AuthnError>, usize) {
+        ATTEMPTS.with(|attempts| attempts.set(0));
+        let result = check(token, issuer, keys);
+        (result, ATTEMPTS.with(Cell::get))
+    }
+    use crate::authn::crypto::test_keys::{self, TestKey, RSA2048_PUB_PKCS1};
     use crate::authn::{crypto, jwt};
     use crate::config::{JwksSource, Preset};
 
@@ -210,6 +234,15 @@ mod tests {
     }
 
     fn mint(key: &EncodingKey, alg: Algorithm, kid: Option<&str>, claims: &Value) -> String {
+        mint_jwt(key, alg.to_jsonwebtoken().expect("not ES512"), kid, claims)
+    }
+
+    fn mint_jwt(
+        key: &EncodingKey,
+        alg: jsonwebtoken::Algorithm,
+        kid: Option<&str>,
+        claims: &Value,
+    ) -> String {
         crypto::install();
         let mut header = Header::new(alg);
         header.kid = kid.map(str::to_owned);
@@ -235,6 +268,7 @@ mod tests {
                 Algorithm::PS256,
                 Algorithm::ES256,
                 Algorithm::ES384,
+                Algorithm::ES512,
                 Algorithm::EdDSA,
             ],
         )
@@ -304,6 +338,116 @@ mod tests {
         }
     }
 
+    /// A JWKS with `key` (a JWK without `kid`) as `kid` `k`.
+    fn p521_key_set(key: &test_keys::P521Key) -> KeySet {
+        let mut jwk = key.jwk.clone();
+        jwk["kid"] = json!("k");
+        let doc = json!({ "keys": [jwk] }).to_string();
+        KeySet::from_jwks_json(doc.as_bytes(), &[Algorithm::ES512]).expect("usable P-521 key")
+    }
+
+    #[test]
+    fn verifies_an_es512_token_signed_with_a_p521_key() {
+        let key = test_keys::p521();
+        let keys = p521_key_set(&key);
+        let token = key.token(&json!({"alg": "ES512", "kid": "k"}), &claims());
+        let verified = check(&token, &issuer(&[Algorithm::ES512]), &keys).expect("verifies");
+        assert_eq!(verified.key_fingerprint, keys.keys()[0].fingerprint);
+        assert_eq!(verified.claims.get("sub"), Some(&json!("acme:frontend")));
+        // Without kid, too: the P-521 key is the one candidate.
+        let token = key.token(&json!({"alg": "ES512"}), &claims());
+        assert!(check(&token, &issuer(&[Algorithm::ES512]), &keys).is_ok());
+    }
+
+    #[test]
+    fn rejects_a_tampered_es512_token_or_one_by_another_p521_key() {
+        let key = test_keys::p521();
+        let keys = p521_key_set(&key);
+        let es512 = issuer(&[Algorithm::ES512]);
+        let token = key.token(&json!({"alg": "ES512", "kid": "k"}), &claims());
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged_payload = test_keys::b64(
+            claims_with(json!({"sub": "acme:admin"}))
+                .to_string()
+                .as_bytes(),
+        );
+        let forged = format!("{}.{forged_payload}.{}", parts[0], parts[2]);
+        assert_eq!(
+            check(&forged, &es512, &keys).err(),
+            Some(AuthnError::BadSignature)
+        );
+        let impostor = test_keys::p521();
+        let token = impostor.token(&json!({"alg": "ES512", "kid": "k"}), &claims());
+        assert_eq!(
+            check(&token, &es512, &keys).err(),
+            Some(AuthnError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn rejects_es512_when_the_issuer_does_not_pin_it() {
+        let key = test_keys::p521();
+        let keys = p521_key_set(&key);
+        let token = key.token(&json!({"alg": "ES512", "kid": "k"}), &claims());
+        let err = check(
+            &token,
+            &issuer(&[Algorithm::ES256, Algorithm::ES384]),
+            &keys,
+        )
+        .err();
+        assert_eq!(err, Some(AuthnError::AlgorithmNotAllowed("ES512".into())));
+    }
+
+    /// `count` P-256 keys without `kid`, then `signer`'s, then an RSA key.
+    fn kidless_key_set(count: usize, signer: &TestKey) -> KeySet {
+        let others: Vec<TestKey> = (0..count).map(|_| test_keys::p256()).collect();
+        let rsa = test_keys::rsa2048();
+        let mut keys: Vec<(&TestKey, Value)> = others.iter().map(|k| (k, json!({}))).collect();
+        keys.push((signer, json!({})));
+        keys.push((&rsa, json!({})));
+        key_set(&keys)
+    }
+
+    #[test]
+    fn a_token_without_kid_tries_at_most_the_bound_of_keys_that_fit_its_alg() {
+        let signer = test_keys::p256();
+        let es256 = issuer(&[Algorithm::ES256, Algorithm::RS256]);
+        let token = mint(&signer.encoding, Algorithm::ES256, None, &claims());
+        // Exactly the bound fits ES256 (the RSA key does not count): tried
+        // in order, the last one verifies.
+        let keys = kidless_key_set(MAX_KIDLESS_CANDIDATES - 1, &signer);
+        let (result, attempts) = check_counting(&token, &es256, &keys);
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(attempts, MAX_KIDLESS_CANDIDATES);
+        // A forged one costs the same bound, no more.
+        let impostor = test_keys::p256();
+        let forged = mint(&impostor.encoding, Algorithm::ES256, None, &claims());
+        let (result, attempts) = check_counting(&forged, &es256, &keys);
+        assert_eq!(result.err(), Some(AuthnError::BadSignature));
+        assert_eq!(attempts, MAX_KIDLESS_CANDIDATES);
+        // One more fitting key: unknown_key, nothing tried, even for a token
+        // a published key did sign.
+        let keys = kidless_key_set(MAX_KIDLESS_CANDIDATES, &signer);
+        let (result, attempts) = check_counting(&token, &es256, &keys);
+        assert_eq!(result.err(), Some(AuthnError::UnknownKey));
+        assert_eq!(attempts, 0);
+    }
+
+    #[test]
+    fn a_token_without_kid_against_thousands_of_keys_is_unknown_key_untried() {
+        let signer = test_keys::p256();
+        let keys = kidless_key_set(2_000, &signer);
+        let forged = mint(
+            &test_keys::p256().encoding,
+            Algorithm::ES256,
+            None,
+            &claims(),
+        );
+        let (result, attempts) = check_counting(&forged, &issuer(&[Algorithm::ES256]), &keys);
+        assert_eq!(result.err(), Some(AuthnError::UnknownKey));
+        assert_eq!(attempts, 0);
+    }
+
     #[test]
     fn rejects_algorithm_not_pinned_for_the_issuer() {
         let f = Fixture::new();
@@ -321,43 +465,18 @@ mod tests {
         // in every shape a verifier might hand to HMAC.
         let jwk_text = rsa.jwk.to_string();
         for secret in [RSA2048_PUB_PKCS1, jwk_text.as_bytes()] {
-            let forged = mint(
+            let forged = mint_jwt(
                 &EncodingKey::from_secret(secret),
-                Algorithm::HS256,
+                jsonwebtoken::Algorithm::HS256,
                 Some("k"),
                 &claims(),
             );
             let err = check(&forged, &rs256, &keys).err();
             assert_eq!(err, Some(AuthnError::AlgorithmNotAllowed("HS256".into())));
         }
-        // Past the parser (e.g. a misconfigured issuer allowing HS256), no
-        // RSA key is ever a candidate for an HMAC algorithm.
-        let forged = mint(
-            &EncodingKey::from_secret(RSA2048_PUB_PKCS1),
-            Algorithm::HS256,
-            Some("k"),
-            &claims(),
-        );
-        let (input, signature) = forged.rsplit_once('.').expect("dots");
-        let token = jwt::UnverifiedToken {
-            signing_input: input,
-            signature: b64_decode(signature),
-            header: jwt::TokenHeader {
-                alg: Algorithm::HS256,
-                kid: Some("k".into()),
-                typ: None,
-            }
-            .into(),
-            claims: jwt::Claims::default(),
-        };
-        let err = verify(
-            token,
-            &issuer(&[Algorithm::RS256, Algorithm::HS256]),
-            &keys,
-            NOW,
-        )
-        .err();
-        assert_eq!(err, Some(AuthnError::UnknownKey));
+        // Past the parser nothing can ask for HMAC: `Algorithm` has no HMAC
+        // variant, so neither an issuer nor a token header can name one.
+        assert!("HS256".parse::<Algorithm>().is_err());
     }
 
     #[test]

@@ -7,9 +7,15 @@ use std::time::Duration;
 use wisp::config::{Config, JwksSource, LogFormat};
 use wisp::devtools::echo::EchoServer;
 use wisp::devtools::issuer::{DevIssuer, DevIssuerOptions};
+use wisp::devtools::Algorithm;
 
 /// Runs the dev issuer until interrupted.
-pub fn dev_issuer(listen: SocketAddr, issuer: Option<String>, audience: String) -> ExitCode {
+pub fn dev_issuer(
+    listen: SocketAddr,
+    issuer: Option<String>,
+    audience: String,
+    alg: Algorithm,
+) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -21,6 +27,7 @@ pub fn dev_issuer(listen: SocketAddr, issuer: Option<String>, audience: String) 
         let options = DevIssuerOptions {
             issuer,
             default_audience: audience,
+            alg,
             ..DevIssuerOptions::default()
         };
         match DevIssuer::start(listen, options).await {

@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use super::build::existing_file;
 use super::problem::{element, Problem, Problems};
-use super::raw::{Parsed, RawIssuer, RawJwks, RawPreset};
+use super::raw::{Parsed, RawIssuer, RawJwks, RawPreset, Size};
 use super::tls::ca_bundle;
-use super::units::format_duration;
-use super::{Algorithm, ClaimMapping, IssuerConfig, JwksFetch, JwksSource, Preset};
+use super::units::{format_duration, format_size};
+use super::{
+    Algorithm, ClaimMapping, IssuerConfig, JwksFetch, JwksSource, Preset, DEFAULT_JWKS_MAX_BYTES,
+    MAX_JWKS_MAX_BYTES,
+};
 
 const DEFAULT_REFRESH: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_MAX_STALE: Duration = Duration::from_secs(60 * 60);
@@ -25,19 +28,19 @@ const ONE_SECOND: Duration = Duration::from_secs(1);
 /// come from a verified SVID, never from an arbitrary token claim.
 const RESERVED_ATTRIBUTES: [&str; 5] = ["sub", "iss", "authn", "spiffe_id", "trust_domain"];
 
-/// The JWT-SVID spec's algorithms that wisp verifies (ES512 is not
-/// supported by the JOSE library; EdDSA is not allowed by the spec).
-const JWT_SVID_ALGORITHMS: [Algorithm; 8] = [
+/// The JWT-SVID spec's algorithms (SPIFFE JWT-SVID §3: RS, ES and PS at
+/// 256/384/512 bits); EdDSA is not among them.
+const JWT_SVID_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,
     Algorithm::ES256,
     Algorithm::ES384,
+    Algorithm::ES512,
     Algorithm::PS256,
     Algorithm::PS384,
     Algorithm::PS512,
 ];
-
 /// Cedar keywords that cannot follow a `.` in a policy.
 const CEDAR_KEYWORDS: [&str; 10] = [
     "true", "false", "if", "then", "else", "in", "is", "like", "has", "__cedar",
@@ -267,6 +270,15 @@ fn build_jwks(raw: RawJwks, issuer: Option<&str>, base_dir: &Path) -> Result<Jwk
         file_source,
         base_dir,
     ));
+    let max_bytes =
+        problems.take(build_max_bytes(raw.max_bytes).map_err(|m| Problem::at("max_bytes", m)));
+    let fetch = match (fetch, max_bytes) {
+        (Some(mut fetch), Some(max_bytes)) => {
+            fetch.max_bytes = max_bytes;
+            Some(fetch)
+        }
+        _ => None,
+    };
     let refresh = problems.take(
         at_least_one_second(raw.refresh, DEFAULT_REFRESH).map_err(|m| Problem::at("refresh", m)),
     );
@@ -296,6 +308,22 @@ fn build_jwks(raw: RawJwks, issuer: Option<&str>, base_dir: &Path) -> Result<Jwk
         max_stale,
         refetch_min_interval,
     }))
+}
+
+/// `jwks.max_bytes`: 1KiB to 16MiB, default 1MiB.
+fn build_max_bytes(value: Option<Parsed<Size>>) -> Result<usize, String> {
+    let Some(Parsed(Size(bytes))) = value else {
+        return Ok(DEFAULT_JWKS_MAX_BYTES);
+    };
+    let limit = u64::try_from(MAX_JWKS_MAX_BYTES).unwrap_or(u64::MAX);
+    if !(1024..=limit).contains(&bytes) {
+        return Err(format!(
+            "must be between 1KiB and {}, got {}",
+            format_size(limit),
+            format_size(bytes)
+        ));
+    }
+    usize::try_from(bytes).map_err(|_| "too large for this platform".to_owned())
 }
 
 /// `jwks.ca` and `jwks.bearer_token_file`: only for sources fetched over
@@ -346,6 +374,7 @@ fn build_fetch(
     problems.finish(Some(JwksFetch {
         ca,
         bearer_token_file,
+        ..JwksFetch::default()
     }))
 }
 
@@ -441,7 +470,7 @@ fn build_algorithms(
                 element("", index),
                 format!(
                     "{algorithm:?} is not allowed for JWT-SVIDs (preset spiffe-jwt); \
-                     allowed: RS256, RS384, RS512, ES256, ES384, PS256, PS384, PS512"
+                     allowed: RS256, RS384, RS512, ES256, ES384, ES512, PS256, PS384, PS512"
                 ),
             ));
         }

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use jsonwebtoken::Algorithm;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 pub(super) use super::scalar::{HostPort, ListenAddr, Parsed, ServerNameText, Size};
+use super::Algorithm;
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -143,6 +143,7 @@ pub(super) struct RawJwks {
     pub refresh: Option<Parsed<Duration>>,
     pub max_stale: Option<Parsed<Duration>>,
     pub refetch_min_interval: Option<Parsed<Duration>>,
+    pub max_bytes: Option<Parsed<Size>>,
 }
 
 /// `authn:`.

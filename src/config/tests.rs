@@ -158,6 +158,7 @@ issuers:
       refresh: 10m
       max_stale: 2h
       refetch_min_interval: 1m
+      max_bytes: 4MiB
     audiences: [orders, billing]
     algorithms: [ES256, RS256]
     leeway: 10s
@@ -223,6 +224,7 @@ drain_delay: 2s
     assert_eq!(tsiam.refresh, Duration::from_secs(600));
     assert_eq!(tsiam.max_stale, Duration::from_secs(7200));
     assert_eq!(tsiam.refetch_min_interval, Duration::from_secs(60));
+    assert_eq!(tsiam.jwks_fetch.max_bytes, 4 << 20);
     assert_eq!(tsiam.audiences, ["orders", "billing"]);
     assert_eq!(tsiam.algorithms, [Algorithm::ES256, Algorithm::RS256]);
     assert_eq!(tsiam.leeway, Duration::from_secs(10));
@@ -305,6 +307,7 @@ fn omitted_keys_take_their_documented_defaults() {
     assert_eq!(issuer.refresh, Duration::from_secs(300));
     assert_eq!(issuer.max_stale, Duration::from_secs(3600));
     assert_eq!(issuer.refetch_min_interval, Duration::from_secs(30));
+    assert_eq!(issuer.jwks_fetch.max_bytes, 1 << 20);
     assert_eq!(issuer.leeway, Duration::from_secs(30));
     assert_eq!(issuer.max_lifetime, Duration::from_secs(86_400));
     assert!(issuer.claims.is_empty());
@@ -574,7 +577,7 @@ fn require_mtls_with_issuers_configured_is_accepted() {
 
 #[test]
 fn a_spiffe_jwt_issuer_loads_with_every_key_source_and_its_algorithms() {
-    let algorithms = "[RS256, RS384, RS512, ES256, ES384, PS256, PS384, PS512]";
+    let algorithms = "[RS256, RS384, RS512, ES256, ES384, ES512, PS256, PS384, PS512]";
     let jwks_sources = [
         ("{ discovery: true }", JwksSource::Discovery),
         (
@@ -593,7 +596,8 @@ fn a_spiffe_jwt_issuer_loads_with_every_key_source_and_its_algorithms() {
         let issuer = &config.issuers[0];
         assert_eq!(issuer.preset, Preset::SpiffeJwt);
         assert_eq!(issuer.jwks, expected);
-        assert_eq!(issuer.algorithms.len(), 8);
+        assert_eq!(issuer.algorithms.len(), 9);
+        assert!(issuer.algorithms.contains(&Algorithm::ES512));
     }
     let fixture = Fixture::new();
     let yaml = format!(
@@ -692,7 +696,7 @@ fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("admin same as listen", format!("{MINIMAL}admin: {{ listen: 0.0.0.0:8080 }}\n"), "admin.listen", "also the proxy"),
         ("HS256", without_algorithms("algorithms: [HS256]"), "issuers[0].algorithms[0]", "allowed: RS256"),
         ("none", without_algorithms("algorithms: [NoNe]"), "issuers[0].algorithms[0]", "never accepted"),
-        ("unknown algorithm", without_algorithms("algorithms: [ES512]"), "issuers[0].algorithms[0]", "allowed:"),
+        ("unknown algorithm", without_algorithms("algorithms: [ES521]"), "issuers[0].algorithms[0]", "allowed: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA"),
         ("duplicate algorithm", without_algorithms("algorithms: [ES256, ES256]"), "issuers[0].algorithms[1]", "duplicate"),
         ("empty algorithms", without_algorithms("algorithms: []"), "issuers[0].algorithms", "at least one"),
         ("missing algorithms", without_algorithms(""), "issuers[0].algorithms", "required"),
@@ -725,6 +729,9 @@ fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("missing jwks file", with_jwks("{ file: nope.json }"), "issuers[0].jwks.file", "nope.json"),
         ("refresh under 1s", with_jwks("{ discovery: true, refresh: 500ms }"), "issuers[0].jwks.refresh", "at least 1s"),
         ("refetch interval under 1s", with_jwks("{ discovery: true, refetch_min_interval: 0s }"), "issuers[0].jwks.refetch_min_interval", "at least 1s"),
+        ("jwks max_bytes over 16MiB", with_jwks("{ discovery: true, max_bytes: 17MiB }"), "issuers[0].jwks.max_bytes", "between 1KiB and 16MiB, got 17MiB"),
+        ("jwks max_bytes under 1KiB", with_jwks("{ discovery: true, max_bytes: 100 }"), "issuers[0].jwks.max_bytes", "between 1KiB and 16MiB"),
+        ("jwks max_bytes not a size", with_jwks("{ discovery: true, max_bytes: big }"), "issuers[0].jwks.max_bytes", "invalid size"),
         ("max_stale shorter than refresh", with_jwks("{ discovery: true, refresh: 2h }"), "issuers[0].jwks.max_stale", "at least `refresh`"),
         ("missing jwks ca file", with_jwks("{ discovery: true, ca: nope.pem }"), "issuers[0].jwks.ca", "nope.pem` does not exist"),
         ("jwks ca without a certificate", with_jwks("{ discovery: true, ca: jwks.json }"), "issuers[0].jwks.ca", "jwks.json` holds no certificate"),

@@ -19,6 +19,11 @@ use super::server::Server;
 /// The largest `POST /token` body accepted.
 const MAX_CLAIMS_BYTES: usize = 64 * 1024;
 
+/// The RSA key the RS/PS algorithms sign with: ring cannot generate RSA
+/// keys, so it is a fixed key checked into the source. Anyone can read it
+/// and mint tokens with it, which is why the banner says so.
+const DEV_RSA_PKCS8: &[u8] = include_bytes!("testdata/rsa-2048.pk8");
+
 /// How a [`DevIssuer`] is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DevIssuerOptions {
@@ -28,6 +33,9 @@ pub struct DevIssuerOptions {
     pub default_audience: String,
     /// `exp - iat` for minted tokens that carry no `exp`.
     pub token_lifetime: Duration,
+    /// What minted tokens are signed with: a fresh key for the EC and EdDSA
+    /// algorithms, the fixed development RSA key for the RS/PS ones.
+    pub alg: Algorithm,
 }
 
 impl Default for DevIssuerOptions {
@@ -36,6 +44,7 @@ impl Default for DevIssuerOptions {
             issuer: None,
             default_audience: "wisp-demo".to_owned(),
             token_lifetime: Duration::from_secs(10 * 60),
+            alg: Algorithm::Es256,
         }
     }
 }
@@ -68,6 +77,9 @@ pub struct DevIssuer {
 
 struct IssuerState {
     issuer_url: String,
+    /// `http://<where it listens>`: what discovery points clients at, since
+    /// the `iss` may name a host that does not reach this process.
+    served_url: String,
     default_audience: String,
     token_lifetime: Duration,
     rng: SystemRandom,
@@ -95,11 +107,12 @@ struct Faults {
 
 impl DevIssuer {
     /// Binds `listen` (port 0 picks a free port) and serves on a tokio task,
-    /// with a fresh ES256 key as the signer. Must run inside a tokio runtime.
+    /// signing with `options.alg`. Must run inside a tokio runtime.
     ///
     /// # Errors
     ///
-    /// The bind error, or an `Other` error if the system random generator fails.
+    /// The bind error, or an `Other` error if the system random generator
+    /// fails or the signing key cannot be made.
     pub async fn start(listen: SocketAddr, options: DevIssuerOptions) -> io::Result<Self> {
         // Bind first: the default issuer URL needs the bound port.
         let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -111,6 +124,7 @@ impl DevIssuer {
             .to_owned();
         let state = Arc::new(IssuerState {
             issuer_url,
+            served_url: served_url(addr),
             default_audience: options.default_audience,
             token_lifetime: options.token_lifetime,
             rng: SystemRandom::new(),
@@ -120,9 +134,14 @@ impl DevIssuer {
             discovery_requests: AtomicUsize::new(0),
             token_requests: AtomicUsize::new(0),
         });
-        state
-            .add_generated(Algorithm::Es256, true)
-            .map_err(io::Error::other)?;
+        let signer = if options.alg.is_rsa() {
+            SigningKey::from_rsa_pkcs8(DEV_RSA_PKCS8, options.alg)
+                .map_err(DevIssuerError::from)
+                .and_then(|key| state.publish(key, true))
+        } else {
+            state.add_generated(options.alg, true)
+        };
+        signer.map_err(io::Error::other)?;
         let server = Server::serve(listener, Arc::clone(&state))?;
         Ok(Self {
             state,
@@ -140,25 +159,36 @@ impl DevIssuer {
         &self.state.issuer_url
     }
 
-    /// The JWKS URL published in the discovery document.
+    /// The JWKS URL published in the discovery document: on the address the
+    /// issuer listens on (loopback for a wildcard listen), whatever `iss` is.
     pub fn jwks_url(&self) -> String {
-        format!("{}/jwks.json", self.state.issuer_url)
+        format!("{}/jwks.json", self.state.served_url)
     }
 
     /// A loud multi-line warning, with the endpoints, for the CLI to print.
     pub fn banner(&self) -> String {
         let issuer = self.issuer_url();
+        let served = &self.state.served_url;
         let bar = "!".repeat(72);
+        let alg = self.state.keys().signer_alg();
+        let fixed_key = if alg.is_some_and(Algorithm::is_rsa) {
+            "!!  RSA tokens are signed with a FIXED development key that ships in wisp's\n\
+             !!  source code: ANYONE can mint tokens this issuer's JWKS accepts.\n"
+        } else {
+            ""
+        };
         format!(
             "{bar}\n\
              !!  wisp dev-issuer: FOR LOCAL DEVELOPMENT AND DEMOS ONLY\n\
              !!  It signs ANY claims for ANYONE who asks. Never trust it outside your laptop.\n\
+             {fixed_key}\
              {bar}\n\
              issuer     {issuer}\n\
-             discovery  {issuer}/.well-known/openid-configuration\n\
-             jwks       {issuer}/jwks.json\n\
-             mint       TOKEN=$(curl -s -X POST -d '{{\"sub\":\"acme:frontend:web-1\"}}' http://{addr}/token)\n",
-            addr = self.addr(),
+             alg        {alg}\n\
+             discovery  {served}/.well-known/openid-configuration\n\
+             jwks       {served}/jwks.json\n\
+             mint       TOKEN=$(curl -s -X POST -d '{{\"sub\":\"acme:frontend:web-1\"}}' {served}/token)\n",
+            alg = alg.map_or("none", Algorithm::name),
         )
     }
 
@@ -358,6 +388,21 @@ impl KeyRing {
             .find(|(published, _)| published == kid)
             .map(|(_, key)| key)
     }
+
+    fn signer_alg(&self) -> Option<Algorithm> {
+        self.find(self.signer.as_deref()?).map(|key| key.alg())
+    }
+}
+
+/// `http://<addr>`, with a wildcard address (`0.0.0.0`, `::`) replaced by
+/// loopback so the URL is one a client can fetch.
+fn served_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        ip if !ip.is_unspecified() => ip,
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 impl IssuerState {

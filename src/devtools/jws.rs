@@ -1,6 +1,6 @@
 //! Signing keys for the development issuer, and compact JWS encoding, done
-//! with ring directly so the issuer shares no code with the verifier it is
-//! used to test.
+//! with ring directly (and `p521` for ES512, which ring lacks) so the issuer
+//! shares no code with the verifier it is used to test.
 
 use std::fmt;
 use std::str::FromStr;
@@ -20,6 +20,8 @@ pub enum Algorithm {
     Es256,
     /// ECDSA P-384 with SHA-384.
     Es384,
+    /// ECDSA P-521 with SHA-512.
+    Es512,
     /// Ed25519.
     EdDsa,
     /// RSASSA-PKCS1-v1_5 with SHA-256.
@@ -42,6 +44,7 @@ impl Algorithm {
         match self {
             Self::Es256 => "ES256",
             Self::Es384 => "ES384",
+            Self::Es512 => "ES512",
             Self::EdDsa => "EdDSA",
             Self::Rs256 => "RS256",
             Self::Rs384 => "RS384",
@@ -68,7 +71,7 @@ impl Algorithm {
             Self::Ps256 => &signature::RSA_PSS_SHA256,
             Self::Ps384 => &signature::RSA_PSS_SHA384,
             Self::Ps512 => &signature::RSA_PSS_SHA512,
-            Self::Es256 | Self::Es384 | Self::EdDsa => return None,
+            Self::Es256 | Self::Es384 | Self::Es512 | Self::EdDsa => return None,
         })
     }
 }
@@ -96,6 +99,7 @@ impl FromStr for Algorithm {
         [
             Self::Es256,
             Self::Es384,
+            Self::Es512,
             Self::EdDsa,
             Self::Rs256,
             Self::Rs384,
@@ -133,6 +137,7 @@ pub enum KeyError {
 
 enum Material {
     Ecdsa(EcdsaKeyPair),
+    P521(p521::ecdsa::SigningKey),
     Ed25519(Ed25519KeyPair),
     Rsa(RsaKeyPair),
 }
@@ -144,7 +149,7 @@ pub(crate) struct SigningKey {
 }
 
 impl SigningKey {
-    /// Generates a fresh EC or Ed25519 key.
+    /// Generates a fresh EC (P-256, P-384, P-521) or Ed25519 key.
     pub(crate) fn generate(alg: Algorithm, rng: &SystemRandom) -> Result<Self, KeyError> {
         let material = match alg {
             Algorithm::Es256 | Algorithm::Es384 => {
@@ -156,6 +161,9 @@ impl SigningKey {
                         .map_err(|e| KeyError::Rejected(e.to_string()))?,
                 )
             }
+            Algorithm::Es512 => Material::P521(p521::ecdsa::SigningKey::random(
+                &mut p521::elliptic_curve::rand_core::OsRng,
+            )),
             Algorithm::EdDsa => {
                 let pkcs8 = Ed25519KeyPair::generate_pkcs8(rng).map_err(|_| KeyError::Crypto)?;
                 Material::Ed25519(
@@ -202,6 +210,12 @@ impl SigningKey {
                 .sign(rng, message)
                 .map(|sig| sig.as_ref().to_vec())
                 .map_err(|_| KeyError::Crypto),
+            Material::P521(key) => {
+                use p521::ecdsa::signature::Signer as _;
+                let signature: p521::ecdsa::Signature =
+                    key.try_sign(message).map_err(|_| KeyError::Crypto)?;
+                Ok(signature.to_bytes().to_vec())
+            }
             Material::Ed25519(pair) => Ok(pair.sign(message).as_ref().to_vec()),
             Material::Rsa(pair) => {
                 let encoding = self.alg.rsa_encoding().ok_or(KeyError::Crypto)?;
@@ -227,6 +241,12 @@ impl SigningKey {
                     "P-256"
                 };
                 json!({"kty": "EC", "crv": crv, "x": b64(x), "y": b64(y)})
+            }
+            Material::P521(key) => {
+                let point = p521::ecdsa::VerifyingKey::from(key).to_encoded_point(false);
+                let x = point.x().map_or(&[][..], |x| x.as_slice());
+                let y = point.y().map_or(&[][..], |y| y.as_slice());
+                json!({"kty": "EC", "crv": "P-521", "x": b64(x), "y": b64(y)})
             }
             Material::Ed25519(pair) => {
                 json!({"kty": "OKP", "crv": "Ed25519", "x": b64(pair.public_key().as_ref())})

@@ -22,11 +22,13 @@ impl IssuerState {
                 algs.push(name);
             }
         }
-        let issuer = &self.issuer_url;
+        // `issuer` is the `iss` (maybe a host that does not reach us, like
+        // a Kubernetes API server's); the endpoints are where we listen.
+        let served = &self.served_url;
         json!({
-            "issuer": issuer,
-            "jwks_uri": format!("{issuer}/jwks.json"),
-            "token_endpoint": format!("{issuer}/token"),
+            "issuer": self.issuer_url,
+            "jwks_uri": format!("{served}/jwks.json"),
+            "token_endpoint": format!("{served}/token"),
             "id_token_signing_alg_values_supported": algs,
             "response_types_supported": ["id_token"],
             "subject_types_supported": ["public"],

@@ -54,6 +54,13 @@ fn verify_with_jwk(token: &str, jwk: &Value) -> bool {
     let field = |name: &str| decode(jwk[name].as_str().unwrap());
     let message = signing_input.as_bytes();
     match (jwk["kty"].as_str().unwrap(), jwk["alg"].as_str().unwrap()) {
+        ("EC", "ES512") => {
+            use p521::ecdsa::signature::Verifier as _;
+            let point = [vec![0x04], field("x"), field("y")].concat();
+            let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(&point).unwrap();
+            p521::ecdsa::Signature::from_slice(&signature)
+                .is_ok_and(|signature| key.verify(message, &signature).is_ok())
+        }
         ("EC", alg) => {
             let algorithm: &dyn signature::VerificationAlgorithm = if alg == "ES384" {
                 &signature::ECDSA_P384_SHA384_FIXED
@@ -115,7 +122,19 @@ async fn issuer_option_overrides_the_published_and_minted_issuer() {
         .await
         .json();
     assert_eq!(doc["issuer"], "http://issuer.test");
-    assert_eq!(doc["jwks_uri"], "http://issuer.test/jwks.json");
+    // The endpoints are where the issuer listens, not on the `iss` host.
+    assert_eq!(
+        doc["jwks_uri"],
+        format!("http://{}/jwks.json", issuer.addr())
+    );
+    assert_eq!(
+        doc["token_endpoint"],
+        format!("http://{}/token", issuer.addr())
+    );
+    assert_eq!(
+        issuer.jwks_url(),
+        format!("http://{}/jwks.json", issuer.addr())
+    );
     let token = issuer.mint(json!({})).unwrap();
     assert_eq!(
         segment_json(token.split('.').nth(1).unwrap())["iss"],
@@ -464,5 +483,72 @@ async fn banner_warns_loudly_and_names_the_endpoints() {
     let banner = issuer.banner();
     assert!(banner.contains("DEVELOPMENT AND DEMOS ONLY"));
     assert!(banner.contains(&format!("{}/jwks.json", issuer.issuer_url())));
+    assert!(banner.contains("alg        ES256"));
+    assert!(!banner.contains("FIXED"));
     assert!(banner.lines().count() >= 5);
+}
+
+#[tokio::test]
+async fn a_wildcard_listen_publishes_loopback_endpoints() {
+    let issuer = DevIssuer::start(
+        SocketAddr::from(([0, 0, 0, 0], 0)),
+        DevIssuerOptions::default(),
+    )
+    .await
+    .unwrap();
+    let port = issuer.addr().port();
+    assert_eq!(
+        issuer.jwks_url(),
+        format!("http://127.0.0.1:{port}/jwks.json")
+    );
+}
+
+#[tokio::test]
+async fn the_alg_option_picks_the_signer_and_rsa_uses_the_fixed_key_loudly() {
+    for alg in ["ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256"] {
+        let options = DevIssuerOptions {
+            alg: alg.parse().unwrap(),
+            ..DevIssuerOptions::default()
+        };
+        let issuer = DevIssuer::start(any_port(), options).await.unwrap();
+        let jwks = get(issuer.addr(), "/jwks.json").await.json();
+        let kid = issuer.signer().unwrap();
+        assert_eq!(published_kids(&jwks), std::slice::from_ref(&kid), "{alg}");
+        assert_eq!(jwk(&jwks, &kid)["alg"], alg);
+        let token = send(
+            issuer.addr(),
+            "POST",
+            "/token",
+            &[],
+            r#"{"sub":"system:serviceaccount:shop:web"}"#,
+        )
+        .await;
+        let token = token.body.trim_end();
+        assert_eq!(segment_json(token.split('.').next().unwrap())["alg"], alg);
+        assert!(verify_with_jwk(token, jwk(&jwks, &kid)), "{alg}");
+        let doc = get(issuer.addr(), "/.well-known/openid-configuration")
+            .await
+            .json();
+        assert_eq!(doc["id_token_signing_alg_values_supported"], json!([alg]));
+        let banner = issuer.banner();
+        assert!(banner.contains(&format!("alg        {alg}")), "{banner}");
+        assert_eq!(
+            banner.contains("FIXED development key"),
+            alg.starts_with(['R', 'P'])
+        );
+    }
+    let es512 = jwk_crv("ES512").await;
+    assert_eq!(es512, "P-521");
+}
+
+async fn jwk_crv(alg: &str) -> String {
+    let options = DevIssuerOptions {
+        alg: alg.parse().unwrap(),
+        ..DevIssuerOptions::default()
+    };
+    let issuer = DevIssuer::start(any_port(), options).await.unwrap();
+    let jwks = get(issuer.addr(), "/jwks.json").await.json();
+    let key = &jwks["keys"][0];
+    assert_eq!(decode(key["x"].as_str().unwrap()).len(), 66);
+    key["crv"].as_str().unwrap().to_owned()
 }
