@@ -41,6 +41,7 @@ pub mod admin;
 pub mod authn;
 pub mod authz;
 pub mod config;
+pub mod decision;
 pub mod decision_log;
 pub mod devtools;
 pub mod headers;

@@ -27,9 +27,46 @@ pub struct StageTimers {
     pub total: StageTimer,
 }
 
-/// `wisp_requests_total` with a handle resolved in advance for every
-/// (decision, reason) wisp produces and every configured issuer (plus
-/// `none`), so counting a request is two lookups in immutable maps rather
+/// The front end a request came through: the `mode` label of
+/// `wisp_requests_total` and the decision log's `mode` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// The proxy listener: decided and forwarded.
+    Proxy,
+    /// The decision service: decided for another proxy (ext_authz, forward-auth).
+    Decision,
+}
+
+impl Mode {
+    /// The label value: `proxy` or `decision`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Proxy => "proxy",
+            Mode::Decision => "decision",
+        }
+    }
+
+    /// The modes `config` serves.
+    fn served_by(config: Option<&crate::config::Config>) -> Vec<Mode> {
+        match config {
+            None => vec![Mode::Proxy],
+            Some(config) => {
+                let mut modes = Vec::with_capacity(2);
+                if config.serves_proxy() {
+                    modes.push(Mode::Proxy);
+                }
+                if config.decision_service.is_some() {
+                    modes.push(Mode::Decision);
+                }
+                modes
+            }
+        }
+    }
+}
+
+/// `wisp_requests_total` with a handle resolved in advance for every mode
+/// served, every (decision, reason) wisp produces and every configured
+/// issuer (plus `none`), so counting a request is two lookups in immutable maps rather
 /// than a label hash under the registry's lock. The issuer label is bounded:
 /// configured names and `none`, never a value a client chose.
 #[derive(Debug, Clone)]
@@ -38,9 +75,9 @@ pub struct RequestCounters {
     known: Arc<arc_swap::ArcSwap<KnownCounters>>,
 }
 
-/// (decision, reason) → issuer name → counter.
+/// (mode, decision, reason) → issuer name → counter.
 type KnownCounters =
-    crate::FastMap<(&'static str, &'static str), crate::FastMap<Arc<str>, IntCounter>>;
+    crate::FastMap<(Mode, &'static str, &'static str), crate::FastMap<Arc<str>, IntCounter>>;
 
 /// The `issuer` label of requests with no (matching) issuer.
 pub const NO_ISSUER: &str = "none";
@@ -51,7 +88,7 @@ impl RequestCounters {
             vec,
             known: Arc::new(arc_swap::ArcSwap::from_pointee(KnownCounters::default())),
         };
-        counters.resolve(&[]);
+        counters.resolve(&[], &[Mode::Proxy]);
         counters
     }
 
@@ -60,46 +97,52 @@ impl RequestCounters {
         crate::pipeline::Outcome::labels()
     }
 
-    fn resolve(&self, issuers: &[Arc<str>]) {
+    fn resolve(&self, issuers: &[Arc<str>], modes: &[Mode]) {
         let mut names: Vec<Arc<str>> = issuers.to_vec();
         names.push(Arc::from(NO_ISSUER));
-        let known = Self::pairs()
-            .into_iter()
-            .map(|pair| {
+        let mut known = KnownCounters::default();
+        for &mode in modes {
+            for (decision, reason) in Self::pairs() {
                 let by_issuer = names
                     .iter()
                     .map(|issuer| {
-                        let counter = self.vec.with_label_values(&[pair.0, pair.1, issuer]);
-                        (Arc::clone(issuer), counter)
+                        let labels = [mode.label(), decision, reason, issuer];
+                        (Arc::clone(issuer), self.vec.with_label_values(&labels))
                     })
                     .collect();
-                (pair, by_issuer)
-            })
-            .collect();
+                known.insert((mode, decision, reason), by_issuer);
+            }
+        }
         self.known.store(Arc::new(known));
     }
 
-    /// Resolves the handles of the issuers `config` names (at start and on
-    /// every reload).
+    /// Resolves the handles of the issuers `config` names, for the modes it
+    /// serves (at start and on every reload).
     pub fn set_issuers(&self, config: &crate::config::Config) {
         let names: Vec<Arc<str>> = config.issuers.iter().map(|i| Arc::clone(&i.name)).collect();
-        self.resolve(&names);
+        self.resolve(&names, &Mode::served_by(Some(config)));
     }
 
     /// Counts one request; `issuer` is a configured issuer's name or `None`.
-    pub fn inc(&self, decision: &'static str, reason: &'static str, issuer: Option<&str>) {
+    pub fn inc(
+        &self,
+        mode: Mode,
+        decision: &'static str,
+        reason: &'static str,
+        issuer: Option<&str>,
+    ) {
         let issuer = issuer.unwrap_or(NO_ISSUER);
         match self
             .known
             .load()
-            .get(&(decision, reason))
+            .get(&(mode, decision, reason))
             .and_then(|by_issuer| by_issuer.get(issuer))
         {
             Some(counter) => counter.inc(),
             // A pair not listed above: still counted, just resolved now.
             None => self
                 .vec
-                .with_label_values(&[decision, reason, issuer])
+                .with_label_values(&[mode.label(), decision, reason, issuer])
                 .inc(),
         }
     }
@@ -127,8 +170,11 @@ impl RequestCounters {
     }
 
     fn forget_issuer(&self, issuer: &str) {
-        for (decision, reason) in Self::pairs() {
-            let _ = self.vec.remove_label_values(&[decision, reason, issuer]);
+        for mode in [Mode::Proxy, Mode::Decision] {
+            for (decision, reason) in Self::pairs() {
+                let labels = [mode.label(), decision, reason, issuer];
+                let _ = self.vec.remove_label_values(&labels);
+            }
         }
     }
 }
@@ -137,7 +183,7 @@ impl RequestCounters {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// `wisp_requests_total{decision,reason,issuer}`.
+    /// `wisp_requests_total{mode,decision,reason,issuer}`.
     pub requests: RequestCounters,
     /// `wisp_request_duration_seconds{stage}`.
     pub durations: StageTimers,
@@ -229,9 +275,10 @@ impl Metrics {
         let requests = IntCounterVec::new(
             Opts::new(
                 "wisp_requests_total",
-                "Requests by decision, reason and issuer (a configured issuer's name, or none).",
+                "Requests by mode (proxy or decision), decision, reason and issuer \
+                 (a configured issuer's name, or none).",
             ),
-            &["decision", "reason", "issuer"],
+            &["mode", "decision", "reason", "issuer"],
         )?;
         let (duration, [authn, authz, upstream, total]) = stages::StageCollector::new(
             "wisp_request_duration_seconds",
@@ -447,8 +494,10 @@ mod tests {
     #[test]
     fn registers_every_metric_once() {
         let metrics = Metrics::new().unwrap();
-        metrics.requests.inc("allow", "policy", None);
-        metrics.requests.inc("deny", "something_new", Some("demo"));
+        metrics.requests.inc(Mode::Proxy, "allow", "policy", None);
+        metrics
+            .requests
+            .inc(Mode::Decision, "deny", "something_new", Some("demo"));
         assert_eq!(metrics.requests.get("allow", "policy"), 1);
         assert_eq!(metrics.requests.get("deny", "something_new"), 1);
         assert_eq!(metrics.requests.get("deny", "token_expired"), 0);

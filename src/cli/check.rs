@@ -57,6 +57,10 @@ pub fn run(path: &Path) -> ExitCode {
         if policies == 1 { "y" } else { "ies" },
         config.policies.dir.display()
     );
+    println!("mode: {}", config.mode());
+    for warning in config.warnings() {
+        println!("warning: {warning}");
+    }
     if let Some(stats) = stats.filter(|s| s.policies > 0) {
         let unguarded = stats.policies - stats.indexed - stats.indexed_by_tag - stats.guarded_only;
         println!(

@@ -4,6 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::decision::{build_decision_service, check_proxy_wanted};
 use super::issuer::build_issuers;
 use super::problem::{element, Problem};
 use super::raw::{
@@ -54,19 +55,38 @@ const PROTECTED_HEADERS: [&str; 12] = [
 /// anchors relative paths).
 pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problem> {
     let base_dir = source.parent().unwrap_or(Path::new(""));
+    check_proxy_wanted(
+        raw.upstream.is_some(),
+        raw.decision_service.is_some(),
+        raw.listen.is_some(),
+        raw.tls.is_some(),
+    )?;
     let listen = raw.listen.map_or(DEFAULT_LISTEN, |a| a.0 .0);
-    let upstream = raw
-        .upstream
-        .ok_or_else(|| Problem::at("upstream.address", "required: the service's host:port"))?;
     let tls = raw
         .tls
         .map(|tls| build_tls(tls, base_dir))
         .transpose()
         .map_err(|p| p.under("tls"))?;
-    let upstream = build_upstream(upstream, base_dir).map_err(|p| p.under("upstream"))?;
+    let upstream = raw
+        .upstream
+        .map(|upstream| build_upstream(upstream, base_dir))
+        .transpose()
+        .map_err(|p| p.under("upstream"))?;
+    let decision_service = raw
+        .decision_service
+        .map(|service| build_decision_service(service, base_dir))
+        .transpose()
+        .map_err(|p| p.under("decision_service"))?;
+    let decision_listen = decision_service.as_ref().map(|d| d.listen);
+    if upstream.is_some() && decision_listen == Some(listen) {
+        return Err(Problem::at(
+            "decision_service.listen",
+            format!("{listen} is also the proxy's `listen`"),
+        ));
+    }
     let admin = raw
         .admin
-        .map(|admin| build_admin(admin, listen))
+        .map(|admin| build_admin(admin, listen, decision_listen))
         .transpose()
         .map_err(|p| p.under("admin"))?;
     let issuers = build_issuers(raw.issuers, base_dir)?;
@@ -74,7 +94,11 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problem> {
         build_trust_domains(raw.trust_domains).map_err(|p| p.under("trust_domains"))?;
     check_trust_domains_needed(&trust_domains, tls.as_ref(), &issuers)?;
     let authn = AuthnConfig::try_from(raw.authn).map_err(|p| p.under("authn"))?;
-    check_require(authn.require, tls.as_ref())?;
+    if upstream.is_some() {
+        // In decision-service-only mode client certificates arrive as the
+        // calling proxy's `attributes.source.principal`, not on a listener.
+        check_require(authn.require, tls.as_ref())?;
+    }
     let policies = build_policies(raw.policies, base_dir).map_err(|p| p.under("policies"))?;
     let routes = RoutesConfig::try_from(raw.routes).map_err(|p| p.under("routes"))?;
     let headers = HeadersConfig::try_from(raw.headers).map_err(|p| p.under("headers"))?;
@@ -84,6 +108,7 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problem> {
         listen,
         tls,
         upstream,
+        decision_service,
         admin,
         issuers,
         trust_domains,
@@ -143,7 +168,11 @@ fn positive(duration: Duration) -> Result<Duration, String> {
     }
 }
 
-fn build_admin(raw: RawAdmin, proxy_listen: SocketAddr) -> Result<AdminConfig, Problem> {
+fn build_admin(
+    raw: RawAdmin,
+    proxy_listen: SocketAddr,
+    decision_listen: Option<SocketAddr>,
+) -> Result<AdminConfig, Problem> {
     let listen = raw
         .listen
         .ok_or_else(|| {
@@ -158,6 +187,12 @@ fn build_admin(raw: RawAdmin, proxy_listen: SocketAddr) -> Result<AdminConfig, P
         return Err(Problem::at(
             "listen",
             format!("{listen} is also the proxy's `listen`"),
+        ));
+    }
+    if decision_listen == Some(listen) {
+        return Err(Problem::at(
+            "listen",
+            format!("{listen} is also `decision_service.listen`"),
         ));
     }
     Ok(AdminConfig { listen })
