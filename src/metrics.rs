@@ -47,20 +47,15 @@ impl Mode {
     }
 
     /// The modes `config` serves.
-    fn served_by(config: Option<&crate::config::Config>) -> Vec<Mode> {
-        match config {
-            None => vec![Mode::Proxy],
-            Some(config) => {
-                let mut modes = Vec::with_capacity(2);
-                if config.serves_proxy() {
-                    modes.push(Mode::Proxy);
-                }
-                if config.decision_service.is_some() {
-                    modes.push(Mode::Decision);
-                }
-                modes
-            }
+    fn served_by(config: &crate::config::Config) -> Vec<Mode> {
+        let mut modes = Vec::with_capacity(2);
+        if config.serves_proxy() {
+            modes.push(Mode::Proxy);
         }
+        if config.decision_service.is_some() {
+            modes.push(Mode::Decision);
+        }
+        modes
     }
 }
 
@@ -84,12 +79,12 @@ pub const NO_ISSUER: &str = "none";
 
 impl RequestCounters {
     fn new(vec: IntCounterVec) -> RequestCounters {
-        let counters = RequestCounters {
+        // Resolved by `set_issuers`, once the config says which modes run
+        // (a series at 0 for a mode not served would only mislead).
+        RequestCounters {
             vec,
             known: Arc::new(arc_swap::ArcSwap::from_pointee(KnownCounters::default())),
-        };
-        counters.resolve(&[], &[Mode::Proxy]);
-        counters
+        }
     }
 
     /// Every (decision, reason) pair wisp produces.
@@ -120,7 +115,7 @@ impl RequestCounters {
     /// serves (at start and on every reload).
     pub fn set_issuers(&self, config: &crate::config::Config) {
         let names: Vec<Arc<str>> = config.issuers.iter().map(|i| Arc::clone(&i.name)).collect();
-        self.resolve(&names, &Mode::served_by(Some(config)));
+        self.resolve(&names, &Mode::served_by(config));
     }
 
     /// Counts one request; `issuer` is a configured issuer's name or `None`.
