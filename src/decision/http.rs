@@ -12,7 +12,8 @@
 //! - credentials: `Authorization`.
 //!
 //! 200 carries the identity headers (for `auth_request_set`,
-//! `authResponseHeaders`, `copy_headers`); a refusal carries the proxy's
+//! `authResponseHeaders`, `copy_headers`), those without a value for this
+//! caller present and empty; a refusal carries the proxy's
 //! status, JSON body, `WWW-Authenticate` and `Retry-After`.
 
 use std::net::IpAddr;
@@ -96,6 +97,13 @@ fn to_response(answer: Answer) -> Response<Bytes> {
             builder = builder.status(200);
             for (name, value) in &answer.set {
                 builder = builder.header(name.as_str(), value.as_str());
+            }
+            // Empty rather than absent: a caller that copies the header
+            // (Caddy's `copy_headers`, Traefik's `authResponseHeaders`)
+            // then replaces the client's copy with nothing, and Caddy 2.6
+            // would otherwise forward its unresolved placeholder.
+            for name in &answer.unset {
+                builder = builder.header(name.as_str(), "");
             }
             Bytes::new()
         }

@@ -88,6 +88,9 @@ struct Answer {
     /// Allowed: client-sent identity header names to remove (none of `set`'s
     /// names: setting replaces those).
     remove: Vec<String>,
+    /// Allowed: the configured identity header names without a value for
+    /// this caller (no tags, no SPIFFE ID, a public route).
+    unset: Vec<String>,
 }
 
 impl DecisionService {
@@ -142,6 +145,11 @@ impl DecisionService {
                 remove.push(lower);
             }
         }
+        let unset = [&names.subject, &names.issuer, &names.tags, &names.spiffe_id]
+            .into_iter()
+            .filter(|name| !set.iter().any(|(set_name, _)| set_name == *name))
+            .cloned()
+            .collect();
         let status = verdict.outcome.status().unwrap_or(200);
         crate::decision_log::record(
             &live.config,
@@ -163,6 +171,7 @@ impl DecisionService {
             outcome: verdict.outcome,
             set,
             remove,
+            unset,
         }
     }
 }
