@@ -313,3 +313,63 @@ async fn decision_only_mode_runs_without_a_proxy_listener_or_upstream() {
         wisp.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_tls_only_proxies_presenting_a_client_certificate_may_ask() {
+    use common::tls::Pki;
+    let pki = Pki::new();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let yaml = format!(
+        "decision_service:\n  listen: {addr}\n  tls: {{ cert: {}, key: {}, client_ca: {} }}\n",
+        pki.cert_path.display(),
+        pki.key_path.display(),
+        pki.ca_path.display()
+    );
+    let (issuer, _echo, wisp) = deploy("", &[("api.cedar", POLICIES)], &yaml).await;
+    wait_listening(addr).await;
+    let envoy = pki.ca.svid("spiffe://example.org/ns/edge/sa/envoy");
+    let client = pki.client().with_cert(&envoy);
+
+    // Forward-auth over HTTP/1.1 inside mTLS.
+    let missing = client
+        .request(addr, "GET", "/auth", &[("x-forwarded-uri", "/api/orders")])
+        .await
+        .expect("mTLS forward-auth");
+    assert_eq!(missing.status, 401, "{missing:?}");
+
+    // gRPC Check over HTTP/2 (ALPN h2) inside mTLS.
+    let stream = client.connect(addr, &[b"h2"]).await.expect("mTLS h2");
+    let mut grpc = AuthzClient::over(stream, "localhost").await.expect("h2");
+    let token = issuer.token(json!({"sub": "acme:frontend:web-1"}));
+    let auth = format!("Bearer {token}");
+    let request = check_request(
+        "GET",
+        "/api/orders",
+        &[("authorization", &auth)],
+        "203.0.113.7",
+        "",
+    );
+    let checked = Checked::from(grpc.check(request).await.expect("Check"));
+    assert_eq!(checked.status, 200, "{checked:?}");
+
+    // Without a client certificate the handshake is refused.
+    assert!(pki.client().handshake_rejected(addr).await);
+    drop(wisp);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changing_the_decision_service_needs_a_restart() {
+    let (issuer, _echo, wisp, addr) = deployment().await;
+    let config = wisp.dir.path().join("wisp.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let moved = format!("127.0.0.1:{}", free_port());
+    std::fs::write(&config, text.replace(&addr.to_string(), &moved)).unwrap();
+    wisp.signal("HUP");
+    wisp.wait_log("decision_service changed").await;
+    assert!(wisp.log().contains("it takes effect only after a restart"));
+    // Still served where it was.
+    let token = issuer.token(json!({"sub": "acme:frontend:web-1"}));
+    let auth = format!("Bearer {token}");
+    let checked = check(addr, "GET", "/api/orders", &[("authorization", &auth)], "").await;
+    assert_eq!(checked.status, 200);
+}
