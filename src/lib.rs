@@ -31,6 +31,8 @@
 //!   what wisp answers itself (JSON for HTTP clients, `grpc-status` for gRPC).
 //! - [`admin`], [`metrics`], [`decision_log`]: `/metrics`, `/healthz`,
 //!   `/readyz`; the decision log.
+//! - [`decision`]: the decision service (wisp behind Envoy, nginx, Traefik,
+//!   Caddy): ext_authz gRPC and forward-auth answers from the same pipeline.
 //! - [`server`]: wiring everything into a pingora server.
 //! - [`devtools`]: the development issuer and echo upstream (`wisp dev-issuer`,
 //!   `wisp echo`, `wisp demo`, tests).
