@@ -32,9 +32,9 @@ use crate::authn::unix_now;
 use crate::decision_log::Seen;
 use crate::headers::{is_identity_header, plan, IdentityHeaderValues};
 use crate::lifecycle::Lifecycle;
-use crate::live::LiveState;
+use crate::live::{Live, LiveState};
 use crate::metrics::{Metrics, Mode};
-use crate::pipeline::{self, Outcome};
+use crate::pipeline::{self, Outcome, Verdict};
 use crate::tls::PeerCertificate;
 
 pub use listener::DecisionListener;
@@ -127,29 +127,7 @@ impl DecisionService {
             claims: None,
         };
         let verdict = pipeline::decide(&live, &request, &self.metrics, now).await;
-        let names = &live.config.headers.identity;
-        let set = match (&verdict.caller, verdict.outcome.forwards()) {
-            (Some(caller), true) => plan(
-                &IdentityHeaderValues::of(caller.identity()),
-                &live.identity_headers,
-            ),
-            _ => Vec::new(),
-        };
-        let mut remove: Vec<String> = Vec::new();
-        for name in &facts.header_names {
-            let lower = name.to_ascii_lowercase();
-            if is_identity_header(&lower, names)
-                && !set.iter().any(|(set_name, _)| *set_name == lower)
-                && !remove.contains(&lower)
-            {
-                remove.push(lower);
-            }
-        }
-        let unset = [&names.subject, &names.issuer, &names.tags, &names.spiffe_id]
-            .into_iter()
-            .filter(|name| !set.iter().any(|(set_name, _)| set_name == *name))
-            .cloned()
-            .collect();
+        let (set, remove, unset) = header_changes(&live, &verdict, &facts.header_names);
         let status = verdict.outcome.status().unwrap_or(200);
         crate::decision_log::record(
             &live.config,
@@ -174,6 +152,36 @@ impl DecisionService {
             unset,
         }
     }
+}
+
+/// The identity headers to set for an allowed caller; the client-sent
+/// identity header names to remove (those not set: setting replaces); the
+/// configured names this caller has no value for.
+type HeaderChanges = (Vec<(String, String)>, Vec<String>, Vec<String>);
+
+fn header_changes(live: &Live, verdict: &Verdict, header_names: &[&str]) -> HeaderChanges {
+    let names = &live.config.headers.identity;
+    let set = match (&verdict.caller, verdict.outcome.forwards()) {
+        (Some(caller), true) => plan(
+            &IdentityHeaderValues::of(caller.identity()),
+            &live.identity_headers,
+        ),
+        _ => Vec::new(),
+    };
+    let is_set = |name: &str| set.iter().any(|(set_name, _)| set_name == name);
+    let mut remove: Vec<String> = Vec::new();
+    for name in header_names {
+        let lower = name.to_ascii_lowercase();
+        if is_identity_header(&lower, names) && !is_set(&lower) && !remove.contains(&lower) {
+            remove.push(lower);
+        }
+    }
+    let unset = [&names.subject, &names.issuer, &names.tags, &names.spiffe_id]
+        .into_iter()
+        .filter(|name| !is_set(name))
+        .cloned()
+        .collect();
+    (set, remove, unset)
 }
 
 /// The certificate caller Envoy vouches for with `attributes.source.principal`:
