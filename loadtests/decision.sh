@@ -10,7 +10,9 @@
 # sending its next request when the previous answer arrives, DURATION s per
 # endpoint after a 2 s warm-up, ROUNDS rounds interleaved (best kept).
 # Knobs: DURATION=10, ROUNDS=3, CONNECTIONS=32, BASE_PORT=18580, KEEP=1,
-# SKIP_BUILD=1, CARGO_TARGET_DIR. Everything on 127.0.0.1.
+# SKIP_BUILD=1, CARGO_TARGET_DIR, PROFILE=release (PROFILE=debug with
+# SKIP_BUILD=1 only checks that the script runs: its numbers mean nothing).
+# Everything on 127.0.0.1.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DURATION=${DURATION:-10}
@@ -34,19 +36,21 @@ fi
 PATH=$PATH:/usr/sbin
 
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+PROFILE=${PROFILE:-release}
 if [ -z "${SKIP_BUILD:-}" ]; then
     log "building wisp and the helpers (release)"
     (cd "$ROOT" && cargo build --release --quiet --bin wisp --example mint_tokens --example decision_load)
 fi
-WISP=$TARGET/release/wisp
-LOAD=$TARGET/release/examples/decision_load
+WISP=$TARGET/$PROFILE/wisp
+LOAD=$TARGET/$PROFILE/examples/decision_load
+MINT=$TARGET/$PROFILE/examples/mint_tokens
 
 # shellcheck source=loadtests/lib.sh
 . "$ROOT/loadtests/lib.sh"
 workspace wisp-decision
 
 P_NGINX=$BASE_PORT P_WISP=$((BASE_PORT + 1)) P_DECISION=$((BASE_PORT + 2)) P_ADMIN=$((BASE_PORT + 3))
-"$TARGET/release/examples/mint_tokens" "$WORK" --rotating 1 --fill 1 >/dev/null
+"$MINT" "$WORK" --rotating 1 --fill 1 >/dev/null
 head -1 "$WORK/token_es256.txt" >"$WORK/token.txt"
 write_policies "$WORK/policies"
 write_nginx_conf "$P_NGINX" 1
@@ -94,8 +98,8 @@ for round in $(seq "$ROUNDS"); do
         [ "$rps" -gt "${best%% *}" ] && BEST[$mode]="$rps $p50 $p99"
     done
 done
-printf '\n%s, %s cores, %s connections, %ss × %s rounds (best), one reused ES256 token, 50 policies\n\n' \
-    "$(date -u +%Y-%m-%d)" "$(nproc)" "$CONNECTIONS" "$DURATION" "$ROUNDS"
+printf '\n%s, %s build, %s cores, %s connections, %ss × %s rounds (best), one reused ES256 token, 50 policies\n\n' \
+    "$(date -u +%Y-%m-%d)" "$PROFILE" "$(nproc)" "$CONNECTIONS" "$DURATION" "$ROUNDS"
 printf '| endpoint | decisions/s | p50 | p99 |\n|---|---:|---:|---:|\n'
 for mode in proxy grpc http; do
     read -r rps p50 p99 <<<"${BEST[$mode]}"

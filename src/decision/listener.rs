@@ -65,6 +65,11 @@ impl BackgroundService for DecisionListener {
                 _ = shutdown.changed() => break,
                 accepted = listener.accept() => {
                     let Ok((stream, peer)) = accepted else { continue };
+                    // Small request/answer exchanges: without it Nagle's
+                    // algorithm and delayed ACKs hold HTTP/2 frames ~40 ms.
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%peer, %error, "decision service: TCP_NODELAY not set");
+                    }
                     let service = Arc::clone(&self.service);
                     let tls = self.tls.clone();
                     tokio::spawn(async move {
