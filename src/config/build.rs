@@ -4,7 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::decision::{build_decision_service, check_proxy_wanted};
+use super::decision::{build_decision_service, check_principals_trusted, check_proxy_wanted};
 use super::issuer::build_issuers;
 use super::problem::{element, Problem};
 use super::raw::{
@@ -95,9 +95,11 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problem> {
     check_trust_domains_needed(&trust_domains, tls.as_ref(), &issuers)?;
     let authn = AuthnConfig::try_from(raw.authn).map_err(|p| p.under("authn"))?;
     if upstream.is_some() {
-        // In decision-service-only mode client certificates arrive as the
-        // calling proxy's `attributes.source.principal`, not on a listener.
         check_require(authn.require, tls.as_ref())?;
+    } else {
+        // Decision-service-only: certificate callers arrive as the calling
+        // proxy's `attributes.source.principal`, accepted only from these.
+        check_principals_trusted(authn.require, &trust_domains)?;
     }
     let policies = build_policies(raw.policies, base_dir).map_err(|p| p.under("policies"))?;
     let routes = RoutesConfig::try_from(raw.routes).map_err(|p| p.under("routes"))?;

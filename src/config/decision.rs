@@ -7,7 +7,7 @@ use std::path::Path;
 use super::build::existing_file;
 use super::problem::Problem;
 use super::raw::{RawDecisionService, RawDecisionTls};
-use super::{DecisionServiceConfig, DecisionTlsConfig};
+use super::{DecisionServiceConfig, DecisionTlsConfig, RequireCredentials};
 
 /// Loopback only unless said otherwise: only trusted proxies may call it.
 const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9191);
@@ -40,6 +40,32 @@ fn build_decision_tls(raw: RawDecisionTls, base_dir: &Path) -> Result<DecisionTl
             "the CA bundle (PEM) the calling proxy's client certificate must chain to",
         )?,
     })
+}
+
+/// In decision-service-only mode, `authn.require: mtls | both` needs
+/// `trust_domains`: without them every principal the calling proxy reports
+/// is ignored, and every request refused.
+///
+/// Returns the problem with its full key path.
+pub(super) fn check_principals_trusted(
+    require: RequireCredentials,
+    trust_domains: &[String],
+) -> Result<(), Problem> {
+    let value = match require {
+        RequireCredentials::Mtls => "mtls",
+        RequireCredentials::Both => "both",
+        RequireCredentials::Any | RequireCredentials::Jwt => return Ok(()),
+    };
+    if trust_domains.is_empty() {
+        return Err(Problem::at(
+            "trust_domains",
+            format!(
+                "required by `authn.require: {value}` in decision-service-only mode: the calling \
+                 proxy's mTLS principals are accepted only from these SPIFFE trust domains"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether the proxy listener runs: with an `upstream`. Without one, the

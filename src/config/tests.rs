@@ -695,6 +695,7 @@ fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("admin.listen = decision_service.listen", format!("{DECISION}admin: {{ listen: 127.0.0.1:9191 }}\n"), "admin.listen", "also `decision_service.listen`"),
         ("decision tls without client_ca", format!("{DECISION}  tls: {{ cert: svid.pem, key: svid_key.pem }}\n"), "decision_service.tls.client_ca", "required"),
         ("decision tls without cert", format!("{DECISION}  tls: {{ key: svid_key.pem, client_ca: bundle.pem }}\n"), "decision_service.tls.cert", "required"),
+        ("decision-only mtls without trust domains", format!("{DECISION}authn: {{ require: mtls }}\n"), "trust_domains", "decision-service-only"),
         ("missing decision tls key file", format!("{DECISION}  tls: {{ cert: svid.pem, key: nope.pem, client_ca: bundle.pem }}\n"), "decision_service.tls.key", "does not exist"),
     ]
 }
