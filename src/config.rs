@@ -31,6 +31,7 @@ use rustls::pki_types::CertificateDer;
 mod algorithm;
 pub use algorithm::{Algorithm, UnsupportedAlgorithm};
 mod build;
+mod decision;
 mod issuer;
 pub use issuer::check_fetch_url;
 mod locate;
@@ -50,12 +51,15 @@ mod tests;
 pub struct Config {
     /// The file it was loaded from (for messages).
     pub source: PathBuf,
-    /// Proxy listener address.
+    /// Proxy listener address (unused in decision-service-only mode).
     pub listen: SocketAddr,
     /// TLS on the proxy listener (`None`: plaintext HTTP/1.1 and h2c).
     pub tls: Option<TlsConfig>,
-    /// The one upstream service.
-    pub upstream: UpstreamConfig,
+    /// The one upstream service; `None` in decision-service-only mode (no
+    /// proxy listener then, see [`Config::serves_proxy`]).
+    pub upstream: Option<UpstreamConfig>,
+    /// The decision service (wisp behind another proxy, DESIGN.md §7).
+    pub decision_service: Option<DecisionServiceConfig>,
     /// Admin listener (`/metrics`, `/healthz`, `/readyz`); `None` disables it.
     pub admin: Option<AdminConfig>,
     /// Token issuers, matched by the token's `iss`. Names and `issuer` URLs are unique.
@@ -84,6 +88,37 @@ pub struct Config {
     /// After SIGTERM/SIGINT: how long wisp keeps accepting while `/readyz`
     /// answers 503, so load balancers stop sending before the listener closes.
     pub drain_delay: Duration,
+}
+
+/// The decision service's listener (`decision_service:`): Envoy ext_authz
+/// (gRPC and HTTP) and forward-auth on one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionServiceConfig {
+    /// Where it listens (default `127.0.0.1:9191`).
+    pub listen: SocketAddr,
+    /// mTLS towards the calling proxies (`None`: plaintext).
+    pub tls: Option<DecisionTlsConfig>,
+}
+
+/// `decision_service.tls`: the listener speaks TLS and requires a client
+/// certificate chaining to `client_ca` (the calling proxy's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionTlsConfig {
+    /// Server certificate chain (PEM), read at start.
+    pub cert: PathBuf,
+    /// Server private key (PEM), read at start.
+    pub key: PathBuf,
+    /// CA bundle (PEM) the calling proxy's client certificate must chain to.
+    pub client_ca: PathBuf,
+}
+
+impl DecisionServiceConfig {
+    /// Whether anyone beyond this host may call it without a client
+    /// certificate: a non-loopback address without `tls` (warned about by
+    /// `wisp check` and at start).
+    pub fn exposed(&self) -> bool {
+        self.tls.is_none() && !self.listen.ip().is_loopback()
+    }
 }
 
 /// The upstream service.
@@ -509,6 +544,37 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl Config {
+    /// Whether the proxy listener runs (an upstream is configured).
+    pub fn serves_proxy(&self) -> bool {
+        self.upstream.is_some()
+    }
+
+    /// What this config runs, for people: `proxy`, `decision service`, or
+    /// `proxy + decision service`.
+    pub fn mode(&self) -> &'static str {
+        match (self.serves_proxy(), self.decision_service.is_some()) {
+            (true, true) => "proxy + decision service",
+            (false, true) => "decision service",
+            _ => "proxy",
+        }
+    }
+
+    /// Settings that load but deserve a warning (printed by `wisp check`,
+    /// logged at start).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(service) = self.decision_service.as_ref().filter(|s| s.exposed()) {
+            warnings.push(format!(
+                "decision_service.listen: {} is not a loopback address and there is no \
+                 `decision_service.tls`: anyone who can reach it can ask for decisions and \
+                 assert an mTLS principal; restrict it (network policy) or add \
+                 `tls: {{ cert, key, client_ca }}`",
+                service.listen
+            ));
+        }
+        warnings
+    }
+
     /// Reads and validates a config file.
     ///
     /// # Errors

@@ -20,6 +20,8 @@ use crate::config::LogFormat;
 pub struct DecisionRecord<'a> {
     /// The request id (also sent upstream as `x-request-id`).
     pub request_id: &'a str,
+    /// The front end: `proxy` or `decision` (the decision service).
+    pub mode: &'a str,
     /// `allow`, `deny` or `public`.
     pub decision: &'a str,
     /// The stable reason (`policy`, `token_expired`, …).
@@ -85,6 +87,7 @@ pub fn emit(format: LogFormat, record: &DecisionRecord<'_>) {
         LogFormat::Text => tracing::info!(
             target: "wisp::decision",
             request_id = record.request_id,
+            mode = record.mode,
             decision = record.decision,
             reason = record.reason,
             detail = record.detail,
@@ -103,6 +106,87 @@ pub fn emit(format: LogFormat, record: &DecisionRecord<'_>) {
             "decision"
         ),
     }
+}
+
+/// What a front end saw of one request, beside the pipeline's verdict.
+#[derive(Debug)]
+pub struct Seen<'a> {
+    /// The front end.
+    pub mode: crate::metrics::Mode,
+    /// The request id.
+    pub request_id: &'a str,
+    /// The method.
+    pub method: &'a str,
+    /// The path as received (logged when the target was refused).
+    pub raw_path: &'a str,
+    /// The client's address.
+    pub source_ip: Option<IpAddr>,
+    /// The HTTP status answered (or that the calling proxy is told to answer).
+    pub status: u16,
+    /// The transport's own refusal or failure, which wins over the verdict's detail.
+    pub transport_detail: Option<&'a str>,
+    /// From the request's arrival until now.
+    pub elapsed: std::time::Duration,
+}
+
+/// Counts one request and writes its decision log line (when
+/// `log.decisions` asks for it): the one place every front end reports
+/// through. Without a verdict, the transport refused the request before the
+/// pipeline ran (`deny`/`bad_request`).
+pub fn record(
+    config: &crate::config::Config,
+    metrics: &crate::metrics::Metrics,
+    verdict: Option<&crate::pipeline::Verdict>,
+    seen: &Seen<'_>,
+) {
+    use crate::config::DecisionLog;
+    let elapsed = seen.elapsed.as_secs_f64();
+    metrics.durations.total.observe(elapsed);
+    let (decision, reason) = match verdict {
+        Some(verdict) => (verdict.outcome.decision(), verdict.outcome.reason()),
+        None => ("deny", "bad_request"),
+    };
+    let issuer = verdict.and_then(|v| v.issuer.as_deref());
+    metrics.requests.inc(seen.mode, decision, reason, issuer);
+    let log = match config.log.decisions {
+        DecisionLog::All => decision != "public" || seen.status >= 400,
+        DecisionLog::Deny => decision == "deny" || reason == "dry_run",
+        DecisionLog::None => false,
+    };
+    if !log {
+        return;
+    }
+    let target = verdict.and_then(|v| v.target.as_ref());
+    let (policies, errors) = verdict
+        .and_then(|v| v.decision.as_ref())
+        .map_or((&[][..], &[][..]), |d| (&d.policy_ids[..], &d.errors[..]));
+    let claimed = verdict.map(|v| &v.claimed);
+    emit(
+        config.log.format,
+        &DecisionRecord {
+            request_id: seen.request_id,
+            mode: seen.mode.label(),
+            decision,
+            reason,
+            detail: seen
+                .transport_detail
+                .or(verdict.and_then(|v| v.detail.as_deref())),
+            status: seen.status,
+            method: seen.method,
+            path: target.map_or(seen.raw_path, |t| t.path.as_str()),
+            host: target.map_or("", |t| t.host.as_str()),
+            source_ip: seen.source_ip,
+            issuer,
+            unverified_iss: claimed.and_then(|c| c.0.as_deref()),
+            unverified_kid: claimed.and_then(|c| c.1.as_deref()),
+            principal: verdict
+                .and_then(|v| v.caller.as_ref())
+                .map(|c| c.identity().uid()),
+            policies,
+            errors,
+            duration_ms: elapsed * 1000.0,
+        },
+    );
 }
 
 /// The fields every JSON log line of wisp starts with, then the record's.
@@ -174,6 +258,7 @@ mod tests {
         let policies = vec!["a".to_owned(), "b".to_owned()];
         let record = DecisionRecord {
             request_id: "r1",
+            mode: "proxy",
             decision: "deny",
             reason: "token_expired",
             detail: Some("token expired"),

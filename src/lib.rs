@@ -35,6 +35,8 @@
 //!   what wisp answers itself (JSON for HTTP clients, `grpc-status` for gRPC).
 //! - [`admin`], [`metrics`], [`decision_log`]: `/metrics`, `/healthz`,
 //!   `/readyz`; the decision log.
+//! - [`decision`]: the decision service (wisp behind Envoy, nginx, Traefik,
+//!   Caddy): ext_authz gRPC and forward-auth answers from the same pipeline.
 //! - [`server`]: wiring everything into a pingora server.
 //! - [`devtools`]: the development issuer and echo upstream (`wisp dev-issuer`,
 //!   `wisp echo`, `wisp demo`, tests).
@@ -45,6 +47,7 @@ pub mod admin;
 pub mod authn;
 pub mod authz;
 pub mod config;
+pub mod decision;
 pub mod decision_log;
 pub mod devtools;
 pub mod headers;

@@ -44,8 +44,9 @@ pub struct Live {
     pub callers: Arc<Callers>,
     /// The policy set.
     pub policies: Arc<LoadedPolicies>,
-    /// Where allowed requests go.
-    pub upstream: HttpPeer,
+    /// Where allowed requests go (`None`: no proxy listener, decision
+    /// service only).
+    pub upstream: Option<HttpPeer>,
     /// `config.headers.identity`, prepared once.
     pub identity_headers: PreparedNames,
 }
@@ -146,7 +147,12 @@ impl Reloader {
             .load(&config.policies.schema, &config.policies.dir)
             .map_err(ReloadError::Policies)?;
         let authn = Authenticator::new(&config, http.clone(), metrics.clone())?;
-        let upstream = crate::upstream::peer(&config.upstream).map_err(ReloadError::Upstream)?;
+        let upstream = config
+            .upstream
+            .as_ref()
+            .map(crate::upstream::peer)
+            .transpose()
+            .map_err(ReloadError::Upstream)?;
         metrics.requests.set_issuers(&config);
         let callers = Callers::new(config.authn.token_cache_max_bytes, metrics.clone());
         let live = Live {
@@ -214,7 +220,12 @@ impl Reloader {
             .loader
             .load(&config.policies.schema, &config.policies.dir)
             .map_err(ReloadError::Policies)?;
-        let upstream = crate::upstream::peer(&config.upstream).map_err(ReloadError::Upstream)?;
+        let upstream = config
+            .upstream
+            .as_ref()
+            .map(crate::upstream::peer)
+            .transpose()
+            .map_err(ReloadError::Upstream)?;
         let authn = Arc::new(old.authn.rebuilt(&config, self.http.clone())?);
         // New or changed issuers fetch their keys before the swap, so their
         // tokens do not meet a 503 in between (bounded: the swap happens anyway).
@@ -443,6 +454,18 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), ReloadError> {
         return Err(changed(
             "listen",
             format!("{} → {}", old.listen, new.listen),
+        ));
+    }
+    if old.serves_proxy() != new.serves_proxy() {
+        return Err(changed(
+            "upstream",
+            format!("the proxy listener: {} → {}", old.mode(), new.mode()),
+        ));
+    }
+    if old.decision_service != new.decision_service {
+        return Err(changed(
+            "decision_service",
+            "its listener and TLS settings".to_owned(),
         ));
     }
     if old.tls != new.tls {

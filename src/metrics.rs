@@ -3,14 +3,14 @@
 //! Every handle the request path touches is resolved here, so a request never
 //! formats a metric name or allocates a label set.
 
-use std::sync::Arc;
-
 use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+mod requests;
 mod stages;
 
+pub use requests::{Mode, RequestCounters, NO_ISSUER};
 pub use stages::StageTimer;
 
 /// Stages timed by `wisp_request_duration_seconds{stage}` (per-thread
@@ -27,117 +27,11 @@ pub struct StageTimers {
     pub total: StageTimer,
 }
 
-/// `wisp_requests_total` with a handle resolved in advance for every
-/// (decision, reason) wisp produces and every configured issuer (plus
-/// `none`), so counting a request is two lookups in immutable maps rather
-/// than a label hash under the registry's lock. The issuer label is bounded:
-/// configured names and `none`, never a value a client chose.
-#[derive(Debug, Clone)]
-pub struct RequestCounters {
-    vec: IntCounterVec,
-    known: Arc<arc_swap::ArcSwap<KnownCounters>>,
-}
-
-/// (decision, reason) → issuer name → counter.
-type KnownCounters =
-    crate::FastMap<(&'static str, &'static str), crate::FastMap<Arc<str>, IntCounter>>;
-
-/// The `issuer` label of requests with no (matching) issuer.
-pub const NO_ISSUER: &str = "none";
-
-impl RequestCounters {
-    fn new(vec: IntCounterVec) -> RequestCounters {
-        let counters = RequestCounters {
-            vec,
-            known: Arc::new(arc_swap::ArcSwap::from_pointee(KnownCounters::default())),
-        };
-        counters.resolve(&[]);
-        counters
-    }
-
-    /// Every (decision, reason) pair wisp produces.
-    fn pairs() -> Vec<(&'static str, &'static str)> {
-        crate::pipeline::Outcome::labels()
-    }
-
-    fn resolve(&self, issuers: &[Arc<str>]) {
-        let mut names: Vec<Arc<str>> = issuers.to_vec();
-        names.push(Arc::from(NO_ISSUER));
-        let known = Self::pairs()
-            .into_iter()
-            .map(|pair| {
-                let by_issuer = names
-                    .iter()
-                    .map(|issuer| {
-                        let counter = self.vec.with_label_values(&[pair.0, pair.1, issuer]);
-                        (Arc::clone(issuer), counter)
-                    })
-                    .collect();
-                (pair, by_issuer)
-            })
-            .collect();
-        self.known.store(Arc::new(known));
-    }
-
-    /// Resolves the handles of the issuers `config` names (at start and on
-    /// every reload).
-    pub fn set_issuers(&self, config: &crate::config::Config) {
-        let names: Vec<Arc<str>> = config.issuers.iter().map(|i| Arc::clone(&i.name)).collect();
-        self.resolve(&names);
-    }
-
-    /// Counts one request; `issuer` is a configured issuer's name or `None`.
-    pub fn inc(&self, decision: &'static str, reason: &'static str, issuer: Option<&str>) {
-        let issuer = issuer.unwrap_or(NO_ISSUER);
-        match self
-            .known
-            .load()
-            .get(&(decision, reason))
-            .and_then(|by_issuer| by_issuer.get(issuer))
-        {
-            Some(counter) => counter.inc(),
-            // A pair not listed above: still counted, just resolved now.
-            None => self
-                .vec
-                .with_label_values(&[decision, reason, issuer])
-                .inc(),
-        }
-    }
-
-    /// The counter of one (decision, reason), summed over issuers.
-    pub fn get(&self, decision: &str, reason: &str) -> u64 {
-        let mut total = 0;
-        for family in prometheus::core::Collector::collect(&self.vec) {
-            for metric in family.get_metric() {
-                let label = |name: &str| {
-                    metric
-                        .get_label()
-                        .iter()
-                        .find(|l| l.name() == name)
-                        .map(|l| l.value().to_owned())
-                };
-                if label("decision").as_deref() == Some(decision)
-                    && label("reason").as_deref() == Some(reason)
-                {
-                    total += metric.get_counter().get_value() as u64;
-                }
-            }
-        }
-        total
-    }
-
-    fn forget_issuer(&self, issuer: &str) {
-        for (decision, reason) in Self::pairs() {
-            let _ = self.vec.remove_label_values(&[decision, reason, issuer]);
-        }
-    }
-}
-
 /// All of wisp's metrics.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// `wisp_requests_total{decision,reason,issuer}`.
+    /// `wisp_requests_total{mode,decision,reason,issuer}`.
     pub requests: RequestCounters,
     /// `wisp_request_duration_seconds{stage}`.
     pub durations: StageTimers,
@@ -277,9 +171,10 @@ impl Metrics {
         let requests = IntCounterVec::new(
             Opts::new(
                 "wisp_requests_total",
-                "Requests by decision, reason and issuer (a configured issuer's name, or none).",
+                "Requests by mode (proxy or decision), decision, reason and issuer \
+                 (a configured issuer's name, or none).",
             ),
-            &["decision", "reason", "issuer"],
+            &["mode", "decision", "reason", "issuer"],
         )?;
         let (duration, [authn, authz, upstream, total]) = stages::StageCollector::new(
             "wisp_request_duration_seconds",
@@ -520,8 +415,10 @@ mod tests {
     #[test]
     fn registers_every_metric_once() {
         let metrics = Metrics::new().unwrap();
-        metrics.requests.inc("allow", "policy", None);
-        metrics.requests.inc("deny", "something_new", Some("demo"));
+        metrics.requests.inc(Mode::Proxy, "allow", "policy", None);
+        metrics
+            .requests
+            .inc(Mode::Decision, "deny", "something_new", Some("demo"));
         assert_eq!(metrics.requests.get("allow", "policy"), 1);
         assert_eq!(metrics.requests.get("deny", "something_new"), 1);
         assert_eq!(metrics.requests.get("deny", "token_expired"), 0);

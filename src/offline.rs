@@ -123,12 +123,8 @@ impl Offline {
             callers: Arc::new(Callers::new(0, metrics.clone())),
             authn: Arc::new(authn),
             policies,
-            // Never connected to: nothing is forwarded offline.
-            upstream: pingora::upstreams::peer::HttpPeer::new(
-                std::net::SocketAddr::from(([127, 0, 0, 1], 9)),
-                false,
-                String::new(),
-            ),
+            // Nothing is forwarded offline.
+            upstream: None,
             config: Arc::new(config),
         };
         Ok(Offline { live, metrics })

@@ -21,12 +21,11 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::authn::unix_now;
-use crate::config::DecisionLog;
-use crate::decision_log::DecisionRecord;
+use crate::decision_log::Seen;
 use crate::headers;
 use crate::lifecycle::{InFlight, Lifecycle};
 use crate::live::{Live, LiveState};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Mode};
 use crate::pipeline::{self, Outcome, Verdict};
 use crate::responses::{reject, Rejection};
 
@@ -67,63 +66,23 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// The (decision, reason) to count and log: the pipeline's, or a
-    /// transport refusal before it decided.
-    fn labels(&self) -> (&'static str, &'static str) {
-        match &self.verdict {
-            Some(verdict) => (verdict.outcome.decision(), verdict.outcome.reason()),
-            None => ("deny", "bad_request"),
-        }
-    }
-
     /// Counts the request and writes its decision log line (when
     /// `log.decisions` asks for it).
     fn record(&mut self, status: u16, raw_path: &str) {
         self.logged = true;
-        let elapsed = self.started.elapsed().as_secs_f64();
-        self.metrics.durations.total.observe(elapsed);
-        let (decision, reason) = self.labels();
-        let verdict = self.verdict.as_ref();
-        let issuer = verdict.and_then(|v| v.issuer.as_deref());
-        self.metrics.requests.inc(decision, reason, issuer);
-        let config = &self.live.config;
-        let log = match config.log.decisions {
-            DecisionLog::All => decision != "public" || status >= 400,
-            DecisionLog::Deny => decision == "deny" || reason == "dry_run",
-            DecisionLog::None => false,
-        };
-        if !log {
-            return;
-        }
-        let target = verdict.and_then(|v| v.target.as_ref());
-        let (policies, errors) = verdict
-            .and_then(|v| v.decision.as_ref())
-            .map_or((&[][..], &[][..]), |d| (&d.policy_ids[..], &d.errors[..]));
-        let claimed = verdict.map(|v| &v.claimed);
-        crate::decision_log::emit(
-            config.log.format,
-            &DecisionRecord {
+        crate::decision_log::record(
+            &self.live.config,
+            &self.metrics,
+            self.verdict.as_ref(),
+            &Seen {
+                mode: Mode::Proxy,
                 request_id: &self.request_id,
-                decision,
-                reason,
-                detail: self
-                    .transport_detail
-                    .as_deref()
-                    .or(verdict.and_then(|v| v.detail.as_deref())),
-                status,
                 method: self.method.as_str(),
-                path: target.map_or(raw_path, |t| t.path.as_str()),
-                host: target.map_or("", |t| t.host.as_str()),
+                raw_path,
                 source_ip: self.source_ip,
-                issuer,
-                unverified_iss: claimed.and_then(|c| c.0.as_deref()),
-                unverified_kid: claimed.and_then(|c| c.1.as_deref()),
-                principal: verdict
-                    .and_then(|v| v.caller.as_ref())
-                    .map(|c| c.identity().uid()),
-                policies,
-                errors,
-                duration_ms: elapsed * 1000.0,
+                status,
+                transport_detail: self.transport_detail.as_deref(),
+                elapsed: self.started.elapsed(),
             },
         );
     }
@@ -149,16 +108,6 @@ impl WispProxy {
             lifecycle,
             metrics,
         }
-    }
-}
-
-/// The rejection to answer for an outcome that is not forwarded.
-fn rejection(outcome: &Outcome) -> Option<Rejection<'_>> {
-    match outcome {
-        Outcome::Allow | Outcome::DryRunAllow | Outcome::Public => None,
-        Outcome::Forbidden { .. } => Some(Rejection::Forbidden),
-        Outcome::BadRequest(reason) => Some(Rejection::BadRequest(reason)),
-        Outcome::Unauthenticated(error) => Some(Rejection::Unauthenticated(error)),
     }
 }
 
@@ -251,9 +200,9 @@ impl ProxyHttp for WispProxy {
                 session.req_header_mut().set_uri(uri);
             }
         }
-        let refusal = rejection(&verdict.outcome).is_some();
+        let refusal = Rejection::of(&verdict.outcome).is_some();
         if refusal {
-            if let Some(rejection) = rejection(&verdict.outcome) {
+            if let Some(rejection) = Rejection::of(&verdict.outcome) {
                 reject(session, rejection, &ctx.request_id).await;
             }
         }
@@ -267,7 +216,13 @@ impl ProxyHttp for WispProxy {
         ctx: &mut RequestContext,
     ) -> Result<Box<HttpPeer>> {
         ctx.upstream_started = Some(Instant::now());
-        Ok(Box::new(ctx.live.upstream.clone()))
+        // The proxy listener runs only with an upstream, and a reload cannot
+        // remove it (`upstream` is restart-only); still an error, not a panic.
+        let peer =
+            ctx.live.upstream.clone().ok_or_else(|| {
+                Error::explain(ErrorType::InternalError, "no upstream configured")
+            })?;
+        Ok(Box::new(peer))
     }
 
     async fn upstream_request_filter(

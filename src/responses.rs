@@ -9,6 +9,7 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use crate::authn::AuthnError;
+use crate::pipeline::Outcome;
 
 /// Something wisp answers itself instead of forwarding.
 #[derive(Debug)]
@@ -38,17 +39,39 @@ mod grpc_code {
     pub const UNAUTHENTICATED: u8 = 16;
 }
 
-struct Parts {
-    status: u16,
-    body: String,
-    challenge: Option<String>,
-    retry_after: bool,
-    grpc_status: u8,
-    grpc_message: String,
+/// What a rejection is answered with, over HTTP and over gRPC: also what the
+/// decision service tells the calling proxy to answer.
+#[derive(Debug)]
+pub(crate) struct Parts {
+    /// The HTTP status.
+    pub(crate) status: u16,
+    /// The JSON body.
+    pub(crate) body: String,
+    /// The `WWW-Authenticate` challenge (401).
+    pub(crate) challenge: Option<String>,
+    /// Whether to send `Retry-After: 5` (503).
+    pub(crate) retry_after: bool,
+    /// The gRPC status code.
+    pub(crate) grpc_status: u8,
+    /// The gRPC message (not percent-encoded).
+    pub(crate) grpc_message: String,
+}
+
+impl<'a> Rejection<'a> {
+    /// The rejection to answer for an outcome that is not forwarded.
+    pub fn of(outcome: &'a Outcome) -> Option<Rejection<'a>> {
+        match outcome {
+            Outcome::Allow | Outcome::DryRunAllow | Outcome::Public => None,
+            Outcome::Forbidden { .. } => Some(Rejection::Forbidden),
+            Outcome::BadRequest(reason) => Some(Rejection::BadRequest(reason)),
+            Outcome::Unauthenticated(error) => Some(Rejection::Unauthenticated(error)),
+        }
+    }
 }
 
 impl Rejection<'_> {
-    fn parts(&self) -> Parts {
+    /// Status, body, challenge and gRPC code of this rejection.
+    pub(crate) fn parts(&self) -> Parts {
         match self {
             Rejection::BadRequest(reason) => Parts {
                 status: 400,

@@ -16,6 +16,7 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApp;
 use crate::authz::Diagnostic;
 use crate::config::{Config, LogFormat};
+use crate::decision::{DecisionListener, DecisionService};
 use crate::lifecycle::{DrainingSignal, Lifecycle};
 use crate::limits::{ConnectionLimiter, Connections};
 use crate::live::{ReloadError, Reloader};
@@ -109,7 +110,12 @@ pub fn serve(
     config: Config,
     set_log_format: Box<dyn Fn(LogFormat) + Send + Sync>,
 ) -> Result<(), StartError> {
-    check_bindable("listen", config.listen)?;
+    if config.serves_proxy() {
+        check_bindable("listen", config.listen)?;
+    }
+    if let Some(service) = &config.decision_service {
+        check_bindable("decision_service.listen", service.listen)?;
+    }
     if let Some(admin) = &config.admin {
         check_bindable("admin.listen", admin.listen)?;
     }
@@ -140,38 +146,56 @@ pub fn serve(
     let mut server = Server::new_with_opt_and_conf(None, server_conf);
     server.bootstrap();
 
-    let proxy = WispProxy::new(state.clone(), lifecycle.clone(), metrics.clone());
-    let mut server_options = pingora::apps::HttpServerOptions::default();
-    // Plaintext HTTP/2 (prior knowledge) for gRPC clients; HTTP/1.1 otherwise.
-    server_options.h2c = true;
-    server_options.h2_idle_timeout = Some(config.limits.idle_timeout);
-    let mut http_proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
-    http_proxy.server_options = Some(server_options);
-    // `limits:` are enforced around pingora's HTTP app (see `crate::limits`).
-    let connections = Connections::new(
-        config.limits.max_connections,
-        metrics.downstream_connections.clone(),
-        metrics.downstream_connections_refused.clone(),
-    );
-    let app = ConnectionLimiter::new(http_proxy, &config.limits, connections);
-    let mut proxy_service = Service::new("wisp proxy".to_string(), app);
-    let tls = match &config.tls {
-        Some(tls) => Some(crate::tls::TlsMaterial::load(
+    let tls = match (&config.tls, config.serves_proxy()) {
+        (Some(tls), true) => Some(crate::tls::TlsMaterial::load(
             tls,
             &config.trust_domains,
             metrics.clone(),
         )?),
-        None => None,
+        _ => None,
     };
-    match &tls {
-        Some(material) => proxy_service.add_tls_with_settings(
-            &config.listen.to_string(),
-            None,
-            material.settings(),
-        ),
-        None => proxy_service.add_tcp(&config.listen.to_string()),
+    if config.serves_proxy() {
+        let proxy = WispProxy::new(state.clone(), lifecycle.clone(), metrics.clone());
+        let mut server_options = pingora::apps::HttpServerOptions::default();
+        // Plaintext HTTP/2 (prior knowledge) for gRPC clients; HTTP/1.1 otherwise.
+        server_options.h2c = true;
+        server_options.h2_idle_timeout = Some(config.limits.idle_timeout);
+        let mut http_proxy = pingora::proxy::http_proxy(&server.configuration, proxy);
+        http_proxy.server_options = Some(server_options);
+        // `limits:` are enforced around pingora's HTTP app (see `crate::limits`).
+        let connections = Connections::new(
+            config.limits.max_connections,
+            metrics.downstream_connections.clone(),
+            metrics.downstream_connections_refused.clone(),
+        );
+        let app = ConnectionLimiter::new(http_proxy, &config.limits, connections);
+        let mut proxy_service = Service::new("wisp proxy".to_string(), app);
+        match &tls {
+            Some(material) => proxy_service.add_tls_with_settings(
+                &config.listen.to_string(),
+                None,
+                material.settings(),
+            ),
+            None => proxy_service.add_tcp(&config.listen.to_string()),
+        }
+        server.add_service(proxy_service);
     }
-    server.add_service(proxy_service);
+
+    if let Some(decision) = &config.decision_service {
+        let service = DecisionService::new(state.clone(), metrics.clone(), lifecycle.clone());
+        let decision_tls = decision
+            .tls
+            .as_ref()
+            .map(crate::tls::decision_server_config)
+            .transpose()?;
+        server.add_service(background_service(
+            "wisp decision service",
+            DecisionListener::new(service, decision.listen, decision_tls),
+        ));
+    }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
 
     if let Some(admin) = &config.admin {
         let app = AdminApp::new(metrics.clone(), state.clone(), lifecycle.clone());
@@ -189,7 +213,13 @@ pub fn serve(
         },
     ));
 
-    tracing::info!(listen = %config.listen, admin = ?config.admin.as_ref().map(|a| a.listen), "wisp started");
+    tracing::info!(
+        mode = config.mode(),
+        listen = %config.listen,
+        decision_service = ?config.decision_service.as_ref().map(|d| d.listen),
+        admin = ?config.admin.as_ref().map(|a| a.listen),
+        "wisp started"
+    );
     let drain_state = state.clone();
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainingSignal {

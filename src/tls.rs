@@ -364,3 +364,28 @@ fn log_failure(result: &Result<bool, TlsError>, path: &Path) {
         tracing::error!(file = %path.display(), %error, "TLS reload failed; keeping the previous material");
     }
 }
+
+/// The decision service's TLS server config (`decision_service.tls`): its
+/// certificate, and a required client certificate chaining to `client_ca`
+/// (the calling proxy's). Read once at start; a restart picks up new files.
+///
+/// # Errors
+/// An unreadable or invalid certificate, key or bundle, naming the file.
+pub fn decision_server_config(
+    config: &crate::config::DecisionTlsConfig,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = files::load_server_key(&config.cert, &config.key, &provider)?;
+    let bundle = files::load_trust_bundle(&config.client_ca, &provider)?;
+    let mut server_config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| TlsError::InvalidBundle {
+            path: config.client_ca.clone(),
+            reason: error.to_string(),
+        })?
+        .with_client_cert_verifier(bundle.verifier)
+        .with_cert_resolver(Arc::new(RotatingCertResolver::new(server.key)));
+    // gRPC (Envoy) negotiates h2; forward-auth callers speak HTTP/1.1.
+    server_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(server_config))
+}

@@ -127,15 +127,15 @@ async fn metrics_move_and_pass_promtool() {
     let text = wisp.metrics().await;
     let allowed = metric_value(
         &text,
-        r#"wisp_requests_total{decision="allow",issuer="dev",reason="policy"}"#,
+        r#"wisp_requests_total{decision="allow",issuer="dev",mode="proxy",reason="policy"}"#,
     );
     let denied = metric_value(
         &text,
-        r#"wisp_requests_total{decision="deny",issuer="dev",reason="policy"}"#,
+        r#"wisp_requests_total{decision="deny",issuer="dev",mode="proxy",reason="policy"}"#,
     );
     let missing = metric_value(
         &text,
-        r#"wisp_requests_total{decision="deny",issuer="none",reason="missing_token"}"#,
+        r#"wisp_requests_total{decision="deny",issuer="none",mode="proxy",reason="missing_token"}"#,
     );
     assert_eq!((allowed, denied, missing), (3.0, 1.0, 1.0), "{text}");
     assert_eq!(

@@ -415,3 +415,43 @@ fn demo_shows_an_allow_and_a_deny() {
         "{text}"
     );
 }
+
+#[test]
+fn check_prints_the_mode_and_warns_about_an_exposed_decision_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = repo("policies");
+    let cases = [
+        (
+            "upstream: { address: 127.0.0.1:8081 }\n",
+            "mode: proxy\n",
+            false,
+        ),
+        (
+            "upstream: { address: 127.0.0.1:8081 }\ndecision_service: {}\n",
+            "mode: proxy + decision service\n",
+            false,
+        ),
+        (
+            "decision_service: { listen: 0.0.0.0:9191 }\n",
+            "mode: decision service\n",
+            true,
+        ),
+    ];
+    for (yaml, mode, warns) in cases {
+        let config = dir.path().join("wisp.yaml");
+        std::fs::write(
+            &config,
+            format!("{yaml}policies: {{ dir: '{policies}' }}\n"),
+        )
+        .unwrap();
+        let output = wisp(&["check", "--config", config.to_str().unwrap()]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{yaml}: {stdout}");
+        assert!(stdout.contains(mode), "{yaml}: {stdout}");
+        assert_eq!(
+            stdout.contains("warning: decision_service.listen: 0.0.0.0:9191"),
+            warns,
+            "{yaml}: {stdout}"
+        );
+    }
+}

@@ -121,7 +121,7 @@ async fn a_401_logs_the_detail_and_the_claimed_issuer_and_kid_while_the_client_g
     assert_eq!(
         metric_value(
             &metrics,
-            r#"wisp_requests_total{decision="deny",issuer="dev",reason="invalid_claim"}"#
+            r#"wisp_requests_total{decision="deny",issuer="dev",mode="proxy",reason="invalid_claim"}"#
         ),
         1.0,
         "{metrics}"

@@ -114,14 +114,14 @@ async fn dry_run_forwards_denied_requests_and_counts_them() {
     assert_eq!(
         metric_value(
             &metrics,
-            r#"wisp_requests_total{decision="allow",issuer="dev",reason="dry_run"}"#
+            r#"wisp_requests_total{decision="allow",issuer="dev",mode="proxy",reason="dry_run"}"#
         ),
         1.0
     );
     assert_eq!(
         metric_value(
             &metrics,
-            r#"wisp_requests_total{decision="allow",issuer="dev",reason="policy"}"#
+            r#"wisp_requests_total{decision="allow",issuer="dev",mode="proxy",reason="policy"}"#
         ),
         1.0
     );

@@ -106,6 +106,10 @@ pub fn run(path: &Path, options: CheckOptions) -> ExitCode {
             String::new()
         }
     );
+    println!("mode: {}", config.mode());
+    for warning in config.warnings() {
+        println!("warning: {warning}");
+    }
     if let Some(stats) = authorizer
         .map(|a| a.guard_stats())
         .filter(|s| options.verbose && s.policies > 0)

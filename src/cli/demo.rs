@@ -100,7 +100,10 @@ pub fn run(config: Config, set_log_format: Box<dyn Fn(LogFormat) + Send + Sync>)
         .and_then(|rest| socket_addr(rest.trim_end_matches('/')));
     let (Some(issuer_addr), Some(upstream_addr), JwksSource::Discovery) = (
         issuer_addr,
-        socket_addr(&config.upstream.address),
+        config
+            .upstream
+            .as_ref()
+            .and_then(|u| socket_addr(&u.address)),
         &issuer.jwks,
     ) else {
         eprintln!("error: the demo config needs an http://host:port issuer with discovery and a host:port upstream");

@@ -4,6 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::decision::{build_decision_service, check_principals_trusted, check_proxy_wanted};
 use super::issuer::build_issuers;
 use super::problem::{element, Problem, Problems};
 use super::raw::{
@@ -67,19 +68,37 @@ const PROTECTED_HEADERS: [&str; 12] = [
 pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problems> {
     let base_dir = source.parent().unwrap_or(Path::new(""));
     let mut problems = Problems::default();
+    problems.take(check_proxy_wanted(
+        raw.upstream.is_some(),
+        raw.decision_service.is_some(),
+        raw.listen.is_some(),
+        raw.tls.is_some(),
+    ));
     let listen = raw.listen.map_or(DEFAULT_LISTEN, |a| a.0 .0);
     let upstream = match raw.upstream {
-        Some(upstream) => {
-            problems.take(build_upstream(upstream, base_dir).map_err(|p| p.under("upstream")))
-        }
-        None => {
-            problems.push(Problem::at(
-                "upstream.address",
-                "required: the service's host:port",
-            ));
-            None
-        }
+        Some(upstream) => problems
+            .take(build_upstream(upstream, base_dir).map_err(|p| p.under("upstream")))
+            .map(Some),
+        None => Some(None),
     };
+    let decision_service = match raw.decision_service {
+        Some(service) => problems
+            .take(
+                build_decision_service(service, base_dir).map_err(|p| p.under("decision_service")),
+            )
+            .map(Some),
+        None => Some(None),
+    };
+    let decision_listen = decision_service
+        .as_ref()
+        .and_then(|d| d.as_ref())
+        .map(|d| d.listen);
+    if matches!(upstream, Some(Some(_))) && decision_listen == Some(listen) {
+        problems.push(Problem::at(
+            "decision_service.listen",
+            format!("{listen} is also the proxy's `listen`"),
+        ));
+    }
     let trust_domains =
         problems.take(build_trust_domains(raw.trust_domains).map_err(|p| p.under("trust_domains")));
     // Bundles are checked against the trust domains: skipped when those are invalid.
@@ -94,7 +113,7 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problems> {
     };
     let admin = problems.take(
         raw.admin
-            .map(|admin| build_admin(admin, listen))
+            .map(|admin| build_admin(admin, listen, decision_listen))
             .transpose()
             .map_err(|p| p.under("admin")),
     );
@@ -108,8 +127,16 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problems> {
         problems.take(scope_spiffe_issuers(issuers, trust_domains, tls.as_ref()));
     }
     let authn = problems.take(AuthnConfig::try_from(raw.authn).map_err(|p| p.under("authn")));
-    if let (Some(authn), Some(tls)) = (&authn, &tls) {
-        problems.take(check_require(authn.require, tls.as_ref()));
+    if let (Some(authn), Some(tls), Some(upstream), Some(trust_domains)) =
+        (&authn, &tls, &upstream, &trust_domains)
+    {
+        if upstream.is_some() {
+            problems.take(check_require(authn.require, tls.as_ref()));
+        } else {
+            // Decision-service-only: certificate callers arrive as the calling
+            // proxy's `attributes.source.principal`, accepted only from these.
+            problems.take(check_principals_trusted(authn.require, trust_domains));
+        }
     }
     let policies =
         problems.take(build_policies(raw.policies, base_dir).map_err(|p| p.under("policies")));
@@ -120,6 +147,7 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problems> {
     let threads = problems.take(build_threads(raw.threads).map_err(|m| Problem::at("threads", m)));
     let (
         Some(upstream),
+        Some(decision_service),
         Some(tls),
         Some(admin),
         Some(issuers),
@@ -132,6 +160,7 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problems> {
         Some(threads),
     ) = (
         upstream,
+        decision_service,
         tls,
         admin,
         issuers,
@@ -151,6 +180,7 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problems> {
         listen,
         tls,
         upstream,
+        decision_service,
         admin,
         issuers,
         trust_domains,
@@ -223,7 +253,11 @@ fn positive(duration: Duration) -> Result<Duration, String> {
     }
 }
 
-fn build_admin(raw: RawAdmin, proxy_listen: SocketAddr) -> Result<AdminConfig, Problem> {
+fn build_admin(
+    raw: RawAdmin,
+    proxy_listen: SocketAddr,
+    decision_listen: Option<SocketAddr>,
+) -> Result<AdminConfig, Problem> {
     let listen = raw
         .listen
         .ok_or_else(|| {
@@ -238,6 +272,12 @@ fn build_admin(raw: RawAdmin, proxy_listen: SocketAddr) -> Result<AdminConfig, P
         return Err(Problem::at(
             "listen",
             format!("{listen} is also the proxy's `listen`"),
+        ));
+    }
+    if decision_listen == Some(listen) {
+        return Err(Problem::at(
+            "listen",
+            format!("{listen} is also `decision_service.listen`"),
         ));
     }
     Ok(AdminConfig { listen })

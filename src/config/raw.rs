@@ -44,6 +44,24 @@ pub(super) struct RawConfig {
     pub threads: Option<u64>,
     pub shutdown_grace: Option<Parsed<Duration>>,
     pub drain_delay: Option<Parsed<Duration>>,
+    pub decision_service: Option<RawDecisionService>,
+}
+
+/// `decision_service:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDecisionService {
+    pub listen: Option<Parsed<ListenAddr>>,
+    pub tls: Option<RawDecisionTls>,
+}
+
+/// `decision_service.tls:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDecisionTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub client_ca: Option<String>,
 }
 
 /// `upstream:`.

@@ -58,6 +58,9 @@ const PEM_FILES: [&str; 6] = [
 const TLS: &str = "tls:\n  cert: svid.pem\n  key: svid_key.pem\n  client_ca: bundle.pem\n";
 const TRUST_DOMAINS: &str = "trust_domains: [example.org]\n";
 
+/// A decision service with its defaults (a section, so keys can follow).
+const DECISION: &str = "decision_service:\n  listen: 127.0.0.1:9191\n";
+
 /// The minimal config with a TLS listener, its `tls:` section extended by
 /// `extra` (one `key: value`), and a trust domain.
 fn with_tls(extra: &str) -> String {
@@ -206,11 +209,20 @@ drain_delay: 2s
     let dir = fixture.dir.path();
     assert_eq!(config.source, fixture.config_path());
     assert_eq!(config.listen, "127.0.0.1:7000".parse().unwrap());
-    assert_eq!(config.upstream.address, "orders.internal:8081");
-    assert!(config.upstream.tls.is_none());
-    assert!(config.upstream.http2);
-    assert_eq!(config.upstream.connect_timeout, Duration::from_secs(2));
-    assert_eq!(config.upstream.read_timeout, Duration::from_secs(90));
+    assert_eq!(
+        config.upstream.as_ref().unwrap().address,
+        "orders.internal:8081"
+    );
+    assert!(config.upstream.as_ref().unwrap().tls.is_none());
+    assert!(config.upstream.as_ref().unwrap().http2);
+    assert_eq!(
+        config.upstream.as_ref().unwrap().connect_timeout,
+        Duration::from_secs(2)
+    );
+    assert_eq!(
+        config.upstream.as_ref().unwrap().read_timeout,
+        Duration::from_secs(90)
+    );
     assert_eq!(
         config.admin.unwrap().listen,
         "127.0.0.1:9901".parse().unwrap()
@@ -297,10 +309,16 @@ fn omitted_keys_take_their_documented_defaults() {
     let config = fixture.load(&with_issuer("")).unwrap();
     assert_eq!(config.listen, "0.0.0.0:8080".parse().unwrap());
     assert!(config.tls.is_none(), "no `tls:` section: plaintext");
-    assert!(config.upstream.tls.is_none());
-    assert!(!config.upstream.http2);
-    assert_eq!(config.upstream.connect_timeout, Duration::from_secs(5));
-    assert_eq!(config.upstream.read_timeout, Duration::from_secs(60));
+    assert!(config.upstream.as_ref().unwrap().tls.is_none());
+    assert!(!config.upstream.as_ref().unwrap().http2);
+    assert_eq!(
+        config.upstream.as_ref().unwrap().connect_timeout,
+        Duration::from_secs(5)
+    );
+    assert_eq!(
+        config.upstream.as_ref().unwrap().read_timeout,
+        Duration::from_secs(60)
+    );
     assert!(config.admin.is_none());
     let issuer = &config.issuers[0];
     assert_eq!(issuer.preset, Preset::Generic);
@@ -508,11 +526,19 @@ fn tls_files_resolve_against_the_config_files_directory() {
 #[test]
 fn upstream_tls_false_means_plaintext_and_true_means_system_roots() {
     assert_eq!(
-        load(&with_upstream_tls("false")).unwrap().upstream.tls,
+        load(&with_upstream_tls("false"))
+            .unwrap()
+            .upstream
+            .unwrap()
+            .tls,
         None
     );
     assert_eq!(
-        load(&with_upstream_tls("true")).unwrap().upstream.tls,
+        load(&with_upstream_tls("true"))
+            .unwrap()
+            .upstream
+            .unwrap()
+            .tls,
         Some(UpstreamTlsConfig {
             ca: None,
             server_name: None,
@@ -534,7 +560,7 @@ fn upstream_tls_as_a_section_loads_every_value() {
     key: client_key.pem
 ";
     assert_eq!(
-        fixture.load(yaml).unwrap().upstream.tls,
+        fixture.load(yaml).unwrap().upstream.unwrap().tls,
         Some(UpstreamTlsConfig {
             ca: Some(dir.join("upstream_ca.pem")),
             server_name: Some("orders.internal".into()),
@@ -547,7 +573,7 @@ fn upstream_tls_as_a_section_loads_every_value() {
 fn upstream_tls_accepts_an_ip_address_as_the_server_name() {
     for name in ["10.0.0.5", "::1"] {
         let yaml = with_upstream_tls(&format!("{{ server_name: '{name}' }}"));
-        let tls = load(&yaml).unwrap().upstream.tls.unwrap();
+        let tls = load(&yaml).unwrap().upstream.unwrap().tls.unwrap();
         assert_eq!(tls.server_name.as_deref(), Some(name));
         assert_eq!(tls.ca, None);
     }
@@ -810,6 +836,16 @@ fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("text for a number", format!("{MINIMAL}threads: many\n"), "threads", "must be a whole number, not \"many\""),
         ("text for a boolean", format!("{MINIMAL}  http2: 'sometimes'\n"), "upstream.http2", "true or false"),
         ("a list for a duration", format!("{MINIMAL}  read_timeout: [5s]\n"), "upstream.read_timeout", "must be a single value, not a list"),
+        ("listen without upstream in decision mode", format!("listen: 127.0.0.1:1\n{DECISION}"), "upstream.address", "remove `listen`"),
+        ("tls without upstream in decision mode", format!("{DECISION}{TLS}"), "upstream.address", "remove `tls`"),
+        ("unknown decision_service key", format!("{DECISION}  port: 1\n"), "decision_service.port", "unknown field"),
+        ("bad decision_service.listen", "decision_service: { listen: 'localhost:1' }\n".into(), "decision_service.listen", "IP:port"),
+        ("decision_service.listen = listen", format!("{MINIMAL}listen: 127.0.0.1:9191\n{DECISION}"), "decision_service.listen", "also the proxy's `listen`"),
+        ("admin.listen = decision_service.listen", format!("{DECISION}admin: {{ listen: 127.0.0.1:9191 }}\n"), "admin.listen", "also `decision_service.listen`"),
+        ("decision tls without client_ca", format!("{DECISION}  tls: {{ cert: svid.pem, key: svid_key.pem }}\n"), "decision_service.tls.client_ca", "required"),
+        ("decision tls without cert", format!("{DECISION}  tls: {{ key: svid_key.pem, client_ca: bundle.pem }}\n"), "decision_service.tls.cert", "required"),
+        ("decision-only mtls without trust domains", format!("{DECISION}authn: {{ require: mtls }}\n"), "trust_domains", "decision-service-only"),
+        ("missing decision tls key file", format!("{DECISION}  tls: {{ cert: svid.pem, key: nope.pem, client_ca: bundle.pem }}\n"), "decision_service.tls.key", "does not exist"),
     ]
 }
 
@@ -872,6 +908,66 @@ fn validation_errors_are_the_invalid_variant_with_the_key() {
 fn control_characters_in_messages_are_escaped() {
     let error = error_of(&format!("{MINIMAL}listen: \"\\e[31m\"\n"));
     assert!(!error.contains('\u{1b}'), "{error:?}");
+}
+
+#[test]
+fn a_decision_service_alone_is_decision_only_mode() {
+    let config = load("decision_service: {}\n").unwrap();
+    assert!(!config.serves_proxy());
+    assert_eq!(config.mode(), "decision service");
+    let service = config.decision_service.unwrap();
+    assert_eq!(service.listen, "127.0.0.1:9191".parse().unwrap());
+    assert_eq!(service.tls, None);
+    assert!(!service.exposed());
+}
+
+#[test]
+fn a_decision_service_beside_the_proxy_loads_with_mtls() {
+    let fixture = Fixture::new();
+    let dir = fixture.dir.path();
+    let config = fixture
+        .load(&format!(
+            "{MINIMAL}decision_service:\n  listen: 0.0.0.0:9191\n  \
+             tls: {{ cert: svid.pem, key: svid_key.pem, client_ca: bundle.pem }}\n"
+        ))
+        .unwrap();
+    assert_eq!(config.mode(), "proxy + decision service");
+    let service = config.decision_service.as_ref().unwrap();
+    assert_eq!(
+        service.tls,
+        Some(DecisionTlsConfig {
+            cert: dir.join("svid.pem"),
+            key: dir.join("svid_key.pem"),
+            client_ca: dir.join("bundle.pem"),
+        })
+    );
+    assert!(!service.exposed(), "mTLS: not exposed");
+    assert!(config.warnings().is_empty());
+}
+
+#[test]
+fn a_remote_decision_service_without_mtls_loads_with_a_warning() {
+    let config = load(&format!(
+        "{MINIMAL}decision_service: {{ listen: 0.0.0.0:9191 }}\n"
+    ))
+    .unwrap();
+    let warnings = config.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("decision_service.listen: 0.0.0.0:9191"),
+        "{warnings:?}"
+    );
+    assert_eq!(load(MINIMAL).unwrap().mode(), "proxy");
+}
+
+#[test]
+fn decision_only_mode_takes_mtls_callers_from_the_calling_proxy() {
+    // No listener of wisp's sees client certificates: Envoy's principal does.
+    let config = load(&format!(
+        "decision_service: {{}}\nauthn: {{ require: mtls }}\n{TRUST_DOMAINS}"
+    ))
+    .unwrap();
+    assert_eq!(config.authn.require, RequireCredentials::Mtls);
 }
 
 #[test]

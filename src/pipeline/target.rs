@@ -101,7 +101,6 @@ fn normalized_target(raw: &[u8]) -> Result<Target, &'static str> {
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -187,7 +187,7 @@ impl tonic::server::ServerStreamingService<CountRequest> for Count {
 
 /// Adapts hyper's HTTP/2 sender to the tower service tonic's client drives.
 #[derive(Clone)]
-pub struct H2Channel(SendRequest<tonic::body::Body>);
+pub struct H2Channel(pub SendRequest<tonic::body::Body>);
 
 impl tower_service::Service<http::Request<tonic::body::Body>> for H2Channel {
     type Response = http::Response<Incoming>;

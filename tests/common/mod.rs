@@ -396,6 +396,7 @@ impl TestIssuer for DevIssuer {
     }
 }
 
+pub mod ext_authz;
 pub mod grpc;
 pub mod h2;
 pub mod tls;
@@ -547,4 +548,41 @@ pub async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
         }
     };
     tokio::time::timeout(within, wait).await.is_ok()
+}
+
+/// `decision_service:` YAML on a free loopback port, and that address.
+pub fn decision_service_yaml() -> (String, SocketAddr) {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    (format!("decision_service: {{ listen: {addr} }}\n"), addr)
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub async fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// [`deploy`] with a decision service beside the proxy; returns its address too.
+pub async fn deploy_with_decision(
+    issuer_extra: &str,
+    policies: &[(&str, &str)],
+    extra: &str,
+) -> (DevIssuer, EchoServer, Wisp, SocketAddr) {
+    let (yaml, addr) = decision_service_yaml();
+    let (issuer, echo, wisp) = deploy(issuer_extra, policies, &format!("{yaml}{extra}")).await;
+    wait_listening(addr).await;
+    (issuer, echo, wisp, addr)
+}
+
+/// A [`WispBuilder::start_edited`] edit: no proxy listener and no upstream
+/// (decision-service-only mode).
+pub fn decision_only(config: String) -> String {
+    config
+        .lines()
+        .filter(|line| !line.starts_with("listen:") && !line.starts_with("upstream:"))
+        .map(|line| format!("{line}\n"))
+        .collect()
 }
