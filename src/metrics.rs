@@ -437,7 +437,6 @@ mod tests {
             "wisp_decision_cache_bytes 0",
             "wisp_downstream_connections 0",
             "wisp_downstream_connections_refused_total 0",
-            "wisp_requests_total{decision=\"deny\",issuer=\"none\",reason=\"host_invalid\"} 0",
             "process_open_fds",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");

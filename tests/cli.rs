@@ -78,7 +78,9 @@ fn check_says_ok_in_one_line_and_reports_the_policy_index_only_when_verbose() {
     let output = wisp(&["check", "--config", &repo("config/demo.yaml")]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
-    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    // One line says it is fine; the next names the mode (proxy, decision service).
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert_eq!(stdout.lines().nth(1), Some("mode: proxy"), "{stdout}");
     assert!(
         stdout.starts_with("ok: ") && stdout.contains("config/demo.yaml: 1 issuer, 3 policies ("),
         "{stdout}"

@@ -100,7 +100,7 @@ async fn unique_long_paths_from_one_caller_do_not_grow_memory_without_bound() {
     assert_eq!(
         metric_value(
             &metrics,
-            "wisp_requests_total{decision=\"deny\",issuer=\"dev\",reason=\"policy\"}"
+            "wisp_requests_total{decision=\"deny\",issuer=\"dev\",mode=\"proxy\",reason=\"policy\"}"
         ),
         (REQUESTS + 50) as f64
     );

@@ -74,7 +74,7 @@ async fn ambiguous_missing_or_repeated_hosts_are_refused_and_spellings_of_a_forb
     let metrics = wisp.metrics().await;
     for reason in ["host_invalid", "host_missing"] {
         let series =
-            format!("wisp_requests_total{{decision=\"deny\",issuer=\"none\",reason=\"{reason}\"}}");
+            format!("wisp_requests_total{{decision=\"deny\",issuer=\"none\",mode=\"proxy\",reason=\"{reason}\"}}");
         assert!(
             metric_value(&metrics, &series) >= 1.0,
             "{series}\n{metrics}"
