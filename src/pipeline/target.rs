@@ -50,7 +50,11 @@ fn split_absolute_form(raw: &str) -> (Option<&str>, std::borrow::Cow<'_, str>) {
     let scheme_len = ["http://", "https://"]
         .iter()
         .find(|scheme| {
-            raw.len() >= scheme.len() && raw[..scheme.len()].eq_ignore_ascii_case(scheme)
+            // Compared as bytes: slicing the text could split a multibyte
+            // character (found by the `target` fuzz target).
+            raw.as_bytes()
+                .get(..scheme.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(scheme.as_bytes()))
         })
         .map(|scheme| scheme.len());
     let Some(scheme_len) = scheme_len else {
@@ -121,6 +125,9 @@ mod tests {
                 "/?x=1",
             ),
             ("/a/b", None, "/a/b"),
+            // Multibyte text where a scheme would end: no panic (fuzz crash).
+            ("/2F%|||\u{3b1}\u{6e0}", None, "/2F%|||\u{3b1}\u{6e0}"),
+            ("http:/\u{3b1}", None, "http:/\u{3b1}"),
             ("*", None, "*"),
         ] {
             let (got_authority, got_origin) = split_absolute_form(raw);
