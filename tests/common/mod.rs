@@ -125,7 +125,11 @@ impl WispBuilder {
             std::fs::write(policies.join(file), text).unwrap();
         }
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // Two ports free a moment ago can be the same one: ask again.
+        let admin_port = std::iter::repeat_with(free_port)
+            .find(|port| *port != listen.port())
+            .expect("a second free port");
+        let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
         let issuers = if self.issuers.is_empty() {
             "issuers: []\n".to_string()
         } else {
