@@ -56,41 +56,7 @@ enum Command {
         config: PathBuf,
     },
     /// Decide one request offline, through the pipeline `serve` uses, and say why.
-    Explain {
-        /// The YAML config file.
-        #[arg(long, short)]
-        config: PathBuf,
-        /// A bearer token (or @FILE), verified with the issuer's configured keys.
-        #[arg(long, conflicts_with = "claims")]
-        token: Option<String>,
-        /// A token payload as JSON (or @FILE), taken as given: no signature is checked.
-        #[arg(long, requires = "issuer")]
-        claims: Option<String>,
-        /// With --claims: the issuers[].name whose preset and mappings apply.
-        #[arg(long)]
-        issuer: Option<String>,
-        /// The caller's SPIFFE ID, as if it presented that X.509-SVID.
-        #[arg(long)]
-        spiffe_id: Option<String>,
-        /// The request method.
-        #[arg(long, default_value = "GET")]
-        method: String,
-        /// The request target as a client sends it, e.g. /api/orders?limit=5.
-        #[arg(long)]
-        path: String,
-        /// The Host header.
-        #[arg(long)]
-        host: Option<String>,
-        /// The client's address.
-        #[arg(long)]
-        source_ip: Option<std::net::IpAddr>,
-        /// A request header, 'Name: value' (repeatable).
-        #[arg(long = "header")]
-        headers: Vec<String>,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
-    },
+    Explain(cli::explain::ExplainArgs),
     /// Run policy test cases (YAML) through the pipeline `serve` uses.
     Test {
         /// The YAML config file.
@@ -203,31 +169,7 @@ fn main() -> ExitCode {
             },
         ),
         Command::Schema { config } => cli::check::schema(&config),
-        Command::Explain {
-            config,
-            token,
-            claims,
-            issuer,
-            spiffe_id,
-            method,
-            path,
-            host,
-            source_ip,
-            headers,
-            json,
-        } => cli::explain::explain(cli::explain::ExplainArgs {
-            config,
-            token,
-            claims,
-            issuer,
-            spiffe_id,
-            method,
-            path,
-            host,
-            source_ip,
-            headers,
-            json,
-        }),
+        Command::Explain(args) => cli::explain::explain(args),
         Command::Test {
             config,
             paths,

@@ -1,7 +1,6 @@
 //! `wisp explain` and `wisp test`: offline decisions through the pipeline
 //! `serve` uses.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -10,17 +9,40 @@ use wisp::offline::{Explanation, Input, Offline};
 use wisp::pipeline::callers::UnverifiedClaims;
 
 /// What `wisp explain` was asked.
+#[derive(Debug, clap::Args)]
 pub struct ExplainArgs {
+    /// The YAML config file.
+    #[arg(long, short)]
     pub config: PathBuf,
+    /// A bearer token (or @FILE), verified with the issuer's configured keys.
+    #[arg(long, conflicts_with = "claims")]
     pub token: Option<String>,
+    /// A token payload as JSON (or @FILE), taken as given: no signature is checked.
+    #[arg(long, requires = "issuer")]
     pub claims: Option<String>,
+    /// With --claims: the issuers[].name whose preset and mappings apply.
+    #[arg(long)]
     pub issuer: Option<String>,
+    /// The caller's SPIFFE ID, as if it presented that X.509-SVID.
+    #[arg(long)]
     pub spiffe_id: Option<String>,
+    /// The request method.
+    #[arg(long, default_value = "GET")]
     pub method: String,
+    /// The request target as a client sends it, e.g. /api/orders?limit=5.
+    #[arg(long)]
     pub path: String,
+    /// The Host header.
+    #[arg(long)]
     pub host: Option<String>,
-    pub source_ip: Option<IpAddr>,
+    /// The client's address.
+    #[arg(long)]
+    pub source_ip: Option<std::net::IpAddr>,
+    /// A request header, 'Name: value' (repeatable).
+    #[arg(long = "header")]
     pub headers: Vec<String>,
+    /// Print one JSON object.
+    #[arg(long)]
     pub json: bool,
 }
 
