@@ -42,6 +42,7 @@ impl AdminApp {
             "policies": {
                 "loaded": true,
                 "count": live.policies.authorizer.policy_count(),
+                "shadow": live.policies.authorizer.shadow_count(),
                 "generation": live.policies.generation,
             },
             "issuers": issuers,

@@ -212,6 +212,11 @@ pub enum Preset {
     /// SPIFFE JWT-SVIDs (SPIRE, Teleport tbot): RS/ES/PS algorithms only, and
     /// at least one of `trust_domains` configured.
     SpiffeJwt,
+    /// Microsoft Entra ID (Azure) managed-identity and workload-identity
+    /// access tokens, v1.0 and v2.0.
+    Azure,
+    /// Google-signed ID tokens of service accounts (GCP metadata server).
+    Gcp,
 }
 
 /// Where an issuer's keys come from.
@@ -426,6 +431,9 @@ pub struct IdentityHeaderNames {
     pub tags: String,
     /// SPIFFE ID of an mTLS caller.
     pub spiffe_id: String,
+    /// `headers.claims`: (header name, principal attribute) pairs, sorted by
+    /// header name; client copies are stripped like the headers above.
+    pub claims: Vec<(String, String)>,
 }
 
 /// Upstream header settings.

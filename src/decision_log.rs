@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::authz::ShadowResult;
 use crate::config::LogFormat;
 
 /// One decision log line.
@@ -57,6 +58,9 @@ pub struct DecisionRecord<'a> {
     pub policies: &'a [String],
     /// Policy evaluation errors (`policy id: message`).
     pub errors: &'a [String],
+    /// What each applying `@shadow` policy would have decided.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub shadow: &'a [ShadowResult],
     /// From the request's arrival to the log line.
     pub duration_ms: f64,
 }
@@ -102,10 +106,20 @@ pub fn emit(format: LogFormat, record: &DecisionRecord<'_>) {
             principal = record.principal,
             policies = %record.policies.join(","),
             errors = %record.errors.join("; "),
+            shadow = %shadow_text(record.shadow),
             duration_ms = record.duration_ms,
             "decision"
         ),
     }
+}
+
+/// `policy=decision` per shadow result, comma-separated (text format).
+fn shadow_text(shadow: &[ShadowResult]) -> String {
+    shadow
+        .iter()
+        .map(|result| format!("{}={}", result.policy, result.decision.as_str()))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// What a front end saw of one request, beside the pipeline's verdict.
@@ -148,18 +162,23 @@ pub fn record(
     };
     let issuer = verdict.and_then(|v| v.issuer.as_deref());
     metrics.requests.inc(seen.mode, decision, reason, issuer);
+    let policy_decision = verdict.and_then(|v| v.decision.as_ref());
+    // A shadow policy that would change the decision is what its author
+    // staged it to find out: logged under `deny` too.
+    let shadow_changes =
+        policy_decision.is_some_and(|d| d.shadow.iter().any(|shadow| shadow.decision != d.effect));
     let log = match config.log.decisions {
         DecisionLog::All => decision != "public" || seen.status >= 400,
-        DecisionLog::Deny => decision == "deny" || reason == "dry_run",
+        DecisionLog::Deny => decision == "deny" || reason == "dry_run" || shadow_changes,
         DecisionLog::None => false,
     };
     if !log {
         return;
     }
     let target = verdict.and_then(|v| v.target.as_ref());
-    let (policies, errors) = verdict
-        .and_then(|v| v.decision.as_ref())
-        .map_or((&[][..], &[][..]), |d| (&d.policy_ids[..], &d.errors[..]));
+    let (policies, errors, shadow) = policy_decision.map_or((&[][..], &[][..], &[][..]), |d| {
+        (&d.policy_ids[..], &d.errors[..], &d.shadow[..])
+    });
     let claimed = verdict.map(|v| &v.claimed);
     emit(
         config.log.format,
@@ -184,6 +203,7 @@ pub fn record(
                 .map(|c| c.identity().uid()),
             policies,
             errors,
+            shadow,
             duration_ms: elapsed * 1000.0,
         },
     );
@@ -273,6 +293,7 @@ mod tests {
             principal: None,
             policies: &policies,
             errors: &[],
+            shadow: &[],
             duration_ms: 1.5,
         };
         let envelope = Envelope {

@@ -5,8 +5,9 @@
 //! removed, whatever its case, count, or `_`-for-`-` spelling (CGI-style
 //! upstreams fold `_` into `-`, so `X_WISP_SUBJECT` would arrive as the real one).
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use pingora::http::RequestHeader;
 
@@ -23,6 +24,7 @@ pub fn is_identity_header(name: &str, names: &IdentityHeaderNames) -> bool {
     folded_starts_with(name, RESERVED_PREFIX)
         || [&names.subject, &names.issuer, &names.tags, &names.spiffe_id]
             .into_iter()
+            .chain(names.claims.iter().map(|(header, _)| header))
             .any(|configured| folded_eq(name, configured))
 }
 
@@ -52,6 +54,8 @@ pub struct IdentityHeaderValues<'a> {
     tags: Option<&'a str>,
     /// Only when the identity has a `spiffe_id` string attribute.
     spiffe_id: Option<&'a str>,
+    /// The identity, for `headers.claims`.
+    identity: &'a Identity,
 }
 
 impl<'a> IdentityHeaderValues<'a> {
@@ -65,7 +69,42 @@ impl<'a> IdentityHeaderValues<'a> {
                 Some(AttrValue::String(id)) => Some(id.as_str()),
                 _ => None,
             },
+            identity,
         }
+    }
+
+    /// The `headers.claims` value of principal attribute `attribute`:
+    /// strings as they are, numbers and booleans as text, sets
+    /// comma-joined. `None` (the header is not sent) when the caller lacks
+    /// the attribute, for a record or an empty set, and for a value that
+    /// would not arrive as it is: one a header cannot carry (control
+    /// characters), with surrounding spaces (parsers strip them), or a set
+    /// element that is empty or holds `,` (the separator).
+    fn claim(&self, attribute: &str) -> Option<Cow<'a, str>> {
+        let identity = self.identity;
+        let value: Cow<'a, str> = match attribute {
+            "sub" => Cow::Borrowed(self.subject),
+            "iss" => Cow::Borrowed(self.issuer),
+            "tags" => Cow::Borrowed(self.tags?),
+            "authn" => Cow::Borrowed(identity.authn.as_str()),
+            _ => match identity.attrs.get(attribute)? {
+                AttrValue::String(text) => Cow::Borrowed(text.as_str()),
+                AttrValue::Long(number) => Cow::Owned(number.to_string()),
+                AttrValue::Bool(flag) => Cow::Borrowed(if *flag { "true" } else { "false" }),
+                AttrValue::Set(items) => {
+                    if items.is_empty()
+                        || items.iter().any(|item| {
+                            item.is_empty() || item.contains(',') || !arrives_as_is(item)
+                        })
+                    {
+                        return None;
+                    }
+                    Cow::Owned(items.join(","))
+                }
+                AttrValue::Record(_) => return None,
+            },
+        };
+        arrives_as_is(&value).then_some(value)
     }
 
     /// Checks that every value can be sent in a header.
@@ -105,6 +144,9 @@ pub fn inject(
     for (name, value) in names.pairs(values) {
         set(request, name, value)?;
     }
+    for (name, attribute) in names.claims.iter() {
+        set(request, name, values.claim(attribute).as_deref())?;
+    }
     Ok(())
 }
 
@@ -112,11 +154,20 @@ pub fn inject(
 /// value) pairs: what [`inject`] sets (for `wisp explain` and front ends
 /// that hand headers to another proxy).
 pub fn plan(values: &IdentityHeaderValues<'_>, names: &PreparedNames) -> Vec<(String, String)> {
-    names
+    let identity = names
         .pairs(values)
         .into_iter()
-        .filter_map(|(name, value)| Some((name.to_owned(), value?.to_owned())))
-        .collect()
+        .filter_map(|(name, value)| Some((name.to_owned(), value?.to_owned())));
+    let claims = names.claims.iter().filter_map(|(name, attribute)| {
+        Some(((*name).to_owned(), values.claim(attribute)?.into_owned()))
+    });
+    identity.chain(claims).collect()
+}
+
+/// Whether `value` reaches the upstream byte for byte: a valid header
+/// value without leading or trailing whitespace, which parsers drop.
+fn arrives_as_is(value: &str) -> bool {
+    can_be_header_value(value) && !value.starts_with([' ', '\t']) && !value.ends_with([' ', '\t'])
 }
 
 fn header_value(value: &str) -> Result<http::HeaderValue, http::header::InvalidHeaderValue> {
@@ -138,12 +189,14 @@ fn can_be_header_value(value: &str) -> bool {
 /// that pingora wraps them in a static `Bytes`: cloning a shared `Bytes`
 /// instead bumps one reference count from every worker thread, a cache line
 /// bounced between cores on every request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PreparedNames {
     subject: &'static str,
     issuer: &'static str,
     tags: &'static str,
     spiffe_id: &'static str,
+    /// `headers.claims`: (header name, principal attribute).
+    claims: Arc<[(&'static str, String)]>,
 }
 
 /// The one `'static` copy of `name`: leaked once per distinct name for the
@@ -181,6 +234,11 @@ impl PreparedNames {
             issuer: intern(&names.issuer),
             tags: intern(&names.tags),
             spiffe_id: intern(&names.spiffe_id),
+            claims: names
+                .claims
+                .iter()
+                .map(|(header, attribute)| (intern(header), attribute.clone()))
+                .collect(),
         }
     }
 }
@@ -237,6 +295,7 @@ mod tests {
             issuer: "x-wisp-issuer".into(),
             tags: "x-wisp-tags".into(),
             spiffe_id: "x-wisp-spiffe-id".into(),
+            claims: Vec::new(),
         }
     }
 
@@ -246,6 +305,7 @@ mod tests {
             issuer: "x-caller-iss".into(),
             tags: "x-caller-tags".into(),
             spiffe_id: "x-caller-spiffe".into(),
+            claims: vec![("x-team".into(), "team".into())],
         }
     }
 
@@ -329,6 +389,7 @@ mod tests {
             "X-CALLER-TAGS",
             "x-caller-SPIFFE",
             "x-wisp-other",
+            "X_Team",
         ] {
             assert!(is_identity_header(name, &names), "{name}");
         }
@@ -463,5 +524,60 @@ mod tests {
                 prop_assert!(!is_identity_header(name, &names), "{} on the wire", name);
             }
         }
+    }
+
+    #[test]
+    fn claim_headers_carry_attributes_as_text_and_omit_what_would_not_arrive_as_is() {
+        let mut attrs = BTreeMap::new();
+        let text = |s: &str| AttrValue::String(s.to_owned());
+        let set = |items: &[&str]| AttrValue::Set(items.iter().map(|s| s.to_string()).collect());
+        attrs.insert("team".to_owned(), text("payments"));
+        attrs.insert("level".to_owned(), AttrValue::Long(-3));
+        attrs.insert("admin".to_owned(), AttrValue::Bool(false));
+        attrs.insert("groups".to_owned(), set(&["a", "b c"]));
+        attrs.insert("empty".to_owned(), set(&[]));
+        attrs.insert("comma".to_owned(), set(&["a,b"]));
+        attrs.insert("blank".to_owned(), set(&["a", ""]));
+        attrs.insert("padded".to_owned(), text(" x"));
+        attrs.insert("newline".to_owned(), text("a\nb"));
+        attrs.insert("record".to_owned(), AttrValue::Record(BTreeMap::new()));
+        let identity = with_sub("acme:frontend", &["tag:a", "tag:b"], attrs);
+        let values = IdentityHeaderValues::of(&identity);
+        let got = |attribute: &str| values.claim(attribute).map(Cow::into_owned);
+        assert_eq!(got("team").as_deref(), Some("payments"));
+        assert_eq!(got("level").as_deref(), Some("-3"));
+        assert_eq!(got("admin").as_deref(), Some("false"));
+        assert_eq!(got("groups").as_deref(), Some("a,b c"));
+        assert_eq!(got("sub").as_deref(), Some("acme:frontend"));
+        assert_eq!(got("iss").as_deref(), Some("https://issuer.example"));
+        assert_eq!(got("tags").as_deref(), Some("tag:a,tag:b"));
+        assert_eq!(got("authn").as_deref(), Some("jwt"));
+        for absent in [
+            "missing", "empty", "comma", "blank", "padded", "newline", "record",
+        ] {
+            assert_eq!(got(absent), None, "{absent}");
+        }
+    }
+
+    #[test]
+    fn claim_headers_are_stripped_from_clients_and_injected_from_the_identity() {
+        let names = custom_names();
+        let mut attrs = BTreeMap::new();
+        attrs.insert("team".to_owned(), AttrValue::String("payments".to_owned()));
+        let identity = with_sub("acme:frontend", &[], attrs);
+        let mut req = request(&[("X-Team", "admins"), ("x_team", "admins"), ("accept", "a")]);
+        strip(&mut req, &names);
+        assert!(values(&req, "x-team").is_empty());
+        let prepared = PreparedNames::new(&names);
+        let values_of = IdentityHeaderValues::of(&identity);
+        inject(&mut req, &values_of, &prepared).unwrap();
+        assert_eq!(values(&req, "x-team"), ["payments"]);
+        assert!(plan(&values_of, &prepared).contains(&("x-team".to_owned(), "payments".to_owned())));
+        // A caller without the attribute gets no header, whatever the client sent.
+        let other = with_sub("acme:other", &[], BTreeMap::new());
+        let mut req = request(&[("X-Team", "admins")]);
+        strip(&mut req, &names);
+        inject(&mut req, &IdentityHeaderValues::of(&other), &prepared).unwrap();
+        assert!(values(&req, "x-team").is_empty());
     }
 }

@@ -296,7 +296,7 @@ impl Reloader {
                     callers: Arc::clone(&old.callers),
                     policies,
                     upstream: old.upstream.clone(),
-                    identity_headers: old.identity_headers,
+                    identity_headers: old.identity_headers.clone(),
                 }));
                 tracing::info!(policies = count, generation, "policies reloaded");
                 Ok(())

@@ -57,6 +57,9 @@ pub struct Metrics {
     pub policies: IntGauge,
     /// `wisp_dry_run_decisions_total{decision}`.
     pub dry_run_decisions: IntCounterVec,
+    /// `wisp_shadow_decisions_total{policy,decision}`: requests a `@shadow`
+    /// policy applied to, by the decision it would have given.
+    pub shadow_decisions: IntCounterVec,
     /// `wisp_tls_cert_expiry_timestamp_seconds{cert}`: `server` (the listener's
     /// leaf) and `client_ca` (the earliest CA in the client trust bundle).
     pub tls_cert_expiry: IntGaugeVec,
@@ -235,6 +238,13 @@ impl Metrics {
             ),
             &["decision"],
         )?;
+        let shadow_decisions = IntCounterVec::new(
+            Opts::new(
+                "wisp_shadow_decisions_total",
+                "Requests a @shadow policy applied to, by the decision the request would have had with that policy enforced.",
+            ),
+            &["policy", "decision"],
+        )?;
         let tls_cert_expiry = IntGaugeVec::new(
             Opts::new(
                 "wisp_tls_cert_expiry_timestamp_seconds",
@@ -267,6 +277,7 @@ impl Metrics {
         registry.register(Box::new(policy_reload.clone()))?;
         registry.register(Box::new(policies.clone()))?;
         registry.register(Box::new(dry_run_decisions.clone()))?;
+        registry.register(Box::new(shadow_decisions.clone()))?;
         let tls_client_cert_rejections = IntCounterVec::new(
             Opts::new(
                 "wisp_tls_client_cert_rejections_total",
@@ -370,6 +381,7 @@ impl Metrics {
             policy_reload,
             policies,
             dry_run_decisions,
+            shadow_decisions,
             tls_cert_expiry,
             tls_client_cert_rejections,
             jwks_ready,

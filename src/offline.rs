@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::authn::spiffe::SpiffeId;
 use crate::authn::svid::{PeerIdentity, SvidError};
+use crate::authz::ShadowResult;
 use crate::config::Config;
 use crate::headers;
 use crate::live::{Live, ReloadError};
@@ -77,6 +78,9 @@ pub struct Explanation {
     pub policies: Vec<String>,
     /// Policy evaluation errors.
     pub errors: Vec<PolicyError>,
+    /// What each applying `@shadow` policy would have decided (never part
+    /// of `decision`).
+    pub shadow: Vec<ShadowResult>,
     /// The identity headers `serve` would send upstream (name → value).
     #[serde(serialize_with = "as_object")]
     pub headers: Vec<(String, String)>,
@@ -128,6 +132,11 @@ impl Offline {
             config: Arc::new(config),
         };
         Ok(Offline { live, metrics })
+    }
+
+    /// Whether the policy `id` is a `@shadow` policy of the loaded set.
+    pub fn is_shadow(&self, id: &str) -> bool {
+        self.live.policies.authorizer.is_shadow(id)
     }
 
     /// The config in force.
@@ -239,6 +248,7 @@ impl Offline {
                         .collect()
                 })
                 .unwrap_or_default(),
+            shadow: decision.map(|d| d.shadow.clone()).unwrap_or_default(),
             headers: match (caller, verdict.outcome.forwards()) {
                 (Some(caller), true) => headers::plan(
                     &headers::IdentityHeaderValues::of(caller.identity()),

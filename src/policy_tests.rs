@@ -13,6 +13,8 @@
 //!     expect: allow                             # allow | deny | public | unauthenticated |
 //!                                               # bad_request | unavailable | <status> | <reason>
 //!     policies: [frontend-reads-orders]         # optional: exactly these determining policy ids
+//!     shadow: { admin-lockdown: deny }          # optional: what these @shadow policies would
+//!                                               # decide: allow | deny | none (does not apply)
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -54,6 +56,29 @@ struct RawCase {
     request: RawRequest,
     expect: Spanned<RawExpect>,
     policies: Option<Vec<String>>,
+    shadow: Option<BTreeMap<String, ShadowExpect>>,
+}
+
+/// What a `@shadow` policy is expected to decide for a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShadowExpect {
+    /// The request would be allowed with the policy enforced.
+    Allow,
+    /// It would be denied.
+    Deny,
+    /// The policy does not apply to the request.
+    None,
+}
+
+impl ShadowExpect {
+    fn as_str(self) -> &'static str {
+        match self {
+            ShadowExpect::Allow => "allow",
+            ShadowExpect::Deny => "deny",
+            ShadowExpect::None => "none",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +123,9 @@ pub struct Case {
     pub expect: Expect,
     /// Exactly these determining policy ids, when given.
     pub policies: Option<Vec<String>>,
+    /// What these `@shadow` policies would decide (the policy must be a
+    /// `@shadow` policy of the loaded set, checked when the case runs).
+    pub shadow: BTreeMap<String, ShadowExpect>,
 }
 
 /// A test file's cases, or the first problem with it (`file:line:col: …`).
@@ -210,6 +238,7 @@ pub fn parse(text: &str, path: &Path, issuers: &[String]) -> Result<Vec<Case>, S
             },
             expect,
             policies: case.policies,
+            shadow: case.shadow.unwrap_or_default(),
             name,
         });
     }
@@ -292,6 +321,24 @@ pub async fn run(offline: &Offline, case: Case, now: i64) -> CaseResult {
                 "- policies: [{}]\n+ policies: [{}]",
                 want.join(", "),
                 have.join(", ")
+            ));
+        }
+    }
+    for (policy, want) in &case.shadow {
+        let have = match got.shadow.iter().find(|result| &result.policy == policy) {
+            Some(result) => result.decision.as_str(),
+            None if offline.is_shadow(policy) => "none",
+            None => {
+                problems.push(format!(
+                    "- shadow: {policy} is not a @shadow policy of the loaded set"
+                ));
+                continue;
+            }
+        };
+        if have != want.as_str() {
+            problems.push(format!(
+                "- shadow {policy}: {}\n+ shadow {policy}: {have}",
+                want.as_str()
             ));
         }
     }
@@ -416,6 +463,7 @@ mod tests {
             ("tests:\n  - name: a\n    expect: allow\n", "t.yaml:"),
             ("tests: []\n", "t.yaml: `tests` lists no case"),
             ("tests:\n  - name: a\n    request: { path: /a, source_ip: nope }\n    expect: allow\n", "source_ip `nope` is not an IP address"),
+            ("tests:\n  - name: a\n    request: { path: /a }\n    expect: allow\n    shadow: { p: maybe }\n", "t.yaml:5:"),
         ] {
             let error = parse_text(text).unwrap_err();
             assert!(error.contains(want), "{text:?}: {error}");

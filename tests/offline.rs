@@ -227,3 +227,240 @@ fn a_failing_case_shows_what_differs_and_a_malformed_file_is_an_error_with_its_l
     assert!(stderr.contains("malformed.yaml:5:"), "{stderr}");
     assert!(stdout.contains("1 malformed file"), "{stdout}");
 }
+
+/// A service's config and policies in a temp dir, with the shipped schema.
+fn setup(config: &str, policies: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/wisp.cedarschema"),
+        shipped_schema(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("policies/service.cedar"), policies).unwrap();
+    std::fs::write(dir.path().join("wisp.yaml"), config).unwrap();
+    dir
+}
+
+const CLOUD_CONFIG: &str = "upstream: { address: 127.0.0.1:8081 }
+issuers:
+  - name: azure
+    issuer: https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0
+    preset: azure
+    jwks: { discovery: true }
+    audiences: [api://orders]
+    algorithms: [RS256]
+  - name: gcp
+    issuer: https://accounts.google.com
+    preset: gcp
+    jwks: { discovery: true }
+    audiences: [https://orders.example.com]
+    algorithms: [RS256]
+policies: { dir: policies }
+headers:
+  claims: { x-azure-object-id: object_id, x-gcp-project: project_id, x-gcp-email: email }
+";
+
+const CLOUD_POLICIES: &str = r#"
+@id("frontend-identity-reads")
+permit (principal, action in Action::"read", resource)
+when {
+  principal has managed_identity &&
+  principal.managed_identity like "*/userassignedidentities/frontend"
+};
+
+@id("shop-prod-vms-read")
+permit (principal, action in Action::"read", resource)
+when {
+  principal has project_id && principal.project_id == "shop-prod" &&
+  principal has email && principal.email like "*@shop-prod.iam.gserviceaccount.com"
+};
+
+@id("no-writes-from-gce-yet")
+@shadow
+forbid (principal, action in Action::"write", resource)
+when { principal has project_id };
+"#;
+
+#[test]
+fn azure_and_gcp_callers_get_their_preset_attributes_checked_and_forwarded() {
+    let dir = setup(CLOUD_CONFIG, CLOUD_POLICIES);
+    let config = dir.path().join("wisp.yaml");
+    let config = config.to_str().unwrap();
+    let (code, stdout, stderr) = wisp(&["check", "--config", config]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("shadow: no-writes-from-gce-yet (evaluated and logged, not enforced)"),
+        "{stdout}"
+    );
+
+    let azure = json!({
+        "ver": "1.0", "iss": "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0",
+        "sub": "5e0c5b4b-8f2a-4c1d-9b3e-7a6f5d4c3b2a", "oid": "5E0C5B4B-8F2A-4C1D-9B3E-7A6F5D4C3B2A",
+        "tid": "72f988bf-86f1-41af-91ab-2d7cd011db47", "appid": "0bd9a2f3-5c4e-4b7a-9e1d-2f3a4b5c6d7e",
+        "xms_mirid": "/subscriptions/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b/resourcegroups/shop/providers/Microsoft.ManagedIdentity/userAssignedIdentities/frontend"
+    })
+    .to_string();
+    let explain = |claims: &str, issuer: &str, method: &str| {
+        let (code, stdout, stderr) = wisp(&[
+            "explain",
+            "--config",
+            config,
+            "--claims",
+            claims,
+            "--issuer",
+            issuer,
+            "--method",
+            method,
+            "--path",
+            "/api/orders",
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()
+    };
+    let e = explain(&azure, "azure", "GET");
+    assert_eq!(e["decision"], "allow", "{e}");
+    assert_eq!(e["policies"], json!(["frontend-identity-reads"]));
+    let attrs = &e["principal"]["attrs"];
+    assert_eq!(attrs["object_id"], "5e0c5b4b-8f2a-4c1d-9b3e-7a6f5d4c3b2a");
+    assert_eq!(attrs["client_id"], "0bd9a2f3-5c4e-4b7a-9e1d-2f3a4b5c6d7e");
+    assert_eq!(attrs["tenant_id"], "72f988bf-86f1-41af-91ab-2d7cd011db47");
+    assert_eq!(
+        e["headers"]["x-azure-object-id"],
+        "5e0c5b4b-8f2a-4c1d-9b3e-7a6f5d4c3b2a"
+    );
+    assert!(e["headers"].get("x-gcp-project").is_none(), "{e}");
+
+    // Another tenant's token is refused by the preset's check.
+    let other_tenant = azure.replace(
+        "\"tid\":\"72f988bf-86f1-41af-91ab-2d7cd011db47\"",
+        "\"tid\":\"00000000-0000-0000-0000-000000000001\"",
+    );
+    let e = explain(&other_tenant, "azure", "GET");
+    assert_eq!(
+        (e["status"].as_u64(), e["reason"].as_str()),
+        (Some(401), Some("invalid_claim")),
+        "{e}"
+    );
+
+    let gcp = json!({
+        "iss": "https://accounts.google.com", "sub": "104708291578374923674",
+        "email": "frontend@shop-prod.iam.gserviceaccount.com", "email_verified": true,
+        "google": { "compute_engine": { "project_id": "shop-prod", "project_number": 739419398126_u64,
+            "zone": "europe-west1-b", "instance_name": "frontend-1" } }
+    })
+    .to_string();
+    let e = explain(&gcp, "gcp", "GET");
+    assert_eq!(e["decision"], "allow", "{e}");
+    assert_eq!(e["principal"]["attrs"]["project_number"], "739419398126");
+    assert_eq!(e["headers"]["x-gcp-project"], "shop-prod");
+    assert_eq!(
+        e["headers"]["x-gcp-email"],
+        "frontend@shop-prod.iam.gserviceaccount.com"
+    );
+    assert_eq!(e["shadow"], json!([]));
+
+    // The shadow forbid would deny a write, which is denied anyway today
+    // (no permit for writes): explain shows both.
+    let e = explain(&gcp, "gcp", "POST");
+    assert_eq!(e["decision"], "deny");
+    assert_eq!(
+        e["shadow"],
+        json!([{"policy": "no-writes-from-gce-yet", "effect": "forbid", "decision": "deny"}])
+    );
+    let unverified = gcp.replace("\"email_verified\":true", "\"email_verified\":false");
+    let e = explain(&unverified, "gcp", "GET");
+    assert_eq!(e["reason"], "invalid_claim", "{e}");
+    assert!(
+        e["detail"].as_str().unwrap().contains("/email_verified"),
+        "{e}"
+    );
+}
+
+#[test]
+fn explain_and_test_show_what_a_shadow_policy_would_do_and_test_can_expect_it() {
+    let dir = setup(CLOUD_CONFIG, CLOUD_POLICIES);
+    let config = dir.path().join("wisp.yaml");
+    let config = config.to_str().unwrap();
+    let gcp = r#"{"iss":"https://accounts.google.com","sub":"1047","google":{"compute_engine":{"project_id":"shop-prod"}}}"#;
+    let (code, stdout, stderr) = wisp(&[
+        "explain",
+        "--config",
+        config,
+        "--claims",
+        gcp,
+        "--issuer",
+        "gcp",
+        "--method",
+        "PUT",
+        "--path",
+        "/api/orders/1",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("shadow:   no-writes-from-gce-yet (forbid) would deny; not enforced"),
+        "{stdout}"
+    );
+
+    let tests = dir.path().join("shadow.yaml");
+    std::fs::write(
+        &tests,
+        format!(
+            "tests:
+  - name: gce writes would be denied
+    issuer: gcp
+    claims: {gcp}
+    request: {{ method: PUT, path: /api/orders/1 }}
+    expect: deny
+    shadow: {{ no-writes-from-gce-yet: deny }}
+  - name: reads are not its business
+    issuer: gcp
+    claims: {gcp}
+    request: {{ path: /api/orders/1 }}
+    expect: deny
+    shadow: {{ no-writes-from-gce-yet: none }}
+  - name: a wrong shadow expectation fails
+    issuer: gcp
+    claims: {gcp}
+    request: {{ method: DELETE, path: /api/orders/1 }}
+    expect: deny
+    shadow: {{ no-writes-from-gce-yet: allow }}
+  - name: an enforced policy is not a shadow policy
+    issuer: gcp
+    claims: {gcp}
+    request: {{ path: /api/orders/1 }}
+    expect: deny
+    shadow: {{ shop-prod-vms-read: none }}
+"
+        ),
+    )
+    .unwrap();
+    let (code, stdout, _) = wisp(&["test", "--config", config, tests.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("ok   ") && stdout.contains("shadow.yaml:2 gce writes would be denied"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("     shadow:   no-writes-from-gce-yet (forbid) would deny; not enforced"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok   ") && stdout.contains("shadow.yaml:8 reads are not its business"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("- shadow no-writes-from-gce-yet: allow")
+            && stdout.contains("+ shadow no-writes-from-gce-yet: deny"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("- shadow: shop-prod-vms-read is not a @shadow policy"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with("2 passed, 2 failed"),
+        "{stdout}"
+    );
+}

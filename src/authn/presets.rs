@@ -62,6 +62,19 @@ pub fn preset_attributes(preset: Preset) -> &'static [(&'static str, &'static st
             ("image_digest", "String"),
         ],
         Preset::SpiffeJwt => &[("spiffe_id", "String"), ("trust_domain", "String")],
+        Preset::Azure => &[
+            ("tenant_id", "String"),
+            ("object_id", "String"),
+            ("client_id", "String"),
+            ("managed_identity", "String"),
+        ],
+        Preset::Gcp => &[
+            ("email", "String"),
+            ("project_id", "String"),
+            ("project_number", "String"),
+            ("zone", "String"),
+            ("instance_name", "String"),
+        ],
     }
 }
 
@@ -84,6 +97,12 @@ pub fn preset_attributes(preset: Preset) -> &'static [(&'static str, &'static st
 /// - `spiffe-jwt`: `spiffe_id` (= `sub`) and `trust_domain`; `sub` must be a
 ///   SPIFFE ID whose trust domain is one of `trust_domains` and, when the
 ///   issuer is scoped to one (`issuers[].trust_domain`), that one.
+/// - `azure`: `tenant_id`, `object_id`, `client_id` (GUIDs, lower-cased) and
+///   `managed_identity` (`xms_mirid`, lower-cased); `tid` must be the tenant
+///   `iss` names, and `appid`/`azp` agree when both are present.
+/// - `gcp`: `email` (only when `email_verified` is true), and `project_id`,
+///   `project_number`, `zone`, `instance_name` from `google.compute_engine`;
+///   `sub` must be a Google account's numeric ID.
 ///
 /// For every preset, an RFC 8705 `cnf.x5t#S256` claim (the base64url SHA-256
 /// thumbprint of a client certificate) sets [`Identity::bound_certificate`];
@@ -118,6 +137,8 @@ pub fn identity(
         Preset::GithubActions => github_actions(claims)?,
         Preset::Fly => fly(sub, claims)?,
         Preset::SpiffeJwt => spiffe_jwt(sub, trust_domains, issuer)?,
+        Preset::Azure => azure(iss, claims)?,
+        Preset::Gcp => gcp(sub, claims)?,
     };
     for mapping in &issuer.claims {
         apply_mapping(&mut mapped, claims, mapping)?;
@@ -479,6 +500,181 @@ fn spiffe_jwt(
     let mut out = Attributes::default();
     out.set_str("trust_domain", Some(id.trust_domain()));
     out.set_str("spiffe_id", Some(id.as_str()));
+    Ok(out)
+}
+
+/// Microsoft Entra ID (Azure) access tokens of managed identities and of
+/// workload identity federation (AKS), v1.0 and v2.0 (claims per Microsoft's
+/// "Access token claims reference"):
+///
+/// ```json
+/// { "ver": "1.0", "iss": "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/",
+///   "aud": "api://orders", "sub": "5e0c5b4b-…", "oid": "5e0c5b4b-…",
+///   "tid": "72f988bf-86f1-41af-91ab-2d7cd011db47", "appid": "0bd9a2f3-…", "idtyp": "app",
+///   "xms_mirid": "/subscriptions/…/resourcegroups/shop/providers/Microsoft.ManagedIdentity/userAssignedIdentities/frontend" }
+/// { "ver": "2.0", "iss": "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0",
+///   "aud": "0bd9a2f3-…", "sub": "5e0c5b4b-…", "oid": "5e0c5b4b-…", "tid": "72f988bf-…",
+///   "azp": "0bd9a2f3-…", "azpacr": "2" }
+/// ```
+///
+/// Attributes: `tenant_id` ← `tid`, `object_id` ← `oid` (the service
+/// principal: what to write policies against, since it never changes for the
+/// identity's lifetime), `client_id` ← `appid` (v1.0) or `azp` (v2.0), and
+/// `managed_identity` ← `xms_mirid` (the identity's Azure resource ID, only
+/// in managed-identity tokens). GUIDs and the resource ID are lower-cased:
+/// Azure compares both case-insensitively and emits either case.
+///
+/// Checks: `tid`, `oid` and the client ID are GUIDs and present; `tid` is the
+/// tenant that `iss` names (its first path segment, as in every Entra
+/// issuer: a token of another tenant signed with the shared Entra keys is
+/// refused even under a misconfigured `issuer`); `ver`, when present, is
+/// `1.0` or `2.0`; `appid` and `azp`, when both present, agree;
+/// `xms_mirid` is an Azure resource ID (`/subscriptions/…`).
+fn azure(iss: &str, claims: &Claims) -> Result<Attributes<'static>, AuthnError> {
+    let tenant = guid(required_str(claims, "tid", "/tid")?, "/tid")?;
+    let named = iss
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split('/').nth(1))
+        .unwrap_or("");
+    if !named.eq_ignore_ascii_case(&tenant) {
+        return Err(invalid(
+            "/tid",
+            format!("is not the tenant `iss` names ({iss:?}): Entra issuers are per tenant"),
+        ));
+    }
+    let object = guid(required_str(claims, "oid", "/oid")?, "/oid")?;
+    let appid = optional_str(claims, "appid", "/appid")?;
+    let azp = optional_str(claims, "azp", "/azp")?;
+    let (client, pointer) = match (optional_str(claims, "ver", "/ver")?, appid, azp) {
+        (Some(ver), ..) if ver != "1.0" && ver != "2.0" => {
+            return Err(invalid(
+                "/ver",
+                format!("expected \"1.0\" or \"2.0\", found {ver:?}"),
+            ));
+        }
+        (_, Some(appid), Some(azp)) if !appid.eq_ignore_ascii_case(azp) => {
+            return Err(invalid(
+                "/azp",
+                "differs from `appid`: they name the same client",
+            ));
+        }
+        (_, Some(appid), _) => (appid, "/appid"),
+        (_, None, Some(azp)) => (azp, "/azp"),
+        (_, None, None) => {
+            return Err(invalid(
+                "/appid",
+                "missing: the client ID is `appid` in v1.0 tokens and `azp` in v2.0 tokens",
+            ));
+        }
+    };
+    let client = guid(client, pointer)?;
+    let mut out = Attributes::default();
+    out.set_str("tenant_id", Some(&tenant));
+    out.set_str("object_id", Some(&object));
+    out.set_str("client_id", Some(&client));
+    if let Some(resource) = optional_str(claims, "xms_mirid", "/xms_mirid")? {
+        let resource = resource.to_ascii_lowercase();
+        if !resource.starts_with("/subscriptions/") {
+            return Err(invalid(
+                "/xms_mirid",
+                "expected an Azure resource ID (`/subscriptions/…`)",
+            ));
+        }
+        out.set_str("managed_identity", Some(&resource));
+    }
+    Ok(out)
+}
+
+/// `value` as a lower-case GUID (`8-4-4-4-12` hex digits).
+fn guid(value: &str, pointer: &str) -> Result<String, AuthnError> {
+    let groups: Vec<&str> = value.split('-').collect();
+    let shaped = groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !shaped {
+        return Err(invalid(
+            pointer,
+            format!("expected a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), found {value:?}"),
+        ));
+    }
+    Ok(value.to_ascii_lowercase())
+}
+
+/// Google-signed ID tokens of service accounts (the metadata server's
+/// `instance/service-accounts/default/identity?audience=…&format=full`, or
+/// IAM Credentials `generateIdToken` with `includeEmail`; claims per Google
+/// Cloud's "Verifying the identity of instances"):
+///
+/// ```json
+/// { "iss": "https://accounts.google.com", "aud": "https://orders.example.com",
+///   "sub": "104708291578374923674", "azp": "104708291578374923674",
+///   "email": "frontend@shop-prod.iam.gserviceaccount.com", "email_verified": true,
+///   "google": { "compute_engine": { "project_id": "shop-prod", "project_number": 739419398126,
+///     "zone": "europe-west1-b", "instance_id": "4682541727637213440",
+///     "instance_name": "frontend-1", "instance_creation_timestamp": 1733480000 } } }
+/// ```
+///
+/// Attributes: `email` (only when `email_verified` is `true`), and from
+/// `google.compute_engine` (present in `format=full` tokens of Compute
+/// Engine instances only): `project_id`, `project_number` (a number in the
+/// token, a decimal String here: it is an identifier, not a quantity), `zone`,
+/// `instance_name`.
+///
+/// Checks: `sub` is a Google account's numeric unique ID; an `email` whose
+/// `email_verified` is not `true` is refused rather than dropped, so a policy
+/// on `email` never sees an unverified address; the Compute Engine fields
+/// have their documented types.
+fn gcp(sub: &str, claims: &Claims) -> Result<Attributes<'static>, AuthnError> {
+    if sub.len() > 32 || !sub.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(
+            "/sub",
+            "expected the numeric unique ID of a Google account (service account)",
+        ));
+    }
+    let mut out = Attributes::default();
+    if let Some(email) = optional_str(claims, "email", "/email")? {
+        if claims.get("email_verified") != Some(&serde_json::Value::Bool(true)) {
+            return Err(invalid(
+                "/email_verified",
+                "must be true when `email` is present: wisp never maps an unverified email",
+            ));
+        }
+        out.set_str("email", Some(email));
+    }
+    let google = optional_object(claims, "google", "/google")?;
+    let engine = match google {
+        Some(google) => optional_object(google, "compute_engine", "/google/compute_engine")?,
+        None => None,
+    };
+    if let Some(engine) = engine {
+        let at = |field: &str| format!("/google/compute_engine/{field}");
+        out.set_str(
+            "project_id",
+            optional_str(engine, "project_id", &at("project_id"))?,
+        );
+        let number = match engine.get("project_number") {
+            None => None,
+            Some(serde_json::Value::Number(n)) if n.is_u64() => Some(n.to_string()),
+            Some(serde_json::Value::String(s))
+                if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                Some(s.clone())
+            }
+            Some(_) => {
+                return Err(invalid(
+                    &at("project_number"),
+                    "expected a project number (a non-negative integer)",
+                ));
+            }
+        };
+        out.set_str("project_number", number.as_deref());
+        out.set_str("zone", optional_str(engine, "zone", &at("zone"))?);
+        out.set_str(
+            "instance_name",
+            optional_str(engine, "instance_name", &at("instance_name"))?,
+        );
+    }
     Ok(out)
 }
 

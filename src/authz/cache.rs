@@ -254,7 +254,19 @@ impl Entry {
             + key.host.as_ref().map_or(0, |h| h.len())
             + key.query.as_ref().map_or(0, |q| q.len());
         let strings = |items: &[String]| items.iter().map(|s| s.len() + 24).sum::<usize>();
-        ENTRY_OVERHEAD + text + strings(&self.decision.policy_ids) + strings(&self.decision.errors)
+        let shadow = self
+            .decision
+            .shadow
+            .iter()
+            .map(|result| {
+                48 + result.policy.len() + result.error.as_ref().map_or(0, |e| e.len() + 24)
+            })
+            .sum::<usize>();
+        ENTRY_OVERHEAD
+            + text
+            + strings(&self.decision.policy_ids)
+            + strings(&self.decision.errors)
+            + shadow
     }
 }
 

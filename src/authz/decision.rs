@@ -7,14 +7,14 @@ use cedar_policy::{
 
 use super::diagnostics::error_chain;
 use super::guards::{Candidates, Outcome};
-use super::{entities, Authorizer, Decision, Effect, Principal, RequestInfo};
+use super::{entities, slices, Authorizer, Decision, Effect, Principal, RequestInfo};
 
 /// What one evaluation runs: the request's action, the policies, and the
 /// action entities the request carries.
-struct Target<'a> {
-    action: &'a EntityUid,
-    policies: &'a PolicySet,
-    actions: &'a Entities,
+pub(super) struct Target<'a> {
+    pub(super) action: &'a EntityUid,
+    pub(super) policies: &'a PolicySet,
+    pub(super) actions: &'a Entities,
 }
 
 /// See [`Authorizer::authorize`]: the method's slice, through the cache.
@@ -29,6 +29,30 @@ pub(super) fn authorize(
         return unknown_method(request.method);
     };
     authorizer.cache.decide(principal, request, || {
+        let decision = enforced(authorizer, slice, principal, request);
+        match &authorizer.shadow {
+            Some(shadow) => {
+                let results =
+                    shadow.evaluate(authorizer, principal, request, &slice.uid, &decision);
+                Decision {
+                    shadow: results,
+                    ..decision
+                }
+            }
+            None => decision,
+        }
+    })
+}
+
+/// The enforced policies' decision: natively when the guards decide, else
+/// Cedar on the slice's candidates.
+fn enforced(
+    authorizer: &Authorizer,
+    slice: &slices::ActionSlice,
+    principal: &Principal,
+    request: &RequestInfo<'_>,
+) -> Decision {
+    {
         let native = slice
             .index
             .as_ref()
@@ -49,7 +73,7 @@ pub(super) fn authorize(
             actions: &slice.actions,
         };
         decide_with(authorizer, principal, request, &target)
-    })
+    }
 }
 
 /// The reference the fast path must equal: the whole set with every action
@@ -69,6 +93,7 @@ pub(super) fn authorize_unsliced(
                         effect: Effect::Deny,
                         policy_ids: Vec::new(),
                         errors: vec![error],
+                        shadow: Vec::new(),
                     }
                 }
             };
@@ -88,6 +113,7 @@ fn unknown_method(method: &str) -> Decision {
         effect: Effect::Deny,
         policy_ids: Vec::new(),
         errors: vec![format!("method `{method}` is not an action in the schema")],
+        shadow: Vec::new(),
     }
 }
 
@@ -104,11 +130,12 @@ fn decide_with(
             effect: Effect::Deny,
             policy_ids: Vec::new(),
             errors: vec![error],
+            shadow: Vec::new(),
         },
     }
 }
 
-fn evaluate(
+pub(super) fn evaluate(
     authorizer: &Authorizer,
     principal: &Principal,
     request: &RequestInfo<'_>,
@@ -184,5 +211,6 @@ fn decide(response: &Response) -> Decision {
         effect,
         policy_ids,
         errors,
+        shadow: Vec::new(),
     }
 }

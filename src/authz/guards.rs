@@ -665,6 +665,7 @@ impl Index {
             effect,
             policy_ids,
             errors: Vec::new(),
+            shadow: Vec::new(),
         })
     }
 

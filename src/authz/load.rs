@@ -15,6 +15,7 @@ use cedar_policy::{
 use super::cache::{DecisionCache, Reads};
 use super::diagnostics::{at_offset, error_chain, line_column, push_all, whole_file};
 use super::entities::{self, WORKLOAD};
+use super::shadow::Shadow;
 use super::shape::WorkloadShape;
 use super::{slices, Authorizer, AuthorizerOptions, Diagnostic, RequestInfo};
 
@@ -37,6 +38,8 @@ struct Origin {
 #[derive(Default)]
 struct Collected {
     policies: PolicySet,
+    /// Ids of the policies annotated `@shadow`.
+    shadow: HashSet<String>,
     origins: HashMap<String, Origin>,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
@@ -74,24 +77,33 @@ pub(super) fn load(
     };
     let Collected {
         policies,
+        shadow,
         mut errors,
         mut warnings,
         ..
     } = collected;
     match schema {
         Some(schema) if errors.is_empty() => {
-            let slices = build_slices(&schema, schema_path, methods, &policies, options)
-                .map_err(|diagnostic| vec![diagnostic])?;
+            // The cache key must cover what shadow policies read too.
+            let reads = Reads::of(&policies);
+            let action_entities =
+                action_entities(&schema, schema_path).map_err(|diagnostic| vec![diagnostic])?;
+            let (policies, shadow) =
+                Shadow::split(policies, |id| shadow.contains(id), action_entities.clone())
+                    .map_err(|message| vec![whole_file(schema_path, message)])?;
+            let slices = slices::build(methods, &policies, &action_entities, options)
+                .map_err(|message| vec![whole_file(schema_path, message)])?;
             sort(&mut warnings);
             Ok(Authorizer {
                 cache: DecisionCache::new(
                     options.decision_cache_entries,
                     options.decision_cache_bytes,
-                    Reads::of(&policies),
+                    reads,
                 ),
                 schema,
                 workload_shape,
                 policies,
+                shadow,
                 slices,
                 warnings,
                 generation: GENERATION.fetch_add(1, Ordering::Relaxed),
@@ -104,22 +116,14 @@ pub(super) fn load(
     }
 }
 
-/// One policy slice per method (see `slices.rs`).
-fn build_slices(
-    schema: &Schema,
-    schema_path: &Path,
-    methods: HashMap<String, EntityUid>,
-    policies: &PolicySet,
-    options: AuthorizerOptions,
-) -> Result<slices::Slices, Diagnostic> {
-    let action_entities = schema.action_entities().map_err(|err| {
+/// The schema's action entities, with their groups as parents.
+fn action_entities(schema: &Schema, schema_path: &Path) -> Result<Entities, Diagnostic> {
+    schema.action_entities().map_err(|err| {
         whole_file(
             schema_path,
             format!("action entities: {}", error_chain(&err)),
         )
-    })?;
-    slices::build(methods, policies, &action_entities, options)
-        .map_err(|message| whole_file(schema_path, message))
+    })
 }
 
 fn sort(diagnostics: &mut Vec<Diagnostic>) {
@@ -226,6 +230,24 @@ fn parse_source(source: &Rc<Source>, collected: &mut Collected) {
             ));
             continue;
         }
+        match policy.annotation("shadow") {
+            None => {}
+            Some("") => {
+                collected.shadow.insert(id.clone());
+            }
+            Some(value) => {
+                collected.errors.push(at_offset(
+                    path,
+                    text,
+                    offset,
+                    format!(
+                        "`@shadow` takes no value (found {value:?}): write `@shadow` to evaluate \
+                         the policy without enforcing it, or remove the annotation to enforce it"
+                    ),
+                ));
+                continue;
+            }
+        }
         match collected.policies.add(policy.new_id(PolicyId::new(&id))) {
             Ok(()) => {
                 let source = Rc::clone(source);
@@ -315,7 +337,7 @@ fn check_model(
     let problem = |message: String| {
         whole_file(
             schema_path,
-            format!("the schema does not fit wisp's model (DESIGN.md §4): {message}"),
+            format!("the schema does not fit wisp's model (README: Cedar model): {message}"),
         )
     };
     let request = RequestInfo {

@@ -52,6 +52,7 @@ mod guards;
 mod load;
 pub mod model;
 pub mod reload;
+mod shadow;
 mod shape;
 mod slices;
 
@@ -68,6 +69,7 @@ use crate::identity::Identity;
 
 pub use cache::{evictions as decision_cache_evictions, MAX_CACHED_KEY_BYTES};
 pub use guards::GuardStats;
+pub use shadow::ShadowResult;
 
 /// One problem in the schema or a policy file, printed as `file:line:col: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +147,9 @@ pub struct Decision {
     pub policy_ids: Vec<String>,
     /// Evaluation errors (`policy id: message`), sorted; any error denies.
     pub errors: Vec<String>,
+    /// What each `@shadow` policy that applies to the request would have
+    /// done, sorted by policy id; never part of `effect`.
+    pub shadow: Vec<ShadowResult>,
 }
 
 /// A principal entity validated against the schema, ready for any number of requests.
@@ -253,6 +258,8 @@ pub struct Authorizer {
     /// an action group (a client cannot send `read` as a method and match
     /// `in Action::"read"`).
     slices: slices::Slices,
+    /// The `@shadow` policies (evaluated, never enforced), when there are any.
+    shadow: Option<shadow::Shadow>,
     /// Decisions made by this authorizer.
     cache: cache::DecisionCache,
     /// Schema and policy warnings (not errors), for `wisp check`.
@@ -342,9 +349,21 @@ impl Authorizer {
         self.cache.usage()
     }
 
-    /// Number of policies loaded.
+    /// Number of policies loaded (enforced and shadow).
     pub fn policy_count(&self) -> usize {
-        self.policies.num_of_policies()
+        self.policies.num_of_policies() + self.shadow_count()
+    }
+
+    /// Number of `@shadow` policies.
+    pub fn shadow_count(&self) -> usize {
+        self.shadow.as_ref().map_or(0, shadow::Shadow::len)
+    }
+
+    /// Whether the policy `id` is a `@shadow` policy.
+    pub fn is_shadow(&self, id: &str) -> bool {
+        self.shadow
+            .as_ref()
+            .is_some_and(|shadow| shadow.contains(id))
     }
 
     /// Warnings from the schema parser and the validator (e.g. confusable
@@ -353,13 +372,16 @@ impl Authorizer {
         &self.warnings
     }
 
-    /// The ids of the loaded policies, sorted.
+    /// The ids of the loaded policies (enforced and shadow), sorted.
     pub fn policy_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self
             .policies
             .policies()
             .map(|policy| policy.id().to_string())
             .collect();
+        if let Some(shadow) = &self.shadow {
+            ids.extend(shadow.ids());
+        }
         ids.sort();
         ids
     }

@@ -157,6 +157,8 @@ fn preset_type(name: &str) -> Option<&'static str> {
         Preset::GithubActions,
         Preset::Fly,
         Preset::SpiffeJwt,
+        Preset::Azure,
+        Preset::Gcp,
     ]
     .iter()
     .flat_map(|preset| preset_attributes(*preset))
@@ -173,6 +175,8 @@ fn preset_name(preset: Preset) -> &'static str {
         Preset::GithubActions => "github-actions",
         Preset::Fly => "fly",
         Preset::SpiffeJwt => "spiffe-jwt",
+        Preset::Azure => "azure",
+        Preset::Gcp => "gcp",
     }
 }
 

@@ -220,10 +220,32 @@ fn text(e: &Explanation) -> String {
     for error in &e.errors {
         let _ = writeln!(out, "error:    {}: {}", error.policy, error.message);
     }
+    for line in shadow_lines(&e.shadow) {
+        let _ = writeln!(out, "{line}");
+    }
     for (name, value) in &e.headers {
         let _ = writeln!(out, "upstream header: {name}: {value}");
     }
     out
+}
+
+/// One line per applying `@shadow` policy: what enforcing it would do.
+fn shadow_lines(shadow: &[wisp::authz::ShadowResult]) -> Vec<String> {
+    shadow
+        .iter()
+        .map(|result| {
+            let error = result
+                .error
+                .as_ref()
+                .map_or_else(String::new, |error| format!(" (evaluation error: {error})"));
+            format!(
+                "shadow:   {} ({}) would {}{error}; not enforced",
+                result.policy,
+                result.effect,
+                result.decision.as_str()
+            )
+        })
+        .collect()
 }
 
 /// `wisp test`: exit 1 on any failed case or malformed file.
@@ -298,7 +320,12 @@ pub fn test(config: &Path, paths: Vec<PathBuf>, junit: Option<PathBuf>) -> ExitC
     let mut failed = 0usize;
     for result in &results {
         match &result.failure {
-            None => println!("ok   {} {}", result.case.location, result.case.name),
+            None => {
+                println!("ok   {} {}", result.case.location, result.case.name);
+                for line in shadow_lines(&result.got.shadow) {
+                    println!("     {line}");
+                }
+            }
             Some(failure) => {
                 failed += 1;
                 println!("FAIL {} {}", result.case.location, result.case.name);

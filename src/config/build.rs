@@ -18,8 +18,8 @@ use super::tls::{
 use super::units::{format_duration, format_size};
 use super::{
     AdminConfig, AuthnConfig, Config, DecisionLog, HeadersConfig, IdentityHeaderNames,
-    LimitsConfig, LogConfig, LogFormat, PolicyConfig, PolicyMode, RequireCredentials, RoutePattern,
-    RoutesConfig, UpstreamConfig,
+    IssuerConfig, LimitsConfig, LogConfig, LogFormat, PolicyConfig, PolicyMode, RequireCredentials,
+    RoutePattern, RoutesConfig, UpstreamConfig,
 };
 
 const DEFAULT_LISTEN: SocketAddr =
@@ -143,6 +143,9 @@ pub(super) fn build(raw: RawConfig, source: &Path) -> Result<Config, Problems> {
     let routes = problems.take(RoutesConfig::try_from(raw.routes).map_err(|p| p.under("routes")));
     let headers =
         problems.take(HeadersConfig::try_from(raw.headers).map_err(|p| p.under("headers")));
+    if let (Some(headers), Some(issuers)) = (&headers, &issuers) {
+        problems.take(check_claim_headers(&headers.identity.claims, issuers));
+    }
     let limits = problems.take(build_limits(raw.limits).map_err(|p| p.under("limits")));
     let threads = problems.take(build_threads(raw.threads).map_err(|m| Problem::at("threads", m)));
     let (
@@ -443,6 +446,43 @@ impl TryFrom<RawHeaders> for HeadersConfig {
         let issuer = accept("issuer", names.issuer, "x-wisp-issuer");
         let tags = accept("tags", names.tags, "x-wisp-tags");
         let spiffe_id = accept("spiffe_id", names.spiffe_id, "x-wisp-spiffe-id");
+        let mut claims = Vec::with_capacity(raw.claims.len());
+        for (header, attribute) in raw.claims {
+            let key = format!("claims.{header}");
+            let Some(name) =
+                problems.take(check_header_name(&header).map_err(|m| Problem::at(&key, m)))
+            else {
+                continue;
+            };
+            if let Some((other, _)) = accepted.iter().find(|(_, n)| same_header(n, &name)) {
+                problems.push(Problem::at(
+                    key,
+                    format!("`{name}` is also identity.{other}"),
+                ));
+                continue;
+            }
+            if let Some((other, _)) = claims
+                .iter()
+                .find(|(n, _): &&(String, String)| same_header(n, &name))
+            {
+                problems.push(Problem::at(
+                    key,
+                    format!(
+                        "`{name}` and `{other}` are one header to upstreams that fold `_` into `-`"
+                    ),
+                ));
+                continue;
+            }
+            if attribute.trim().is_empty() {
+                problems.push(Problem::at(
+                    key,
+                    "needs a principal attribute, e.g. namespace",
+                ));
+                continue;
+            }
+            claims.push((name, attribute));
+        }
+        claims.sort();
         let (Some(subject), Some(issuer), Some(tags), Some(spiffe_id)) =
             (subject, issuer, tags, spiffe_id)
         else {
@@ -455,9 +495,47 @@ impl TryFrom<RawHeaders> for HeadersConfig {
                 issuer,
                 tags,
                 spiffe_id,
+                claims,
             },
         }))
     }
+}
+
+/// Every `headers.claims` attribute must be one some caller can have: a
+/// built-in attribute, a configured issuer's preset attribute or a
+/// `claims:` mapping. Anything else would silently never be sent.
+fn check_claim_headers(
+    claims: &[(String, String)],
+    issuers: &[IssuerConfig],
+) -> Result<(), Problems> {
+    let mut known: Vec<&str> = vec!["sub", "iss", "tags", "authn", "spiffe_id", "trust_domain"];
+    for issuer in issuers {
+        known.extend(
+            crate::authn::presets::preset_attributes(issuer.preset)
+                .iter()
+                .map(|(name, _)| *name),
+        );
+        known.extend(issuer.claims.iter().map(|m| m.attribute.as_str()));
+    }
+    known.sort_unstable();
+    known.dedup();
+    let mut problems = Problems::default();
+    for (header, attribute) in claims {
+        if known.contains(&attribute.as_str()) {
+            continue;
+        }
+        let hint = match super::messages::closest(attribute, &known) {
+            Some(close) => format!("did you mean `{close}`?"),
+            None => format!("callers have: {}", known.join(", ")),
+        };
+        problems.push(Problem::at(
+            format!("headers.claims.{header}"),
+            format!(
+                "no configured issuer sets attribute `{attribute}` (add a `claims:` mapping to an issuer, or use a preset's attribute); {hint}"
+            ),
+        ));
+    }
+    problems.finish(Some(()))
 }
 
 /// Validates and lowercases one identity header name.

@@ -108,6 +108,8 @@ fn build_issuer(raw: RawIssuer, base_dir: &Path) -> Result<IssuerConfig, Problem
         RawPreset::GithubActions => Preset::GithubActions,
         RawPreset::Fly => Preset::Fly,
         RawPreset::SpiffeJwt => Preset::SpiffeJwt,
+        RawPreset::Azure => Preset::Azure,
+        RawPreset::Gcp => Preset::Gcp,
     };
     let jwks = match raw.jwks {
         Some(raw_jwks) => problems

@@ -104,7 +104,7 @@ fn unexpected_in_words(unexpected: &str) -> String {
 
 /// The candidate closest to `written` by edit distance, when close enough
 /// to be a likely typo: at most one edit per three characters (at least one).
-fn closest<'a>(written: &str, candidates: &[&'a str]) -> Option<&'a str> {
+pub(super) fn closest<'a>(written: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let limit = (written.chars().count() / 3).max(1);
     candidates
         .iter()

@@ -145,6 +145,8 @@ pub(super) enum RawPreset {
     GithubActions,
     Fly,
     SpiffeJwt,
+    Azure,
+    Gcp,
 }
 
 /// `issuers[i].jwks:`.
@@ -226,6 +228,9 @@ pub(super) struct RawHeaders {
     pub forward_token: bool,
     #[serde(default)]
     pub identity: RawIdentityHeaders,
+    /// Header name → principal attribute.
+    #[serde(default)]
+    pub claims: BTreeMap<String, String>,
 }
 
 /// `headers.identity:`.

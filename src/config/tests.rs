@@ -812,6 +812,10 @@ fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("protected header with underscore", identity("tags: content_length"), "headers.identity.tags", "content-length"),
         ("identical header names", identity("issuer: X-Wisp-Subject"), "headers.identity.issuer", "also identity.subject"),
         ("header names equal after _ folding", identity("tags: x_wisp_issuer"), "headers.identity.tags", "also identity.issuer"),
+        ("claim header of an attribute no issuer sets", with_issuer("    preset: kubernetes\nheaders: { claims: { x-ns: namespce } }\n"), "headers.claims.x-ns", "did you mean `namespace`?"),
+        ("claim header that is an identity header", with_issuer("headers: { claims: { x_wisp_subject: sub } }\n"), "headers.claims.x_wisp_subject", "also identity.subject"),
+        ("protected claim header", with_issuer("headers: { claims: { Authorization: sub } }\n"), "headers.claims.Authorization", "authorization"),
+        ("claim header without attribute", with_issuer("headers: { claims: { x-a: '' } }\n"), "headers.claims.x-a", "needs a principal attribute"),
         ("bad log format", format!("{MINIMAL}log: {{ format: xml }}\n"), "log.format", "unknown variant"),
         ("bad decision log", format!("{MINIMAL}log: {{ decisions: some }}\n"), "log.decisions", "unknown variant"),
         ("zero threads", format!("{MINIMAL}threads: 0\n"), "threads", "between 1 and 256"),
@@ -847,6 +851,22 @@ fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("decision-only mtls without trust domains", format!("{DECISION}authn: {{ require: mtls }}\n"), "trust_domains", "decision-service-only"),
         ("missing decision tls key file", format!("{DECISION}  tls: {{ cert: svid.pem, key: nope.pem, client_ca: bundle.pem }}\n"), "decision_service.tls.key", "does not exist"),
     ]
+}
+
+#[test]
+fn claim_headers_load_lowercased_and_sorted_for_preset_and_mapped_attributes() {
+    let config = load(&with_issuer(
+        "    preset: kubernetes\n    claims: { team: /acme/team }\nheaders: { claims: { X-Team: team, x-ns: namespace, x-how: authn } }\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        config.headers.identity.claims,
+        [
+            ("x-how".to_owned(), "authn".to_owned()),
+            ("x-ns".to_owned(), "namespace".to_owned()),
+            ("x-team".to_owned(), "team".to_owned()),
+        ]
+    );
 }
 
 #[test]

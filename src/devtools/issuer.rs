@@ -187,9 +187,28 @@ impl DevIssuer {
              alg        {alg}\n\
              discovery  {served}/.well-known/openid-configuration\n\
              jwks       {served}/jwks.json\n\
-             mint       TOKEN=$(curl -s -X POST -d '{{\"sub\":\"acme:frontend:web-1\"}}' {served}/token)\n",
+             mint       TOKEN=$(curl -s -X POST -d '{{\"sub\":\"acme:frontend:web-1\"}}' {served}/token)\n\
+             configure  issuers:\n\
+             \x20            - name: dev\n\
+             \x20              issuer: {issuer}\n\
+             \x20              jwks: {jwks}\n\
+             \x20              audiences: [{audience}]\n\
+             \x20              algorithms: [{alg}]\n",
             alg = alg.map_or("none", Algorithm::name),
+            jwks = self.jwks_setting(),
+            audience = self.state.default_audience,
         )
+    }
+
+    /// The `jwks:` setting a wisp config needs for this issuer: discovery
+    /// when the `iss` is where it listens, else the served JWKS URL (an
+    /// `--issuer` naming another host is not reachable for discovery).
+    pub fn jwks_setting(&self) -> String {
+        if self.state.issuer_url == self.state.served_url {
+            "{ discovery: true }".to_owned()
+        } else {
+            format!("{{ uri: \"{}\" }}", self.jwks_url())
+        }
     }
 
     /// Generates a new ES256 key, publishes it next to the old ones and makes

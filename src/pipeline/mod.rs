@@ -160,6 +160,12 @@ pub async fn decide(live: &Live, request: &Request<'_>, metrics: &Metrics, now: 
         .durations
         .authz
         .observe(authz_started.elapsed().as_secs_f64());
+    for shadow in &decision.shadow {
+        metrics
+            .shadow_decisions
+            .with_label_values(&[&shadow.policy, shadow.decision.as_str()])
+            .inc();
+    }
     let outcome = match (decision.effect, live.config.policies.mode) {
         (Effect::Allow, _) => Outcome::Allow,
         (Effect::Deny, PolicyMode::DryRun) => {

@@ -682,6 +682,210 @@ fn fly_rejects_a_sub_that_disagrees_with_the_claims() {
     assert_invalid(build(Preset::Fly, &[], token), "/region", "string");
 }
 
+// ---- azure ----
+
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+/// A v1.0 managed-identity access token (user-assigned identity), with the
+/// claims Entra ID emits for one.
+fn azure_v1_token() -> Value {
+    json!({
+        "aud": "api://orders", "iss": format!("https://sts.windows.net/{TENANT}/"),
+        "iat": 1_735_700_000, "nbf": 1_735_700_000, "exp": 1_735_786_700,
+        "aio": "k2BgYDi…", "appid": "0BD9A2F3-5C4E-4B7A-9E1D-2F3A4B5C6D7E", "appidacr": "2",
+        "idp": format!("https://sts.windows.net/{TENANT}/"), "idtyp": "app",
+        "oid": "5e0c5b4b-8f2a-4c1d-9b3e-7a6f5d4c3b2a", "rh": "0.AR8A…",
+        "sub": "5e0c5b4b-8f2a-4c1d-9b3e-7a6f5d4c3b2a", "tid": TENANT, "uti": "Xy…", "ver": "1.0",
+        "xms_mirid": "/subscriptions/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b/resourcegroups/shop/providers/Microsoft.ManagedIdentity/userAssignedIdentities/frontend",
+        "xms_tcdt": 1_289_241_547
+    })
+}
+
+/// A v2.0 workload-identity access token (AKS federation → app registration).
+fn azure_v2_token() -> Value {
+    json!({
+        "aud": "0bd9a2f3-5c4e-4b7a-9e1d-2f3a4b5c6d7e",
+        "iss": format!("https://login.microsoftonline.com/{TENANT}/v2.0"),
+        "iat": 1_735_700_000, "nbf": 1_735_700_000, "exp": 1_735_703_900,
+        "azp": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "azpacr": "2", "idtyp": "app",
+        "oid": "6f1d6c5c-9a3b-4d2e-8c4f-8b7a6e5d4c3b", "rh": "0.AR8A…",
+        "roles": ["orders.read"], "sub": "6f1d6c5c-9a3b-4d2e-8c4f-8b7a6e5d4c3b",
+        "tid": TENANT, "uti": "Zz…", "ver": "2.0"
+    })
+}
+
+#[test]
+fn azure_v1_maps_tenant_object_client_and_the_managed_identity_lower_cased() {
+    let id = build(Preset::Azure, &[], azure_v1_token()).unwrap();
+    assert_eq!(attr(&id, "tenant_id"), string(TENANT));
+    assert_eq!(
+        attr(&id, "object_id"),
+        string("5e0c5b4b-8f2a-4c1d-9b3e-7a6f5d4c3b2a")
+    );
+    assert_eq!(
+        attr(&id, "client_id"),
+        string("0bd9a2f3-5c4e-4b7a-9e1d-2f3a4b5c6d7e")
+    );
+    assert_eq!(
+        attr(&id, "managed_identity"),
+        string("/subscriptions/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b/resourcegroups/shop/providers/microsoft.managedidentity/userassignedidentities/frontend")
+    );
+    assert_eq!(id.attrs.len(), preset_attributes(Preset::Azure).len());
+}
+
+#[test]
+fn azure_v2_takes_the_client_from_azp_and_has_no_managed_identity() {
+    let id = build(Preset::Azure, &[], azure_v2_token()).unwrap();
+    assert_eq!(
+        attr(&id, "client_id"),
+        string("1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f")
+    );
+    assert_eq!(attr(&id, "managed_identity"), None);
+    assert_eq!(id.sub(), "6f1d6c5c-9a3b-4d2e-8c4f-8b7a6e5d4c3b");
+}
+
+#[test]
+fn azure_refuses_a_tenant_the_issuer_does_not_name() {
+    let mut token = azure_v2_token();
+    token["tid"] = json!("00000000-0000-0000-0000-000000000001");
+    assert_invalid(
+        build(Preset::Azure, &[], token),
+        "/tid",
+        "tenant `iss` names",
+    );
+    // The tenant compares case-insensitively, as Azure does.
+    let mut token = azure_v1_token();
+    token["tid"] = json!(TENANT.to_uppercase());
+    assert!(build(Preset::Azure, &[], token).is_ok());
+}
+
+#[test]
+fn azure_refuses_missing_or_malformed_identifiers() {
+    for (claim, pointer) in [("tid", "/tid"), ("oid", "/oid")] {
+        let mut token = azure_v1_token();
+        token.as_object_mut().unwrap().remove(claim);
+        assert_invalid(build(Preset::Azure, &[], token), pointer, "missing");
+        let mut token = azure_v1_token();
+        token[claim] = json!("not-a-guid");
+        assert_invalid(build(Preset::Azure, &[], token), pointer, "GUID");
+    }
+    let mut token = azure_v1_token();
+    token.as_object_mut().unwrap().remove("appid");
+    assert_invalid(build(Preset::Azure, &[], token), "/appid", "azp");
+    let mut token = azure_v2_token();
+    token["azp"] = json!("1c2d3e4f5a6b4c7d8e9f0a1b2c3d4e5f");
+    assert_invalid(build(Preset::Azure, &[], token), "/azp", "GUID");
+}
+
+#[test]
+fn azure_refuses_disagreeing_clients_unknown_versions_and_odd_resource_ids() {
+    let mut token = azure_v1_token();
+    token["azp"] = json!("1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f");
+    assert_invalid(build(Preset::Azure, &[], token), "/azp", "appid");
+    let mut token = azure_v1_token();
+    token["azp"] = json!("0bd9a2f3-5c4e-4b7a-9e1d-2f3a4b5c6d7e");
+    assert!(build(Preset::Azure, &[], token).is_ok());
+    let mut token = azure_v2_token();
+    token["ver"] = json!("3.0");
+    assert_invalid(build(Preset::Azure, &[], token), "/ver", "2.0");
+    let mut token = azure_v1_token();
+    token["xms_mirid"] = json!("frontend");
+    assert_invalid(
+        build(Preset::Azure, &[], token),
+        "/xms_mirid",
+        "resource ID",
+    );
+    let mut token = azure_v1_token();
+    token["xms_mirid"] = json!(["x"]);
+    assert_invalid(build(Preset::Azure, &[], token), "/xms_mirid", "string");
+}
+
+// ---- gcp ----
+
+/// A `format=full` ID token from a Compute Engine instance's metadata server.
+fn gcp_token() -> Value {
+    json!({
+        "aud": "https://orders.example.com", "azp": "104708291578374923674",
+        "email": "frontend@shop-prod.iam.gserviceaccount.com", "email_verified": true,
+        "exp": 1_735_703_600, "iat": 1_735_700_000, "iss": "https://accounts.google.com",
+        "sub": "104708291578374923674",
+        "google": { "compute_engine": {
+            "instance_creation_timestamp": 1_733_480_000, "instance_id": "4682541727637213440",
+            "instance_name": "frontend-1", "project_id": "shop-prod",
+            "project_number": 739_419_398_126_u64, "zone": "europe-west1-b" } }
+    })
+}
+
+#[test]
+fn gcp_maps_the_verified_email_and_the_compute_engine_facts() {
+    let id = build(Preset::Gcp, &[], gcp_token()).unwrap();
+    assert_eq!(
+        attr(&id, "email"),
+        string("frontend@shop-prod.iam.gserviceaccount.com")
+    );
+    assert_eq!(attr(&id, "project_id"), string("shop-prod"));
+    assert_eq!(attr(&id, "project_number"), string("739419398126"));
+    assert_eq!(attr(&id, "zone"), string("europe-west1-b"));
+    assert_eq!(attr(&id, "instance_name"), string("frontend-1"));
+    assert_eq!(id.attrs.len(), preset_attributes(Preset::Gcp).len());
+}
+
+#[test]
+fn gcp_accepts_a_standard_token_without_email_or_instance() {
+    let token = json!({"iss": "https://accounts.google.com", "sub": "104708291578374923674",
+        "azp": "104708291578374923674", "aud": "https://orders.example.com"});
+    let id = build(Preset::Gcp, &[], token).unwrap();
+    assert!(id.attrs.is_empty());
+}
+
+#[test]
+fn gcp_refuses_an_unverified_email_rather_than_dropping_it() {
+    for verified in [json!(false), json!("true"), Value::Null] {
+        let mut token = gcp_token();
+        token["email_verified"] = verified;
+        assert_invalid(build(Preset::Gcp, &[], token), "/email_verified", "true");
+    }
+    let mut token = gcp_token();
+    token.as_object_mut().unwrap().remove("email_verified");
+    assert_invalid(build(Preset::Gcp, &[], token), "/email_verified", "true");
+}
+
+#[test]
+fn gcp_refuses_a_sub_that_is_not_a_numeric_id_and_mistyped_instance_facts() {
+    for sub in [
+        "frontend@shop-prod.iam.gserviceaccount.com",
+        "12a",
+        "1".repeat(33).as_str(),
+    ] {
+        let mut token = gcp_token();
+        token["sub"] = json!(sub);
+        assert_invalid(build(Preset::Gcp, &[], token), "/sub", "numeric");
+    }
+    for number in [json!(-1), json!(1.5), json!("12x"), json!([1])] {
+        let mut token = gcp_token();
+        token["google"]["compute_engine"]["project_number"] = number;
+        assert_invalid(
+            build(Preset::Gcp, &[], token),
+            "/google/compute_engine/project_number",
+            "project number",
+        );
+    }
+    let mut token = gcp_token();
+    token["google"]["compute_engine"]["project_number"] = json!("739419398126");
+    let id = build(Preset::Gcp, &[], token).unwrap();
+    assert_eq!(attr(&id, "project_number"), string("739419398126"));
+    let mut token = gcp_token();
+    token["google"]["compute_engine"]["zone"] = json!(3);
+    assert_invalid(
+        build(Preset::Gcp, &[], token),
+        "/google/compute_engine/zone",
+        "string",
+    );
+    let mut token = gcp_token();
+    token["google"] = json!("x");
+    assert_invalid(build(Preset::Gcp, &[], token), "/google", "object");
+}
+
 // ---- spiffe-jwt ----
 
 fn jwt_svid(sub: &str) -> Value {
@@ -915,18 +1119,19 @@ fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
 proptest::proptest! {
     #[test]
     fn never_panics_on_arbitrary_claims(
-        values in proptest::collection::vec(json_value(), 13),
+        values in proptest::collection::vec(json_value(), 18),
         sub in "(spiffe://)?[a-z:/.]{0,12}",
     ) {
         let keys = [
             "iss", "kubernetes.io", "kubernetes.io/serviceaccount/namespace",
             "kubernetes.io/serviceaccount/service-account.name", "italypaleale.me/tsiam", "tsiam",
             "repository", "ref", "org_name", "app_name", "machine_id", "x", "cnf",
+            "tid", "oid", "appid", "google", "email",
         ];
         let mut token: Map<String, Value> = keys.iter().map(|k| k.to_string()).zip(values).collect();
         token.insert("sub".into(), Value::from(sub));
         let mappings = [("tags", "/x"), ("m", "/kubernetes.io/namespace"), ("n", "/italypaleale.me~1tsiam")];
-        for preset in [Preset::Generic, Preset::Tsiam, Preset::Kubernetes, Preset::GithubActions, Preset::Fly, Preset::SpiffeJwt] {
+        for preset in [Preset::Generic, Preset::Tsiam, Preset::Kubernetes, Preset::GithubActions, Preset::Fly, Preset::SpiffeJwt, Preset::Azure, Preset::Gcp] {
             let _ = identity(&issuer(preset, &mappings), &token.clone().into(), 0, &trust_domains());
         }
     }
@@ -944,6 +1149,9 @@ fn preset_attributes_lists_every_attribute_each_preset_sets_with_its_type() {
         (Preset::Kubernetes, legacy_token()),
         (Preset::GithubActions, github_token()),
         (Preset::Fly, fly_token()),
+        (Preset::Azure, azure_v1_token()),
+        (Preset::Azure, azure_v2_token()),
+        (Preset::Gcp, gcp_token()),
         (
             Preset::SpiffeJwt,
             jwt_svid("spiffe://example.org/ns/prod/sa/frontend"),

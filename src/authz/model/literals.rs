@@ -81,6 +81,10 @@ fn suggested_issuer<'a>(config: &'a Config, sub: &str) -> Option<&'a str> {
         Some(Preset::SpiffeJwt)
     } else if sub.starts_with("repo:") {
         Some(Preset::GithubActions)
+    } else if !sub.is_empty() && sub.bytes().all(|b| b.is_ascii_digit()) {
+        Some(Preset::Gcp)
+    } else if sub.len() == 36 && sub.bytes().filter(|b| *b == b'-').count() == 4 {
+        Some(Preset::Azure)
     } else {
         None
     };

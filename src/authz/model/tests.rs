@@ -64,6 +64,13 @@ fn every_preset() -> String {
         ),
         issuer("f", "https://oidc.fly.io/acme", "fly", ""),
         issuer("s", "https://oidc-discovery.example.org", "spiffe-jwt", ""),
+        issuer(
+            "az",
+            "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0",
+            "azure",
+            "",
+        ),
+        issuer("gcp", "https://accounts.google.com", "gcp", ""),
     ]
     .concat()
 }

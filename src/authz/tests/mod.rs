@@ -5,6 +5,7 @@ mod decide;
 mod equivalence;
 mod load;
 mod properties;
+mod shadow;
 mod shape;
 
 use std::net::IpAddr;

@@ -552,3 +552,43 @@ async fn jwk_crv(alg: &str) -> String {
     assert_eq!(decode(key["x"].as_str().unwrap()).len(), 66);
     key["crv"].as_str().unwrap().to_owned()
 }
+
+/// The `configure` lines of a banner, unindented: a YAML `issuers:` block.
+fn configure_block(banner: &str) -> String {
+    let start = banner
+        .find("configure  ")
+        .expect("banner has a configure block");
+    banner[start..]
+        .lines()
+        .map(|line| line.get(11..).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn the_banner_prints_an_issuer_block_that_wisp_loads_and_that_reaches_the_keys() {
+    for (issuer_url, discovery) in [(None, true), (Some("https://tokens.example.com"), false)] {
+        let options = DevIssuerOptions {
+            issuer: issuer_url.map(str::to_owned),
+            alg: "RS256".parse().unwrap(),
+            ..DevIssuerOptions::default()
+        };
+        let issuer = DevIssuer::start(any_port(), options).await.unwrap();
+        let block = configure_block(&issuer.banner());
+        assert_eq!(block.contains("discovery: true"), discovery, "{block}");
+        if !discovery {
+            // Discovery would go to the unreachable `iss`; the served JWKS is named.
+            assert!(
+                block.contains(&format!("uri: \"{}\"", issuer.jwks_url())),
+                "{block}"
+            );
+        }
+        assert!(block.contains("algorithms: [RS256]"), "{block}");
+        assert!(block.contains("audiences: [wisp-demo]"), "{block}");
+        let config =
+            format!("listen: 127.0.0.1:0\nupstream: {{ address: 127.0.0.1:1 }}\n{block}\n");
+        let config = crate::config::Config::from_yaml(&config, std::path::Path::new("dev.yaml"))
+            .unwrap_or_else(|e| panic!("{e}\n{config}"));
+        assert_eq!(config.issuers[0].issuer, issuer.issuer_url());
+    }
+}
