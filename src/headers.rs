@@ -77,8 +77,8 @@ impl<'a> IdentityHeaderValues<'a> {
     /// strings as they are, numbers and booleans as text, sets
     /// comma-joined. `None` (the header is not sent) when the caller lacks
     /// the attribute, for a record or an empty set, and for a value that
-    /// would not arrive as it is: one a header cannot carry (control
-    /// characters), with surrounding spaces (parsers strip them), or a set
+    /// would not arrive as it is at every upstream: anything but printable
+    /// ASCII, surrounding spaces (parsers strip them), or a set
     /// element that is empty or holds `,` (the separator).
     fn claim(&self, attribute: &str) -> Option<Cow<'a, str>> {
         let identity = self.identity;
@@ -164,10 +164,14 @@ pub fn plan(values: &IdentityHeaderValues<'_>, names: &PreparedNames) -> Vec<(St
     identity.chain(claims).collect()
 }
 
-/// Whether `value` reaches the upstream byte for byte: a valid header
-/// value without leading or trailing whitespace, which parsers drop.
+/// Whether `value` reaches every upstream byte for byte: printable ASCII
+/// (header bytes beyond ASCII are read as Latin-1 by some parsers and UTF-8
+/// by others; tabs and control characters are rewritten or refused), without
+/// leading or trailing spaces, which parsers drop.
 fn arrives_as_is(value: &str) -> bool {
-    can_be_header_value(value) && !value.starts_with([' ', '\t']) && !value.ends_with([' ', '\t'])
+    value.bytes().all(|b| (b' '..=b'~').contains(&b))
+        && !value.starts_with(' ')
+        && !value.ends_with(' ')
 }
 
 fn header_value(value: &str) -> Result<http::HeaderValue, http::header::InvalidHeaderValue> {
@@ -540,6 +544,8 @@ mod tests {
         attrs.insert("blank".to_owned(), set(&["a", ""]));
         attrs.insert("padded".to_owned(), text(" x"));
         attrs.insert("newline".to_owned(), text("a\nb"));
+        attrs.insert("tab".to_owned(), text("a\tb"));
+        attrs.insert("latin".to_owned(), text("équipe"));
         attrs.insert("record".to_owned(), AttrValue::Record(BTreeMap::new()));
         let identity = with_sub("acme:frontend", &["tag:a", "tag:b"], attrs);
         let values = IdentityHeaderValues::of(&identity);
@@ -553,7 +559,7 @@ mod tests {
         assert_eq!(got("tags").as_deref(), Some("tag:a,tag:b"));
         assert_eq!(got("authn").as_deref(), Some("jwt"));
         for absent in [
-            "missing", "empty", "comma", "blank", "padded", "newline", "record",
+            "missing", "empty", "comma", "blank", "padded", "newline", "tab", "latin", "record",
         ] {
             assert_eq!(got(absent), None, "{absent}");
         }

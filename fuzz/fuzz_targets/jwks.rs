@@ -1,13 +1,10 @@
 //! A JWKS document into verification keys (every algorithm allowed).
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use wisp::config::Algorithm;
+#[path = "../targets/repo.rs"]
+#[allow(dead_code)]
+mod repo;
+#[path = "../targets/jwks.rs"]
+mod target;
 
-fuzz_target!(|data: &[u8]| {
-    let all = [
-        Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256,
-        Algorithm::PS384, Algorithm::PS512, Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA,
-    ];
-    let _ = wisp::authn::keys::KeySet::from_jwks_json(data, &all);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| target::run(data));

@@ -1,10 +1,10 @@
 //! A policy test file (`wisp test`) through its parser and validation.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
+#[path = "../targets/repo.rs"]
+#[allow(dead_code)]
+mod repo;
+#[path = "../targets/policy_tests.rs"]
+mod target;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let issuers = ["demo".to_owned(), "kubernetes".to_owned()];
-    let _ = wisp::policy_tests::parse(text, std::path::Path::new("tests.yaml"), &issuers);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| target::run(data));

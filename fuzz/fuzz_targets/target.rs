@@ -2,18 +2,10 @@
 //! the pipeline's normalization; a normalized path normalizes to itself.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use wisp::pipeline::Target;
+#[path = "../targets/repo.rs"]
+#[allow(dead_code)]
+mod repo;
+#[path = "../targets/target.rs"]
+mod target;
 
-fuzz_target!(|data: &[u8]| {
-    let (target, host) = match data.iter().position(|b| *b == b'\n') {
-        Some(at) => (&data[..at], std::str::from_utf8(&data[at + 1..]).ok()),
-        None => (data, None),
-    };
-    if let Ok(parsed) = Target::parse(target, host) {
-        let again = wisp::path::normalize(&parsed.path).expect("a normalized path normalizes");
-        assert_eq!(again.path, parsed.path, "normalization is idempotent");
-        assert!(parsed.path.starts_with('/'));
-        assert!(!parsed.path.contains("/../") && !parsed.path.contains("//"));
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| target::run(data));

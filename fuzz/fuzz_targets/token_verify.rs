@@ -2,32 +2,10 @@
 //! fixed JWKS (ES256, `fixtures/jwks.json`), then the preset's identity.
 #![no_main]
 
-use std::sync::LazyLock;
+#[path = "../targets/repo.rs"]
+#[allow(dead_code)]
+mod repo;
+#[path = "../targets/token_verify.rs"]
+mod target;
 
-use libfuzzer_sys::fuzz_target;
-use wisp::authn::keys::KeySet;
-use wisp::config::{Config, IssuerConfig};
-
-static SETUP: LazyLock<(IssuerConfig, KeySet)> = LazyLock::new(|| {
-    let yaml = concat!(
-        "upstream: { address: 127.0.0.1:1 }\n",
-        "issuers:\n  - name: fuzz\n    issuer: https://issuer.fuzz\n",
-        "    jwks: { uri: https://issuer.fuzz/jwks.json }\n",
-        "    audiences: [fuzz]\n    algorithms: [ES256]\n    claims: { tags: /tags }\n",
-        "policies: { dir: ", env!("CARGO_MANIFEST_DIR"), "/../policies }\n"
-    );
-    let config = Config::from_yaml(yaml, std::path::Path::new("fuzz.yaml")).expect("config");
-    let keys = KeySet::from_jwks_json(include_bytes!("../fixtures/jwks.json"), &config.issuers[0].algorithms)
-        .expect("jwks");
-    (config.issuers[0].clone(), keys)
-});
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(token) = std::str::from_utf8(data) else { return };
-    let Ok(parsed) = wisp::authn::jwt::parse(token, 16 * 1024) else { return };
-    let (issuer, keys) = &*SETUP;
-    // The seed tokens were issued at 1800000000 and expire 600 s later.
-    if let Ok(verified) = wisp::authn::verify::verify(parsed, issuer, keys, 1_800_000_100) {
-        let _ = wisp::authn::presets::identity(issuer, &verified.claims, verified.expires_at, &[]);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| target::run(data));
