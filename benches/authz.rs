@@ -7,7 +7,11 @@
 //!   request's action (no index, no cache);
 //! - `authz_indexed`: slicing + the principal-guard index (no cache): the
 //!   cost of a decision-cache miss, e.g. a new workload's first request;
-//! - `authz_cached`: slicing + index + the decision cache, on a hit.
+//! - `authz_cached`: slicing + index + the decision cache, on a hit;
+//! - `authz_shadow`: `authz_indexed` with 100 policies plus 0, 1 or 10
+//!   `@shadow` forbids that apply to the request: the cost of staging
+//!   policies on a decision-cache miss (0 is the baseline, measured in the
+//!   same group so the ratio comes from one run).
 //!
 //! Policy `n` reads `principal.sub`, `principal.tags` and `resource.path`; the
 //! action scopes cycle through `in read`, `in write`, `== GET`, `== POST`, and
@@ -138,6 +142,50 @@ fn benches(c: &mut Criterion) {
         }
         group.finish();
     }
+    shadow(c);
+}
+
+/// `authz_shadow`: see the module docs.
+fn shadow(c: &mut Criterion) {
+    let mut group = c.benchmark_group("authz_shadow");
+    let count = 100;
+    for shadows in [0, 1, 10] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut text = policies(count);
+        for n in 0..shadows {
+            writeln!(
+                text,
+                "@id(\"staged-{n}\") @shadow\nforbid (principal, action, resource) when {{ resource.path like \"/svc-*\" && principal.tags.contains(\"tag:prod\") }};"
+            )
+            .expect("writing to a String cannot fail");
+        }
+        std::fs::write(dir.path().join("bench.cedar"), text).expect("write");
+        let options = AuthorizerOptions {
+            decision_cache_entries: 0,
+            ..AuthorizerOptions::default()
+        };
+        let authorizer = load(dir.path(), options);
+        let team = allowed_index(count);
+        let principal: Principal = authorizer.principal(identity(team)).expect("principal");
+        let path = format!("/svc-{team}/items");
+        let request = RequestInfo {
+            method: "GET",
+            path: &path,
+            host: "orders.internal",
+            query: "",
+            source_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            mtls: false,
+        };
+        let decision = authorizer.authorize(&principal, &request);
+        assert_eq!(decision.effect, Effect::Allow);
+        assert_eq!(decision.shadow.len(), shadows);
+        group.bench_with_input(
+            BenchmarkId::from_parameter(shadows),
+            &request,
+            |b, request| b.iter(|| authorizer.authorize(black_box(&principal), black_box(request))),
+        );
+    }
+    group.finish();
 }
 
 /// The binary's allocator, so the numbers are the server's.
