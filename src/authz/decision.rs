@@ -32,8 +32,7 @@ pub(super) fn authorize(
         let decision = enforced(authorizer, slice, principal, request);
         match &authorizer.shadow {
             Some(shadow) => {
-                let results =
-                    shadow.evaluate(authorizer, principal, request, &slice.uid, &decision);
+                let results = shadow.evaluate(authorizer, principal, request, &decision);
                 Decision {
                     shadow: results,
                     ..decision
@@ -44,9 +43,9 @@ pub(super) fn authorize(
     })
 }
 
-/// The enforced policies' decision: natively when the guards decide, else
-/// Cedar on the slice's candidates.
-fn enforced(
+/// One slice's decision: natively when the guards decide, else Cedar on
+/// the slice's candidates.
+pub(super) fn enforced(
     authorizer: &Authorizer,
     slice: &slices::ActionSlice,
     principal: &Principal,

@@ -88,9 +88,14 @@ pub(super) fn load(
             let reads = Reads::of(&policies);
             let action_entities =
                 action_entities(&schema, schema_path).map_err(|diagnostic| vec![diagnostic])?;
-            let (policies, shadow) =
-                Shadow::split(policies, |id| shadow.contains(id), action_entities.clone())
-                    .map_err(|message| vec![whole_file(schema_path, message)])?;
+            let (policies, shadow) = Shadow::split(
+                policies,
+                |id| shadow.contains(id),
+                &methods,
+                &action_entities,
+                options,
+            )
+            .map_err(|message| vec![whole_file(schema_path, message)])?;
             let slices = slices::build(methods, &policies, &action_entities, options)
                 .map_err(|message| vec![whole_file(schema_path, message)])?;
             sort(&mut warnings);

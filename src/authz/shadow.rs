@@ -9,19 +9,22 @@
 //!
 //! # Cost
 //!
-//! Nothing when no policy is shadowed. Otherwise at most two Cedar
-//! evaluations per decided request, whatever the number of shadow policies:
-//! one of the shadow permits (Cedar's reasons for Allow are every satisfied
-//! permit) and one of the shadow forbids (its reasons for Deny are every
-//! satisfied forbid); both report every erroring policy. The results are
+//! Nothing when no policy is shadowed. Otherwise two more decisions per
+//! decided request, whatever the number of shadow policies: one of the
+//! shadow permits and one of the shadow forbids, each sliced by action and
+//! indexed by principal guards like the enforced set, so shadow policies of
+//! the usual shapes are decided natively, without Cedar. The results are
 //! part of the cached [`Decision`], so a decision-cache hit costs nothing
 //! more.
+
+use std::collections::HashMap;
 
 use cedar_policy::{AuthorizationError, Effect as PolicyEffect, Entities, EntityUid, PolicySet};
 
 use super::decision::{evaluate, Target};
 use super::diagnostics::error_chain;
-use super::{Authorizer, Decision, Effect, Principal, RequestInfo};
+use super::slices::{self, Slices};
+use super::{Authorizer, AuthorizerOptions, Decision, Effect, Principal, RequestInfo};
 
 /// What one shadow policy would have done to one request (serialized as
 /// the decision log's and `wisp explain`'s `shadow` entries).
@@ -44,95 +47,124 @@ fn effect_name<S: serde::Serializer>(effect: &Effect, serializer: S) -> Result<S
     serializer.serialize_str(effect.as_str())
 }
 
-/// The shadow policies of one authorizer.
+/// The shadow policies of one authorizer, sliced and indexed like the
+/// enforced ones: one set per effect, so that each set's decision names
+/// every satisfied policy of it.
 #[derive(Debug)]
 pub(super) struct Shadow {
-    permits: PolicySet,
-    forbids: PolicySet,
-    /// Every action entity of the schema: a shadow policy was not part of
-    /// the slices, so its request carries the whole action hierarchy.
-    actions: Entities,
+    permits: Slices,
+    forbids: Slices,
+    /// Every shadow policy's id, sorted.
+    ids: Vec<String>,
 }
 
 impl Shadow {
     /// Splits `all` into the enforced set and the shadow policies (`None`
-    /// when there are none).
+    /// when there are none), slicing the shadow sets per method as
+    /// `options` says.
     ///
     /// # Errors
-    /// A message when Cedar refuses to rebuild a set (not expected: every
-    /// policy came from a valid set).
+    /// A message when Cedar refuses to rebuild a set or a slice (not
+    /// expected: every policy came from a valid set).
     pub(super) fn split(
         all: PolicySet,
         is_shadow: impl Fn(&str) -> bool,
-        actions: Entities,
+        methods: &HashMap<String, EntityUid>,
+        action_entities: &Entities,
+        options: AuthorizerOptions,
     ) -> Result<(PolicySet, Option<Shadow>), String> {
         let mut enforced = PolicySet::new();
         let mut permits = PolicySet::new();
         let mut forbids = PolicySet::new();
+        let mut ids = Vec::new();
         for policy in all.policies() {
-            let set = match (is_shadow(policy.id().as_ref()), policy.effect()) {
+            let shadowed = is_shadow(policy.id().as_ref());
+            let set = match (shadowed, policy.effect()) {
                 (false, _) => &mut enforced,
                 (true, PolicyEffect::Permit) => &mut permits,
                 (true, PolicyEffect::Forbid) => &mut forbids,
             };
+            if shadowed {
+                ids.push(policy.id().to_string());
+            }
             set.add(policy.clone())
                 .map_err(|err| format!("policy {}: {}", policy.id(), error_chain(&err)))?;
         }
-        let shadow =
-            (permits.num_of_policies() + forbids.num_of_policies() > 0).then_some(Shadow {
-                permits,
-                forbids,
-                actions,
-            });
-        Ok((enforced, shadow))
+        if ids.is_empty() {
+            return Ok((enforced, None));
+        }
+        ids.sort();
+        let shadow = Shadow {
+            permits: slices::build(methods.clone(), &permits, action_entities, options)?,
+            forbids: slices::build(methods.clone(), &forbids, action_entities, options)?,
+            ids,
+        };
+        Ok((enforced, Some(shadow)))
     }
 
     /// The number of shadow policies.
     pub(super) fn len(&self) -> usize {
-        self.permits.num_of_policies() + self.forbids.num_of_policies()
+        self.ids.len()
     }
 
-    /// The shadow policies' ids.
+    /// The shadow policies' ids, sorted.
     pub(super) fn ids(&self) -> impl Iterator<Item = String> + '_ {
-        self.permits
-            .policies()
-            .chain(self.forbids.policies())
-            .map(|policy| policy.id().to_string())
+        self.ids.iter().cloned()
     }
 
     /// Whether the policy `id` is a shadow policy.
     pub(super) fn contains(&self, id: &str) -> bool {
-        let id = cedar_policy::PolicyId::new(id);
-        self.permits.policy(&id).is_some() || self.forbids.policy(&id).is_some()
+        self.ids
+            .binary_search_by(|probe| probe.as_str().cmp(id))
+            .is_ok()
     }
 
     /// Evaluates the shadow policies for a request whose enforced decision
     /// is `enforced`, and returns what each applying one would have done,
     /// sorted by policy id.
+    ///
+    /// Each effect's slice is decided as the enforced set is (natively when
+    /// its guards allow, else Cedar on the candidates): the decision of a
+    /// set of permits names every satisfied one, that of a set of forbids
+    /// every satisfied forbid. When an evaluation errors, the slice is
+    /// evaluated again by Cedar alone, whose diagnostics name each erroring
+    /// policy (an error hides a permit set's satisfied policies otherwise).
     pub(super) fn evaluate(
         &self,
         authorizer: &Authorizer,
         principal: &Principal,
         request: &RequestInfo<'_>,
-        action: &EntityUid,
         enforced: &Decision,
     ) -> Vec<ShadowResult> {
         let mut results = Vec::new();
-        for (policies, effect) in [(&self.permits, "permit"), (&self.forbids, "forbid")] {
-            if policies.num_of_policies() == 0 {
+        for (slices, effect) in [(&self.permits, "permit"), (&self.forbids, "forbid")] {
+            let Some(slice) = slices.get(request.method) else {
+                continue;
+            };
+            if slice.policies.num_of_policies() == 0 {
+                continue;
+            }
+            let decision = super::decision::enforced(authorizer, slice, principal, request);
+            if decision.errors.is_empty() {
+                results.extend(decision.policy_ids.into_iter().map(|policy| ShadowResult {
+                    policy,
+                    effect,
+                    decision: would_be(enforced, effect),
+                    error: None,
+                }));
                 continue;
             }
             let target = Target {
-                action,
-                policies,
-                actions: &self.actions,
+                action: &slice.uid,
+                policies: &slice.policies,
+                actions: &slice.actions,
             };
             let response = match evaluate(authorizer, principal, request, &target) {
                 Ok(response) => response,
                 Err(error) => {
                     // The request could not be evaluated at all: every
                     // shadow policy of this effect would have denied it.
-                    results.extend(policies.policies().map(|policy| ShadowResult {
+                    results.extend(slice.policies.policies().map(|policy| ShadowResult {
                         policy: policy.id().to_string(),
                         effect,
                         decision: Effect::Deny,

@@ -152,3 +152,57 @@ fn shadow_takes_no_value_and_a_shadow_policy_must_validate() {
     let authorizer = authorizer("@shadow(\"\")\nforbid (principal, action, resource);\n");
     assert_eq!(authorizer.shadow_count(), 1);
 }
+
+#[test]
+fn shadow_results_are_the_same_with_and_without_slicing_and_the_guard_index() {
+    let policies = format!(
+        "{ENFORCED}
+@id(\"s-forbid-tag\") @shadow
+forbid (principal, action in Action::\"write\", resource) when {{ principal.tags.contains(\"tag:frozen\") }};
+@id(\"s-permit-sub\") @shadow
+permit (principal, action == Action::\"GET\", resource) when {{ principal.sub like \"acme:batch*\" }};
+@id(\"s-permit-path\") @shadow
+permit (principal, action, resource) when {{ resource.path like \"/public/*\" }};
+@id(\"s-forbid-ip\") @shadow
+forbid (principal, action, resource) unless {{ context.source_ip.isInRange(ip(\"10.0.0.0/8\")) }};
+"
+    );
+    let dir = dir_with(&[("p.cedar", &policies)]);
+    let fast = Authorizer::load(&shipped_schema(), dir.path()).unwrap();
+    let reference = Authorizer::load_with(
+        &shipped_schema(),
+        dir.path(),
+        crate::authz::AuthorizerOptions {
+            decision_cache_entries: 0,
+            decision_cache_bytes: 0,
+            slice_by_action: false,
+            index_principals: false,
+        },
+    )
+    .unwrap();
+    let callers = [
+        identity("acme:frontend:web-1"),
+        with_tags(identity("acme:batch:7"), &["tag:frozen"]),
+        identity("other"),
+    ];
+    let mut applied = 0;
+    for caller in &callers {
+        for method in ["GET", "POST", "DELETE", "HEAD"] {
+            for path in ["/api/orders", "/public/x", "/secrets/k"] {
+                for source in [[10, 1, 2, 3], [192, 0, 2, 1]] {
+                    let mut info = request(method, path);
+                    info.source_ip = IpAddr::from(source);
+                    let want =
+                        reference.authorize(&reference.principal(caller.clone()).unwrap(), &info);
+                    let got = fast.authorize(&fast.principal(caller.clone()).unwrap(), &info);
+                    assert_eq!(got, want, "{} {method} {path} {source:?}", caller.sub());
+                    applied += got.shadow.len();
+                }
+            }
+        }
+    }
+    assert!(
+        applied > 20,
+        "the cases exercise the shadow policies: {applied}"
+    );
+}
