@@ -37,7 +37,11 @@ const REQUEST_ID: &str = "x-request-id";
 pub struct WispProxy {
     state: Arc<LiveState>,
     lifecycle: Arc<Lifecycle>,
-    metrics: Metrics,
+    /// Shared, not cloned per request: `Metrics` holds some forty `Arc`s,
+    /// and cloning and dropping them on every request bounced their
+    /// reference counts between the worker threads (measured: 0.5 % of
+    /// the proxy's CPU in `Metrics::clone` and its drop alone).
+    metrics: Arc<Metrics>,
 }
 
 /// One request: the state it is decided under, the pipeline's verdict, and
@@ -47,7 +51,7 @@ pub struct RequestContext {
     live: Arc<Live>,
     /// Counts the request in flight (for the drain) until dropped.
     _in_flight: InFlight,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     started: Instant,
     method: http::Method,
     request_id: String,
@@ -106,7 +110,7 @@ impl WispProxy {
         WispProxy {
             state,
             lifecycle,
-            metrics,
+            metrics: Arc::new(metrics),
         }
     }
 }
@@ -119,7 +123,7 @@ impl ProxyHttp for WispProxy {
         RequestContext {
             live: self.state.load(),
             _in_flight: self.lifecycle.request_started(),
-            metrics: self.metrics.clone(),
+            metrics: Arc::clone(&self.metrics),
             started: Instant::now(),
             method: http::Method::GET,
             request_id: String::new(),
