@@ -78,6 +78,25 @@ fn identity(team: usize) -> Identity {
         .expect("no tag holds a comma")
 }
 
+/// The caller one of `count` policies allows, and the path it may GET.
+fn caller(authorizer: &Authorizer, count: usize) -> (Principal, String) {
+    let team = allowed_index(count);
+    let principal = authorizer.principal(identity(team)).expect("principal");
+    (principal, format!("/svc-{team}/items"))
+}
+
+/// `GET path` from a fixed client.
+fn get(path: &str) -> RequestInfo<'_> {
+    RequestInfo {
+        method: "GET",
+        path,
+        host: "orders.internal",
+        query: "",
+        source_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        mtls: false,
+    }
+}
+
 fn load(dir: &Path, options: AuthorizerOptions) -> Authorizer {
     let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/wisp.cedarschema");
     Authorizer::load_with(&schema, dir, options).expect("policies load")
@@ -118,17 +137,8 @@ fn benches(c: &mut Criterion) {
             let dir = tempfile::tempdir().expect("tempdir");
             std::fs::write(dir.path().join("bench.cedar"), policies(count)).expect("write");
             let authorizer = load(dir.path(), options);
-            let team = allowed_index(count);
-            let principal: Principal = authorizer.principal(identity(team)).expect("principal");
-            let path = format!("/svc-{team}/items");
-            let request = RequestInfo {
-                method: "GET",
-                path: &path,
-                host: "orders.internal",
-                query: "",
-                source_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                mtls: false,
-            };
+            let (principal, path) = caller(&authorizer, count);
+            let request = get(&path);
             // Also fills the cache for `authz_cached`.
             let decision = authorizer.authorize(&principal, &request);
             assert_eq!(decision.effect, Effect::Allow, "{count} policies");
@@ -165,17 +175,8 @@ fn shadow(c: &mut Criterion) {
             ..AuthorizerOptions::default()
         };
         let authorizer = load(dir.path(), options);
-        let team = allowed_index(count);
-        let principal: Principal = authorizer.principal(identity(team)).expect("principal");
-        let path = format!("/svc-{team}/items");
-        let request = RequestInfo {
-            method: "GET",
-            path: &path,
-            host: "orders.internal",
-            query: "",
-            source_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            mtls: false,
-        };
+        let (principal, path) = caller(&authorizer, count);
+        let request = get(&path);
         let decision = authorizer.authorize(&principal, &request);
         assert_eq!(decision.effect, Effect::Allow);
         assert_eq!(decision.shadow.len(), shadows);

@@ -102,25 +102,6 @@ fn check_says_ok_in_one_line_and_reports_the_policy_index_only_when_verbose() {
     );
 }
 
-/// A project directory: `wisp.yaml` and `policies/` holding the shipped
-/// schema and `policies`.
-fn project(config: &str, policies: &[(&str, &str)]) -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("policies")).unwrap();
-    std::fs::write(
-        dir.path().join("policies/wisp.cedarschema"),
-        shipped_schema(),
-    )
-    .unwrap();
-    for (name, text) in policies {
-        std::fs::write(dir.path().join("policies").join(name), text).unwrap();
-    }
-    let path = dir.path().join("wisp.yaml");
-    std::fs::write(&path, config).unwrap();
-    let path = path.display().to_string();
-    (dir, path)
-}
-
 /// A Kubernetes issuer; `claims` is appended to it (indented lines).
 fn kubernetes_config(claims: &str) -> String {
     format!(
@@ -344,16 +325,8 @@ fn serve_refuses_unknown_keys_and_bad_values_naming_the_key() {
         ("listen: 127.0.0.1:0\n", "upstream"),
     ];
     for (yaml, key) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("policies")).unwrap();
-        std::fs::write(
-            dir.path().join("policies/wisp.cedarschema"),
-            shipped_schema(),
-        )
-        .unwrap();
-        let config = dir.path().join("wisp.yaml");
-        std::fs::write(&config, yaml).unwrap();
-        let output = wisp(&["serve", "--config", config.to_str().unwrap()]);
+        let (_dir, config) = project(yaml, &[]);
+        let output = wisp(&["serve", "--config", &config]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{yaml}: {stderr}");
         assert!(

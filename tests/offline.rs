@@ -228,20 +228,6 @@ fn a_failing_case_shows_what_differs_and_a_malformed_file_is_an_error_with_its_l
     assert!(stdout.contains("1 malformed file"), "{stdout}");
 }
 
-/// A service's config and policies in a temp dir, with the shipped schema.
-fn setup(config: &str, policies: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("policies")).unwrap();
-    std::fs::write(
-        dir.path().join("policies/wisp.cedarschema"),
-        shipped_schema(),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("policies/service.cedar"), policies).unwrap();
-    std::fs::write(dir.path().join("wisp.yaml"), config).unwrap();
-    dir
-}
-
 const CLOUD_CONFIG: &str = "upstream: { address: 127.0.0.1:8081 }
 issuers:
   - name: azure
@@ -284,9 +270,8 @@ when { principal has project_id };
 
 #[test]
 fn azure_and_gcp_callers_get_their_preset_attributes_checked_and_forwarded() {
-    let dir = setup(CLOUD_CONFIG, CLOUD_POLICIES);
-    let config = dir.path().join("wisp.yaml");
-    let config = config.to_str().unwrap();
+    let (_dir, config) = project(CLOUD_CONFIG, &[("service.cedar", CLOUD_POLICIES)]);
+    let config = config.as_str();
     let (code, stdout, stderr) = wisp(&["check", "--config", config]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
@@ -380,9 +365,8 @@ fn azure_and_gcp_callers_get_their_preset_attributes_checked_and_forwarded() {
 
 #[test]
 fn explain_and_test_show_what_a_shadow_policy_would_do_and_test_can_expect_it() {
-    let dir = setup(CLOUD_CONFIG, CLOUD_POLICIES);
-    let config = dir.path().join("wisp.yaml");
-    let config = config.to_str().unwrap();
+    let (dir, config) = project(CLOUD_CONFIG, &[("service.cedar", CLOUD_POLICIES)]);
+    let config = config.as_str();
     let gcp = r#"{"iss":"https://accounts.google.com","sub":"1047","google":{"compute_engine":{"project_id":"shop-prod"}}}"#;
     let (code, stdout, stderr) = wisp(&[
         "explain",

@@ -21,6 +21,25 @@ pub fn shipped_schema() -> String {
         .expect("shipped schema")
 }
 
+/// A project directory: `wisp.yaml` and `policies/` holding the shipped
+/// schema and `policies`.
+pub fn project(config: &str, policies: &[(&str, &str)]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/wisp.cedarschema"),
+        shipped_schema(),
+    )
+    .unwrap();
+    for (name, text) in policies {
+        std::fs::write(dir.path().join("policies").join(name), text).unwrap();
+    }
+    let path = dir.path().join("wisp.yaml");
+    std::fs::write(&path, config).unwrap();
+    let path = path.display().to_string();
+    (dir, path)
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
