@@ -359,6 +359,13 @@ impl Authorizer {
         self.shadow.as_ref().map_or(0, shadow::Shadow::len)
     }
 
+    /// The ids of the `@shadow` policies, sorted.
+    pub fn shadow_ids(&self) -> Vec<String> {
+        self.shadow
+            .as_ref()
+            .map_or_else(Vec::new, |shadow| shadow.ids().collect())
+    }
+
     /// Whether the policy `id` is a `@shadow` policy.
     pub fn is_shadow(&self, id: &str) -> bool {
         self.shadow

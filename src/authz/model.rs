@@ -23,7 +23,7 @@ use crate::authn::presets::preset_attributes;
 use crate::config::{ClientAuth, Config, KeyPositions, Position, Preset};
 
 /// The attributes every principal has, with their types.
-const BUILT_IN: [(&str, &str); 4] = [
+pub const BUILT_IN: [(&str, &str); 4] = [
     ("sub", "String"),
     ("iss", "String"),
     ("tags", "Set<String>"),
@@ -31,7 +31,7 @@ const BUILT_IN: [(&str, &str); 4] = [
 ];
 
 /// Attributes certificate callers (and `spiffe-jwt` issuers) set.
-const SPIFFE: [(&str, &str); 2] = [("spiffe_id", "String"), ("trust_domain", "String")];
+pub const SPIFFE: [(&str, &str); 2] = [("spiffe_id", "String"), ("trust_domain", "String")];
 
 /// The schema after `Workload`, as `policies/wisp.cedarschema` declares it
 /// (a test compares the two).

@@ -108,14 +108,9 @@ pub fn run(path: &Path, options: CheckOptions) -> ExitCode {
     );
     println!("mode: {}", config.mode());
     if let Some(authorizer) = authorizer.as_ref().filter(|a| a.shadow_count() > 0) {
-        let ids: Vec<String> = authorizer
-            .policy_ids()
-            .into_iter()
-            .filter(|id| authorizer.is_shadow(id))
-            .collect();
         println!(
             "shadow: {} (evaluated and logged, not enforced)",
-            ids.join(", ")
+            authorizer.shadow_ids().join(", ")
         );
     }
     for warning in config.warnings() {

@@ -508,7 +508,12 @@ fn check_claim_headers(
     claims: &[(String, String)],
     issuers: &[IssuerConfig],
 ) -> Result<(), Problems> {
-    let mut known: Vec<&str> = vec!["sub", "iss", "tags", "authn", "spiffe_id", "trust_domain"];
+    use crate::authz::model::{BUILT_IN, SPIFFE};
+    let mut known: Vec<&str> = BUILT_IN
+        .iter()
+        .chain(&SPIFFE)
+        .map(|(name, _)| *name)
+        .collect();
     for issuer in issuers {
         known.extend(
             crate::authn::presets::preset_attributes(issuer.preset)
