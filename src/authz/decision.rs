@@ -51,28 +51,26 @@ pub(super) fn enforced(
     principal: &Principal,
     request: &RequestInfo<'_>,
 ) -> Decision {
-    {
-        let native = slice
-            .index
+    let native = slice
+        .index
+        .as_ref()
+        // A principal built by another authorizer is re-validated by
+        // `evaluate` (a reload may have changed the schema).
+        .filter(|_| principal.generation == authorizer.generation)
+        .map(|index| index.decide(&principal.identity, request));
+    let candidates = match native {
+        Some(Outcome::Decided(decision)) => return decision,
+        Some(Outcome::Evaluate(candidates)) => Some(candidates),
+        None => None,
+    };
+    let target = Target {
+        action: &slice.uid,
+        policies: candidates
             .as_ref()
-            // A principal built by another authorizer is re-validated by
-            // `evaluate` (a reload may have changed the schema).
-            .filter(|_| principal.generation == authorizer.generation)
-            .map(|index| index.decide(&principal.identity, request));
-        let candidates = match native {
-            Some(Outcome::Decided(decision)) => return decision,
-            Some(Outcome::Evaluate(candidates)) => Some(candidates),
-            None => None,
-        };
-        let target = Target {
-            action: &slice.uid,
-            policies: candidates
-                .as_ref()
-                .map_or(&slice.policies, Candidates::policies),
-            actions: &slice.actions,
-        };
-        decide_with(authorizer, principal, request, &target)
-    }
+            .map_or(&slice.policies, Candidates::policies),
+        actions: &slice.actions,
+    };
+    decide_with(authorizer, principal, request, &target)
 }
 
 /// The reference the fast path must equal: the whole set with every action
