@@ -28,9 +28,10 @@ impl AdminApp {
         }
     }
 
-    /// `/readyz`: 200 once policies are loaded and every issuer has had
-    /// usable keys, until a shutdown signal (DESIGN.md §5). An issuer that
-    /// loses its keys later shows in the detail, not in the status.
+    /// `/readyz`: 200 once policies are loaded and every issuer has had usable
+    /// keys, until a shutdown signal (README, "Admin endpoints and metrics").
+    /// An issuer that loses its keys later shows in the detail, not in the
+    /// status.
     pub fn readiness(&self) -> (bool, serde_json::Value) {
         let live = self.state.load();
         let issuers: Vec<_> = live.authn.issuers().iter().map(|i| i.status()).collect();

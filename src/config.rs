@@ -58,7 +58,7 @@ pub struct Config {
     /// The one upstream service; `None` in decision-service-only mode (no
     /// proxy listener then, see [`Config::serves_proxy`]).
     pub upstream: Option<UpstreamConfig>,
-    /// The decision service (wisp behind another proxy, DESIGN.md §7).
+    /// The decision service (README, "wisp behind another proxy").
     pub decision_service: Option<DecisionServiceConfig>,
     /// Admin listener (`/metrics`, `/healthz`, `/readyz`); `None` disables it.
     pub admin: Option<AdminConfig>,
@@ -159,7 +159,7 @@ pub enum ClientAuth {
     None,
 }
 
-/// The TLS listener (DESIGN.md §3 `tls:`).
+/// The TLS listener (README, "mTLS and SPIFFE").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsConfig {
     /// Server certificate chain (PEM), re-read when it changes.

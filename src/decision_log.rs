@@ -1,7 +1,8 @@
-//! The decision log (DESIGN.md §5): one line per request decided, with the
-//! same field names as the metric labels. In `log.format: json` a line is one
-//! JSON object with real arrays (`policies`, `errors`), written whole to
-//! stderr like every other log line; in `text` it goes through `tracing`.
+//! The decision log (README, "Admin endpoints and metrics"): one line per
+//! request decided, with the same field names as the metric labels. In
+//! `log.format: json` a line is one JSON object with real arrays (`policies`,
+//! `errors`), written whole to stderr like every other log line; in `text` it
+//! goes through `tracing`.
 //!
 //! The client only ever gets a generic reason; the technical `detail` is here,
 //! never truncated. A token that failed verification is logged with the
@@ -214,7 +215,7 @@ pub fn record(
 struct Envelope<'a> {
     /// The key tracing's JSON lines use, so every line shares it.
     timestamp: &'a str,
-    /// DESIGN.md §5's name for it.
+    /// The decision log's documented name for it (README, "Logs").
     time: &'a str,
     level: &'a str,
     target: &'a str,

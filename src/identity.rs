@@ -30,8 +30,9 @@ impl AuthnMethod {
 
 /// A value of a principal attribute, typed as Cedar will see it.
 ///
-/// The variant follows the claim's JSON type (DESIGN.md §4): string → `String`,
-/// integer → `Long`, bool → `Bool`, array of strings → `Set`, object → `Record`.
+/// The variant follows the claim's JSON type (README, "Cedar model"): string →
+/// `String`, integer → `Long`, bool → `Bool`, array of strings → `Set`, object
+/// → `Record`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AttrValue {
     /// A JSON string.

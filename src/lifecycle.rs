@@ -1,6 +1,6 @@
 //! Process lifecycle: draining on SIGTERM/SIGINT and counting requests in
-//! flight, so a rollout never drops a request (DESIGN.md §3 `drain_delay`,
-//! `shutdown_grace`).
+//! flight, so a rollout never drops a request (README, "Stopping, draining
+//! and reloading"; `shutdown_grace`).
 //!
 //! ```text
 //! SIGTERM/SIGINT ─▶ draining: /readyz 503, every response says `Connection: close`,

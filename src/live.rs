@@ -65,10 +65,10 @@ impl LiveState {
         self.current.load_full()
     }
 
-    /// Readiness, per DESIGN.md §5: not ready until every issuer has had
-    /// usable keys once; after that, one issuer's outage (or a new issuer
-    /// that cannot fetch) never makes the process unready — that issuer's
-    /// tokens get 503 and `/readyz` and the metrics say so.
+    /// Readiness (README, "Admin endpoints and metrics"): not ready until every
+    /// issuer has had usable keys once; after that, one issuer's outage (or a
+    /// new issuer that cannot fetch) never makes the process unready — that
+    /// issuer's tokens get 503 and `/readyz` and the metrics say so.
     pub fn ready(&self) -> bool {
         if self.became_ready.load(Ordering::Relaxed) {
             return true;

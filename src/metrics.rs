@@ -1,4 +1,5 @@
-//! Typed Prometheus metric handles, registered once at startup (DESIGN.md §5).
+//! Typed Prometheus metric handles, registered once at startup (README, "Admin
+//! endpoints and metrics").
 //!
 //! Every handle the request path touches is resolved here, so a request never
 //! formats a metric name or allocates a label set.

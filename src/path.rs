@@ -1,4 +1,5 @@
-//! Request-target normalization before policy (DESIGN.md §6). Untrusted input.
+//! Request-target normalization before policy (README, "What the upstream
+//! receives, and what clients get back"). Untrusted input.
 //!
 //! Policy and upstream must see the same path, and two spellings of one path
 //! must not reach policy as two different strings. So the target is brought to

@@ -12,7 +12,8 @@
 //!   client leaf and stores a [`PeerCertificate`] with the connection;
 //!   [`peer_certificate`] reads it back per request.
 //!
-//! Every rustls builder gets the ring provider explicitly (DESIGN.md §8).
+//! Every rustls builder gets the ring provider explicitly
+//! (docs/architecture.md).
 
 mod bundle;
 mod error;

@@ -1,5 +1,6 @@
-//! Every token rejection of DESIGN.md §6, through the real proxy: status,
-//! `reason` in the JSON body, and the RFC 6750 challenge.
+//! Every token rejection README lists ("What the upstream receives, and what
+//! clients get back"), through the real proxy: status, `reason` in the JSON
+//! body, and the RFC 6750 challenge.
 
 mod common;
 

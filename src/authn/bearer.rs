@@ -1,9 +1,10 @@
 //! Extracting the one bearer credential from `Authorization` headers (untrusted input).
 //!
-//! Exactly one credential per request (DESIGN.md §6): a second header, or
-//! anything after the token in the one header, is refused rather than picking
-//! one, so that wisp and the upstream can never disagree on who is calling.
-//! Grammar (RFC 6750 §2.1): `Bearer 1*SP token68`, scheme case-insensitive.
+//! Exactly one credential per request (README, "What the upstream receives, and
+//! what clients get back"): a second header, or anything after the token in the
+//! one header, is refused rather than picking one, so that wisp and the
+//! upstream can never disagree on who is calling. Grammar (RFC 6750 §2.1):
+//! `Bearer 1*SP token68`, scheme case-insensitive.
 
 use super::AuthnError;
 

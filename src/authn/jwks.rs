@@ -376,7 +376,8 @@ impl IssuerKeys {
         }
     }
 
-    /// Whether this issuer has ever had usable keys (readiness, DESIGN.md §5).
+    /// Whether this issuer has ever had usable keys (readiness: README, "Admin
+    /// endpoints and metrics").
     pub fn had_keys(&self) -> bool {
         self.last_success.load(Ordering::Relaxed) > 0
     }

@@ -153,10 +153,11 @@ impl KeySet {
 
     /// Keys that may verify a token with this `kid` (if any) and `alg`.
     ///
-    /// With a `kid`: the keys carrying that `kid`. Without: every key, but
-    /// none at all when more than [`MAX_KIDLESS_CANDIDATES`] fit (the token
-    /// is then `unknown_key` untried). Either way only keys whose type fits
-    /// `alg` and whose own `alg`, if set, is `alg` (DESIGN.md §6).
+    /// With a `kid`: the keys carrying that `kid`. Without: every key, but none
+    /// at all when more than [`MAX_KIDLESS_CANDIDATES`] fit (the token is then
+    /// `unknown_key` untried). Either way only keys whose type fits `alg` and
+    /// whose own `alg`, if set, is `alg` (README, "What the upstream receives,
+    /// and what clients get back").
     pub fn candidates<'a>(
         &'a self,
         kid: Option<&'a str>,

@@ -1,10 +1,10 @@
 //! Verified claims → [`Identity`], per issuer kind (preset) plus the `claims:` mapping.
 //!
 //! A preset is a default mapping of the issuer kind's claims into principal
-//! attributes (DESIGN.md §4) plus that kind's consistency checks. The config's
-//! `claims:` entries (RFC 6901 JSON Pointers) are applied after it and replace
-//! a preset attribute of the same name. Everything here runs once per verified
-//! token; the result is cached with it.
+//! attributes (README, "Cedar model") plus that kind's consistency checks. The
+//! config's `claims:` entries (RFC 6901 JSON Pointers) are applied after it and
+//! replace a preset attribute of the same name. Everything here runs once per
+//! verified token; the result is cached with it.
 //!
 //! Errors name the offending claim as a JSON Pointer (`/kubernetes.io/namespace`).
 

@@ -4,7 +4,8 @@
 //! module applies the SVID rules to the verified leaf.
 //!
 //! The leaf is untrusted input until these rules pass: parsing never panics,
-//! and every rejection names the rule broken (DESIGN.md §6).
+//! and every rejection names the rule broken (README, "What the upstream
+//! receives, and what clients get back").
 
 use ring::digest::{digest, SHA256};
 use x509_parser::certificate::X509Certificate;

@@ -1,5 +1,5 @@
-//! The Cedar side of wisp's model (DESIGN.md §4): the principal entity from an
-//! [`Identity`], and the per-request resource and context.
+//! The Cedar side of wisp's model (README, "Cedar model"): the principal entity
+//! from an [`Identity`], and the per-request resource and context.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;

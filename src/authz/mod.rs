@@ -224,7 +224,7 @@ impl AuthorizerOptions {
     /// The decision cache size by default. An entry costs roughly 0.5 KiB
     /// (key, decision and the cache's bookkeeping); 10,000 entries cover the
     /// callers of one service while keeping within the sidecar's memory
-    /// budget (DESIGN.md: ≤ 64 MiB with 100k cached tokens).
+    /// budget (README, "Performance": ≤ 64 MiB with 100k cached tokens).
     pub const DEFAULT_DECISION_CACHE_ENTRIES: u64 = 10_000;
 
     /// The decision cache's byte bound by default: 10,000 ordinary entries

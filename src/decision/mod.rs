@@ -1,9 +1,9 @@
-//! The decision service (DESIGN.md §7): wisp behind another proxy. Envoy's
-//! ext_authz (gRPC and HTTP) and forward-auth callers (nginx `auth_request`,
-//! Traefik ForwardAuth, Caddy `forward_auth`) ask whether a request may
-//! pass; wisp decides it through [`pipeline::decide`], the same pipeline the
-//! proxy runs, and answers with the identity headers to set or the refusal
-//! to send. Nothing is forwarded.
+//! The decision service (README, "wisp behind another proxy"): wisp behind
+//! another proxy. Envoy's ext_authz (gRPC and HTTP) and forward-auth callers
+//! (nginx `auth_request`, Traefik ForwardAuth, Caddy `forward_auth`) ask
+//! whether a request may pass; wisp decides it through [`pipeline::decide`],
+//! the same pipeline the proxy runs, and answers with the identity headers to
+//! set or the refusal to send. Nothing is forwarded.
 //!
 //! ```text
 //! calling proxy ──▶ decision_service.listen (h2c / HTTP/1.1, or mTLS)

@@ -1,8 +1,9 @@
 //! The client certificate's SPIFFE identity, computed once per connection in
 //! pingora's handshake callback and read back per request from the session.
 //!
-//! pingora's rustls `SslDigest` carries neither SANs nor the DER (DESIGN.md §8),
-//! so the callback stores the result in the digest's extension.
+//! pingora's rustls `SslDigest` carries neither SANs nor the DER
+//! (docs/architecture.md), so the callback stores the result in the digest's
+//! extension.
 
 use std::any::Any;
 use std::sync::Arc;

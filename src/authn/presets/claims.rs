@@ -3,7 +3,8 @@
 //!
 //! A claim of the wrong type is always an error, never a missing attribute:
 //! Cedar skips a policy whose evaluation errors, so a `forbid` reading a
-//! silently dropped attribute would fail open (DESIGN.md §6).
+//! silently dropped attribute would fail open (README, "What the upstream
+//! receives, and what clients get back").
 
 use std::collections::BTreeMap;
 
@@ -192,9 +193,10 @@ impl Resolved<'_> {
     }
 }
 
-/// JSON → Cedar-typed value (DESIGN.md §4): string → String, integer fitting
-/// i64 → Long, bool → Bool, array of strings → Set, object → Record whose
-/// values convert in turn. Anything else is an error describing what was found.
+/// JSON → Cedar-typed value (README, "Cedar model"): string → String, integer
+/// fitting i64 → Long, bool → Bool, array of strings → Set, object → Record
+/// whose values convert in turn. Anything else is an error describing what was
+/// found.
 ///
 /// Recursion depth is bounded by serde_json's nesting limit (128) on parsing.
 pub(super) fn attr_value(value: &Value) -> Result<AttrValue, String> {
