@@ -55,7 +55,7 @@ pub enum StartError {
 /// does) and for jsonwebtoken. Idempotent.
 pub fn install_crypto() {
     // Err means a provider is already installed (pingora's ring one): fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = crate::tls::ring_provider().install_default();
     crate::authn::crypto::install();
 }
 

@@ -1,6 +1,7 @@
 //! The TLS listener's material: server certificate and the client trust
-//! bundle of each SPIFFE trust domain, re-read when their files change, and the handshake callback that turns the
-//! client certificate into a [`PeerIdentity`](crate::authn::svid::PeerIdentity).
+//! bundle of each SPIFFE trust domain, re-read when their files change, and
+//! the handshake callback that turns the client certificate into a
+//! [`PeerIdentity`](crate::authn::svid::PeerIdentity).
 //!
 //! - [`TlsMaterial::load`] reads the PEM files once at startup (fatal on error);
 //!   [`TlsMaterial::watch`] polls them and [`TlsMaterial::reload`]s on change.
@@ -12,8 +13,7 @@
 //!   client leaf and stores a [`PeerCertificate`] with the connection;
 //!   [`peer_certificate`] reads it back per request.
 //!
-//! Every rustls builder gets the ring provider explicitly
-//! (docs/architecture.md).
+//! Every rustls builder gets the ring provider explicitly ([`ring_provider`]).
 
 mod bundle;
 mod error;
@@ -40,6 +40,20 @@ pub use peer::{peer_certificate, peer_certificate_in, PeerCertificate};
 use files::FileStamp;
 use peer::PeerCertificateCallback;
 use rotate::{RotatingCertResolver, RotatingClientVerifier};
+
+/// The one rustls crypto provider wisp uses: ring, the same as pingora's and
+/// jsonwebtoken's, so one library does all of wisp's cryptography.
+///
+/// rustls 0.23.48 deprecates `ring::default_provider` because ring has no
+/// post-quantum key exchange (X25519MLKEM768 needs aws-lc-rs). wisp keeps
+/// ring on purpose: one provider for the TLS listener, the JWKS client and
+/// token signatures alike. The `allow` keeps a `cargo update` from breaking
+/// `clippy -D warnings`; changing providers is a decision made here, once.
+#[must_use]
+pub fn ring_provider() -> CryptoProvider {
+    #[allow(deprecated)]
+    rustls::crypto::ring::default_provider()
+}
 
 /// The TLS listener's current certificate, key and client trust bundle,
 /// shared (via `Arc`) by the listener and the file watcher.
@@ -100,7 +114,7 @@ impl TlsMaterial {
         trust_domains: &[String],
         metrics: Metrics,
     ) -> Result<Arc<TlsMaterial>, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(ring_provider());
         // Stamps are taken before reading: a change racing the read is then
         // seen (and re-read) by the next poll rather than missed.
         let server_stamps = [FileStamp::of(&config.cert)?, FileStamp::of(&config.key)?];
@@ -375,7 +389,7 @@ fn log_failure(result: &Result<bool, TlsError>, path: &Path) {
 pub fn decision_server_config(
     config: &crate::config::DecisionTlsConfig,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(ring_provider());
     let server = files::load_server_key(&config.cert, &config.key, &provider)?;
     let bundle = files::load_trust_bundle(&config.client_ca, &provider)?;
     let mut server_config = rustls::ServerConfig::builder_with_provider(provider)

@@ -172,7 +172,7 @@ fn answer(
 }
 
 fn tls_acceptor(server: &Leaf) -> tokio_rustls::TlsAcceptor {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(wisp::tls::ring_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()

@@ -181,11 +181,10 @@ fn client_config(server_cas: &[&Ca], client: Option<&Leaf>) -> Arc<ClientConfig>
     for ca in server_cas {
         roots.add(ca.der()).unwrap();
     }
-    let builder =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots);
+    let builder = ClientConfig::builder_with_provider(Arc::new(super::ring_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
     let mut config = match client {
         Some(leaf) => builder
             .with_client_auth_cert(vec![leaf.der.clone()], leaf.key_der())

@@ -386,7 +386,7 @@ impl TlsClient {
         for root in &self.roots {
             roots.add(root.clone()).expect("test root");
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(wisp::tls::ring_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("protocol versions")
@@ -525,7 +525,7 @@ impl TlsUpstream {
     /// Serves `server` on 127.0.0.1:0; with `client_ca`, requires a client
     /// certificate chaining to it (rustls' WebPKI verifier).
     pub async fn start(server: &Leaf, client_ca: Option<&Ca>) -> TlsUpstream {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(wisp::tls::ring_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .expect("protocol versions");

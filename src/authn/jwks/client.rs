@@ -120,7 +120,7 @@ fn tls_trusting_only(ca: &CaBundle) -> Result<rustls::ClientConfig, String> {
             .map_err(|e| format!("jwks.ca {}: {e}", ca.path.display()))?;
     }
     // The ring provider explicitly: never a process default that could differ.
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(crate::tls::ring_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
