@@ -23,7 +23,7 @@
 //! already replaced `Host` (RFC 9112 §3.2.2). Policy decides on the name
 //! without the port; the upstream gets the normalized `host[:port]`.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 use pingora::http::RequestHeader;
 
@@ -51,10 +51,27 @@ impl Host {
 
     /// `host[:port]`: what the upstream receives as `Host`.
     pub fn authority(&self) -> String {
-        match self.port {
-            Some(port) => format!("{}:{port}", self.name),
-            None => self.name.clone(),
+        let mut out = String::with_capacity(self.name.len() + 6);
+        out.push_str(&self.name);
+        if let Some(port) = self.port {
+            // Per request: digits by hand rather than through `fmt`.
+            out.push(':');
+            let mut digits = [0u8; 5];
+            let mut at = digits.len();
+            let mut rest = port;
+            loop {
+                at -= 1;
+                digits[at] = b'0' + (rest % 10) as u8;
+                rest /= 10;
+                if rest == 0 {
+                    break;
+                }
+            }
+            for &digit in &digits[at..] {
+                out.push(char::from(digit));
+            }
         }
+        out
     }
 }
 
@@ -180,44 +197,93 @@ fn ipv6(name: &[u8]) -> Result<String, HostError> {
 }
 
 fn reg_name_or_ipv4(name: &[u8]) -> Result<String, HostError> {
-    let mut out = String::with_capacity(name.len());
+    let decoded;
+    let name = if name.contains(&b'%') {
+        decoded = decode_escapes(name)?;
+        &decoded[..]
+    } else {
+        name
+    };
+    // One trailing dot (the root) is dropped; a second would be an empty label.
+    let name = name.strip_suffix(b".").unwrap_or(name);
+    if name.is_empty() || name.len() > MAX_HOST_BYTES {
+        return Err(HostError::Invalid);
+    }
+    // One pass (this runs on every request): bytes, labels, lowercase.
+    let mut out = Vec::with_capacity(name.len());
+    let mut label_len = 0;
+    let mut label_digits = true;
+    for &byte in name {
+        if byte == b'.' {
+            if label_len == 0 {
+                return Err(HostError::Invalid);
+            }
+            label_len = 0;
+            label_digits = true;
+        } else if is_name_byte(byte) {
+            label_len += 1;
+            label_digits &= byte.is_ascii_digit();
+        } else {
+            return Err(HostError::Invalid);
+        }
+        out.push(byte.to_ascii_lowercase());
+    }
+    if label_len == 0 || (label_digits && !is_ipv4(&out)) {
+        return Err(HostError::Invalid);
+    }
+    // Only unreserved ASCII bytes are left, so this cannot fail.
+    String::from_utf8(out).map_err(|_| HostError::Invalid)
+}
+
+/// Decodes `%XX` escapes, refusing any that does not decode to a byte a name
+/// may hold literally (`%2C`, `%2F`, `%00`, UTF-8): those would let a
+/// list, a path or another host hide in one name.
+fn decode_escapes(name: &[u8]) -> Result<Vec<u8>, HostError> {
+    let mut out = Vec::with_capacity(name.len());
     let mut i = 0;
     while let Some(&byte) = name.get(i) {
-        let decoded = if byte == b'%' {
+        if byte == b'%' {
             let hex = name.get(i + 1..i + 3).ok_or(HostError::Invalid)?;
             let value = std::str::from_utf8(hex)
                 .ok()
                 .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .filter(|&value| is_name_byte(value))
                 .ok_or(HostError::Invalid)?;
+            out.push(value);
             i += 3;
-            // Only escapes of characters allowed literally are decoded; any
-            // other (`%2C`, `%2F`, `%00`, UTF-8) is refused.
-            if !is_name_byte(value) {
-                return Err(HostError::Invalid);
-            }
-            value
         } else {
+            out.push(byte);
             i += 1;
-            byte
-        };
-        if !is_name_byte(decoded) {
-            return Err(HostError::Invalid);
         }
-        out.push(char::from(decoded.to_ascii_lowercase()));
-    }
-    if out.ends_with('.') {
-        out.pop();
-    }
-    if out.is_empty() || out.len() > MAX_HOST_BYTES || out.split('.').any(str::is_empty) {
-        return Err(HostError::Invalid);
-    }
-    let last_label = out.rsplit('.').next().unwrap_or_default();
-    if last_label.bytes().all(|b| b.is_ascii_digit()) {
-        // Ipv4Addr refuses leading zeros, fewer or more than four parts.
-        let address: Ipv4Addr = out.parse().map_err(|_| HostError::Invalid)?;
-        return Ok(address.to_string());
     }
     Ok(out)
+}
+
+/// Dotted-decimal IPv4 as `Ipv4Addr` parses it: four parts of 0–255 without
+/// leading zeros, so an accepted address is already in canonical form (the
+/// tests hold this to `Ipv4Addr`).
+fn is_ipv4(text: &[u8]) -> bool {
+    let mut parts = 0;
+    for part in text.split(|&b| b == b'.') {
+        parts += 1;
+        let canonical = match part {
+            [] => false,
+            [b'0'] => true,
+            [b'0', ..] => false,
+            _ => part.len() <= 3 && part.iter().all(u8::is_ascii_digit),
+        };
+        if parts > 4 || !canonical {
+            return false;
+        }
+        // At most three digits: no overflow.
+        let value = part
+            .iter()
+            .fold(0u32, |n, &digit| n * 10 + u32::from(digit - b'0'));
+        if value > 255 {
+            return false;
+        }
+    }
+    parts == 4
 }
 
 /// RFC 3986 unreserved: the only characters a host name may hold here.
@@ -243,9 +309,18 @@ pub fn normalize_request(request: &mut RequestHeader) -> Result<Host, HostError>
             .map_err(|_| HostError::Invalid)?;
         request.set_uri(origin);
     }
-    request
-        .insert_header(http::header::HOST, host.authority())
-        .map_err(|_| HostError::Invalid)?;
+    let authority = host.authority();
+    // The common case, one `Host` already in normal form, is left as sent:
+    // rewriting a header in pingora's request costs more than deciding.
+    let unchanged = request
+        .headers
+        .get(http::header::HOST)
+        .is_some_and(|sent| sent.as_bytes() == authority.as_bytes());
+    if !unchanged {
+        request
+            .insert_header(http::header::HOST, authority)
+            .map_err(|_| HostError::Invalid)?;
+    }
     Ok(host)
 }
 
@@ -276,6 +351,7 @@ fn request_host(request: &RequestHeader) -> Result<Host, HostError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn each_input_normalizes_or_is_refused_with_its_reason() {
@@ -423,6 +499,20 @@ mod tests {
                 Err(Multiple),
             ),
             (Version::HTTP_2, "/a", &["a.example:1"], Ok("a.example:1")),
+            // Already normal: left as sent.
+            (
+                Version::HTTP_11,
+                "/a",
+                &["127.0.0.1:8080"],
+                Ok("127.0.0.1:8080"),
+            ),
+            (Version::HTTP_11, "/a", &["a.example"], Ok("a.example")),
+            (
+                Version::HTTP_11,
+                "/a",
+                &["a.example:080"],
+                Ok("a.example:80"),
+            ),
             (Version::HTTP_2, "/a", &[], Err(Missing)),
         ];
         for (version, target, hosts, want) in cases {
@@ -444,6 +534,28 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// IPv4 hosts are kept as written once accepted: that text must be
+        /// the address's canonical form, and the port written by hand must
+        /// be what `fmt` writes.
+        #[test]
+        fn ipv4_hosts_and_ports_are_written_canonically(
+            octets in proptest::collection::vec("0|[1-9][0-9]{0,2}|0[0-9]{1,2}|[0-9]{4,12}", 3..=5),
+            port in proptest::option::of(any::<u16>()),
+        ) {
+            let name = octets.join(".");
+            let raw = match port {
+                Some(port) => format!("{name}:{port}"),
+                None => name.clone(),
+            };
+            if let Ok(host) = normalize(raw.as_bytes()) {
+                let address: Ipv4Addr = name.parse().unwrap();
+                prop_assert_eq!(host.name(), address.to_string());
+                prop_assert_eq!(host.authority(), raw);
+            } else {
+                prop_assert!(name.parse::<Ipv4Addr>().is_err());
+            }
+        }
 
         #[test]
         fn normalized_hosts_are_fixed_points_in_plain_lowercase(

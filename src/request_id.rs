@@ -37,9 +37,18 @@ fn generate() -> String {
     NEXT.with(|next| {
         let (stream, count) = next.get();
         next.set((stream, count.wrapping_add(1)));
-        format!("{stream:016x}{count:016x}")
+        // Per request: hex by hand rather than through `fmt`.
+        let mut id = String::with_capacity(32);
+        for word in [stream, count] {
+            for shift in (0..16).rev() {
+                id.push(char::from(HEX[((word >> (4 * shift)) & 0xf) as usize]));
+            }
+        }
+        id
     })
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn random_u64() -> u64 {
     let mut bytes = [0u8; 8];
@@ -70,5 +79,20 @@ mod tests {
     fn generated_ids_are_unique() {
         let ids: std::collections::HashSet<String> = (0..1000).map(|_| request_id(None)).collect();
         assert_eq!(ids.len(), 1000);
+    }
+
+    #[test]
+    fn generated_ids_are_the_stream_then_the_counter_in_hex() {
+        let first = generate();
+        let second = generate();
+        assert!(first
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        let stream = u64::from_str_radix(&first[..16], 16).unwrap();
+        let count = u64::from_str_radix(&first[16..], 16).unwrap();
+        assert_eq!(
+            second,
+            format!("{stream:016x}{:016x}", count.wrapping_add(1))
+        );
     }
 }

@@ -69,6 +69,17 @@ async fn request_ids_are_kept_when_sane_replaced_otherwise_and_sent_upstream() {
     assert_eq!(sent[0].len(), 32, "{sent:?}");
     assert!(sent[0].bytes().all(|b| b.is_ascii_hexdigit()));
 
+    // Two ids (which one would the upstream log?) or none: one fresh id.
+    for ids in [&[("x-request-id", "one"), ("x-request-id", "two")][..], &[]] {
+        let mut headers = vec![("authorization", auth.as_str())];
+        headers.extend_from_slice(ids);
+        let answered = wisp.request("GET", "/a", &headers).await;
+        let sent = answered.upstream_header("x-request-id");
+        assert_eq!(sent.len(), 1, "{ids:?}: {sent:?}");
+        assert_eq!(sent[0].len(), 32, "{ids:?}: {sent:?}");
+        assert!(sent[0].bytes().all(|b| b.is_ascii_hexdigit()), "{sent:?}");
+    }
+
     // wisp's own answers carry the id too, so a client can quote it.
     let refused = wisp
         .request(
