@@ -84,22 +84,10 @@ EOF
 done
 if [ "$HAPROXY" != 0 ]; then
     port=$((BASE_PORT + 1))
-    cat >"$WORK/haproxy.cfg" <<EOF
-global
-  nbthread 2
-  maxconn 4096
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  http-reuse always
-backend nginx
-  server nginx 127.0.0.1:$P_NGINX
-frontend plain
-  bind 127.0.0.1:$port
-  default_backend nginx
-EOF
+    {
+        haproxy_base "$P_NGINX"
+        printf 'frontend plain\n  bind 127.0.0.1:%s\n  default_backend nginx\n' "$port"
+    } >"$WORK/haproxy.cfg"
     haproxy -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
     PIDS+=($!)
     NAMES+=(haproxy)

@@ -62,3 +62,22 @@ http {
 }
 NGINX
 }
+
+# haproxy_base NGINX_PORT: HAProxy's global and defaults sections (2
+# threads, like every proxy measured) and the `nginx` backend on
+# 127.0.0.1:NGINX_PORT; frontends follow.
+haproxy_base() {
+    cat <<EOF
+global
+  nbthread 2
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+backend nginx
+  server nginx 127.0.0.1:$1
+EOF
+}

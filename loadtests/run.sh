@@ -114,19 +114,7 @@ frontend $1
 EOF
 }
 {
-    cat <<EOF
-global
-  nbthread 2
-  maxconn 4096
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  http-reuse always
-backend nginx
-  server nginx 127.0.0.1:$P_NGINX
-EOF
+    haproxy_base "$P_NGINX"
     haproxy_frontend haproxy_es256 "$P_HA_ES" ES256 "$WORK/es256.pub.pem"
     haproxy_frontend haproxy_rs256 "$P_HA_RS" RS256 "$WORK/rs256.pub.pem"
     # Diagnostic: HAProxy as a plain proxy, to split its jwt_verify numbers
