@@ -44,9 +44,9 @@ const MAX_MAX_CONNECTIONS: u64 = 1_000_000;
 const DEFAULT_POLICY_DIR: &str = "policies";
 const SCHEMA_FILE_NAME: &str = "wisp.cedarschema";
 
-/// Header names that carry protocol meaning or credentials: an identity
-/// header must never replace one of them.
-const PROTECTED_HEADERS: [&str; 12] = [
+/// Header names that carry protocol meaning or credentials, or the request
+/// id wisp forwards: an identity header must never replace one of them.
+const PROTECTED_HEADERS: [&str; 13] = [
     "authorization",
     "host",
     "content-length",
@@ -59,6 +59,7 @@ const PROTECTED_HEADERS: [&str; 12] = [
     "proxy-authorization",
     "keep-alive",
     "proxy-connection",
+    "x-request-id",
 ];
 
 /// Converts the parsed file; `source` is the config file (its directory

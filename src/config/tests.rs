@@ -815,6 +815,7 @@ fn rejections() -> Vec<(&'static str, String, &'static str, &'static str)> {
         ("claim header of an attribute no issuer sets", with_issuer("    preset: kubernetes\nheaders: { claims: { x-ns: namespce } }\n"), "headers.claims.x-ns", "did you mean `namespace`?"),
         ("claim header that is an identity header", with_issuer("headers: { claims: { x_wisp_subject: sub } }\n"), "headers.claims.x_wisp_subject", "also identity.subject"),
         ("protected claim header", with_issuer("headers: { claims: { Authorization: sub } }\n"), "headers.claims.Authorization", "authorization"),
+        ("request id as a claim header", with_issuer("headers: { claims: { X_Request_Id: sub } }\n"), "headers.claims.X_Request_Id", "x-request-id"),
         ("claim header without attribute", with_issuer("headers: { claims: { x-a: '' } }\n"), "headers.claims.x-a", "needs a principal attribute"),
         ("bad log format", format!("{MINIMAL}log: {{ format: xml }}\n"), "log.format", "unknown variant"),
         ("bad decision log", format!("{MINIMAL}log: {{ decisions: some }}\n"), "log.decisions", "unknown variant"),
