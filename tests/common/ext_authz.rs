@@ -7,38 +7,23 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use http::uri::PathAndQuery;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 use tonic::Status;
 use tonic_prost::ProstCodec;
 
 pub use wisp::decision::envoy::*;
 
-use super::grpc::H2Channel;
+use super::grpc::GrpcConnection;
 use super::h2::EXCHANGE_TIMEOUT;
 
 /// An `envoy.service.auth.v3.Authorization` client on one HTTP/2 connection.
-pub struct AuthzClient {
-    grpc: tonic::client::Grpc<H2Channel>,
-    connection: JoinHandle<()>,
-}
-
-impl Drop for AuthzClient {
-    fn drop(&mut self) {
-        self.connection.abort();
-    }
-}
+pub struct AuthzClient(GrpcConnection);
 
 impl AuthzClient {
     /// Connects with h2c (prior knowledge), as Envoy's `envoy_grpc` cluster
     /// with `http2_protocol_options` does.
     pub async fn connect(addr: SocketAddr) -> std::io::Result<AuthzClient> {
-        let stream = tokio::time::timeout(EXCHANGE_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .map_err(|_| std::io::Error::other("connect timeout"))??;
-        AuthzClient::over(stream, &addr.to_string()).await
+        GrpcConnection::connect(addr).await.map(AuthzClient)
     }
 
     /// Speaks HTTP/2 over an established stream (e.g. mTLS with ALPN h2).
@@ -46,32 +31,21 @@ impl AuthzClient {
     where
         IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let (sender, connection) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
-                .await
-                .map_err(std::io::Error::other)?;
-        let connection = tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        let origin: http::Uri = format!("http://{authority}")
-            .parse()
-            .map_err(std::io::Error::other)?;
-        Ok(AuthzClient {
-            grpc: tonic::client::Grpc::with_origin(H2Channel(sender), origin),
-            connection,
-        })
+        GrpcConnection::over(io, authority).await.map(AuthzClient)
     }
 
     /// One `Check` call.
     pub async fn check(&mut self, request: CheckRequest) -> Result<CheckResponse, Status> {
-        self.grpc
+        self.0
+            .grpc
             .ready()
             .await
             .map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
         let mut request = tonic::Request::new(request);
         request.set_timeout(EXCHANGE_TIMEOUT);
         let codec = ProstCodec::<CheckRequest, CheckResponse>::default();
-        self.grpc
+        self.0
+            .grpc
             .unary(request, PathAndQuery::from_static(CHECK_PATH), codec)
             .await
             .map(tonic::Response::into_inner)

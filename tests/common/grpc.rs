@@ -215,29 +215,29 @@ pub struct Counted {
     pub trailers: Option<MetadataMap>,
 }
 
-/// A `wisp.test.Echo` client on one HTTP/2 connection.
-pub struct EchoClient {
-    grpc: tonic::client::Grpc<H2Channel>,
-    authorization: Option<String>,
+/// A tonic client core on one HTTP/2 connection, which it closes when
+/// dropped: what every gRPC client of the tests is built on.
+pub struct GrpcConnection {
+    pub grpc: tonic::client::Grpc<H2Channel>,
     connection: JoinHandle<()>,
 }
 
-impl Drop for EchoClient {
+impl Drop for GrpcConnection {
     fn drop(&mut self) {
         self.connection.abort();
     }
 }
 
-impl EchoClient {
+impl GrpcConnection {
     /// Connects with h2c (prior knowledge) to `addr`.
     ///
     /// # Errors
     /// Connecting or the HTTP/2 handshake failed.
-    pub async fn connect(addr: SocketAddr) -> std::io::Result<EchoClient> {
+    pub async fn connect(addr: SocketAddr) -> std::io::Result<GrpcConnection> {
         let stream = tokio::time::timeout(EXCHANGE_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| std::io::Error::other("connect timeout"))??;
-        EchoClient::over(stream, &addr.to_string()).await
+        GrpcConnection::over(stream, &addr.to_string()).await
     }
 
     /// Speaks HTTP/2 over an established stream (e.g. TLS with ALPN h2);
@@ -245,7 +245,7 @@ impl EchoClient {
     ///
     /// # Errors
     /// The HTTP/2 handshake failed.
-    pub async fn over<IO>(io: IO, authority: &str) -> std::io::Result<EchoClient>
+    pub async fn over<IO>(io: IO, authority: &str) -> std::io::Result<GrpcConnection>
     where
         IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
@@ -259,11 +259,45 @@ impl EchoClient {
         let origin: http::Uri = format!("http://{authority}")
             .parse()
             .map_err(std::io::Error::other)?;
-        Ok(EchoClient {
+        Ok(GrpcConnection {
             grpc: tonic::client::Grpc::with_origin(H2Channel(sender), origin),
-            authorization: None,
             connection,
         })
+    }
+}
+
+/// A `wisp.test.Echo` client on one HTTP/2 connection.
+pub struct EchoClient {
+    conn: GrpcConnection,
+    authorization: Option<String>,
+}
+
+impl EchoClient {
+    /// Connects with h2c (prior knowledge) to `addr`.
+    ///
+    /// # Errors
+    /// Connecting or the HTTP/2 handshake failed.
+    pub async fn connect(addr: SocketAddr) -> std::io::Result<EchoClient> {
+        Ok(EchoClient::on(GrpcConnection::connect(addr).await?))
+    }
+
+    /// Speaks HTTP/2 over an established stream (e.g. TLS with ALPN h2);
+    /// `authority` is sent as `:authority`.
+    ///
+    /// # Errors
+    /// The HTTP/2 handshake failed.
+    pub async fn over<IO>(io: IO, authority: &str) -> std::io::Result<EchoClient>
+    where
+        IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        Ok(EchoClient::on(GrpcConnection::over(io, authority).await?))
+    }
+
+    fn on(conn: GrpcConnection) -> EchoClient {
+        EchoClient {
+            conn,
+            authorization: None,
+        }
     }
 
     /// Sends `authorization: <value>` metadata with every call.
@@ -290,7 +324,8 @@ impl EchoClient {
     }
 
     async fn ready(&mut self) -> Result<(), Status> {
-        self.grpc
+        self.conn
+            .grpc
             .ready()
             .await
             .map_err(|e| Status::unavailable(format!("connection not ready: {e}")))
@@ -306,7 +341,8 @@ impl EchoClient {
             message: message.to_string(),
         });
         let codec = ProstCodec::<EchoRequest, EchoReply>::default();
-        self.grpc
+        self.conn
+            .grpc
             .unary(request, PathAndQuery::from_static(SAY_PATH), codec)
             .await
     }
@@ -320,6 +356,7 @@ impl EchoClient {
         let request = self.request(CountRequest { n, fail_at });
         let codec = ProstCodec::<CountRequest, CountReply>::default();
         let mut streaming = self
+            .conn
             .grpc
             .server_streaming(request, PathAndQuery::from_static(COUNT_PATH), codec)
             .await?
