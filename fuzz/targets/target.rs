@@ -1,5 +1,6 @@
 //! A request target and a Host value (split at the first newline) through
-//! the pipeline's normalization; a normalized path normalizes to itself.
+//! the pipeline's normalization; a normalized path normalizes to itself,
+//! and so does the normalized host.
 
 use wisp::pipeline::Target;
 
@@ -13,5 +14,15 @@ pub fn run(data: &[u8]) {
         assert_eq!(again.path, parsed.path, "normalization is idempotent");
         assert!(parsed.path.starts_with('/'));
         assert!(!parsed.path.contains("/../") && !parsed.path.contains("//"));
+        if !parsed.host.is_empty() {
+            let host = wisp::host::normalize(parsed.host.as_bytes())
+                .expect("a normalized host normalizes");
+            assert_eq!(host.name(), parsed.host, "host normalization is idempotent");
+            assert_eq!(host.port(), None, "the decided host has no port");
+            assert!(!parsed.host.bytes().any(|b| b.is_ascii_uppercase()
+                || b.is_ascii_whitespace()
+                || b.is_ascii_control()
+                || matches!(b, b',' | b'/' | b'%' | b'@')));
+        }
     }
 }
