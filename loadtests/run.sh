@@ -300,16 +300,20 @@ fixed_rate wisp "$P_AUTH" "$WORK/token_es256.txt"
 # ---------------------------------------------------------------------- RSS
 log "RSS: a fresh wisp, idle, then after $FILL distinct tokens (each sent once)"
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# Of it, anonymous memory (heap, stacks: what the caches cost) and pages of
+# files (the binary's code, shared and reclaimable under pressure).
+anon_kib() { awk '/^RssAnon:/ { print $2 }' "/proc/$1/status"; }
+file_kib() { awk '/^RssFile:|^RssShmem:/ { kib += $2 } END { print kib }' "/proc/$1/status"; }
 start wisp_fill "$WISP" serve --config "$WORK/wisp-fill.yaml"
 wait_http "http://127.0.0.1:$((P_FILL + 10))/readyz" 200 "wisp on $P_FILL"
 sleep 1
-RSS_IDLE=$(rss_kib "$PID_wisp_fill")
+RSS_IDLE=$(rss_kib "$PID_wisp_fill") ANON_IDLE=$(anon_kib "$PID_wisp_fill") FILE_IDLE=$(file_kib "$PID_wisp_fill")
 FILL_OK=
 "$LOADGEN" --url "http://127.0.0.1:$P_FILL/api/orders" --requests "$FILL" --connections 16 \
     --token-file "$WORK/tokens_es256_fill.txt" --max-time 600 >"$WORK/fill.out" 2>&1 && FILL_OK=1
 log "  $(grep RESULT "$WORK/fill.out" || tail -1 "$WORK/fill.out")"
 sleep 1
-RSS_FILL=$(rss_kib "$PID_wisp_fill")
+RSS_FILL=$(rss_kib "$PID_wisp_fill") ANON_FILL=$(anon_kib "$PID_wisp_fill") FILE_FILL=$(file_kib "$PID_wisp_fill")
 FILL_ENTRIES=$(cache_metrics "$P_FILL" wisp_token_cache_entries)
 FILL_BYTES=$(cache_metrics "$P_FILL" wisp_token_cache_bytes)
 
@@ -403,10 +407,10 @@ wrk_version=$({ wrk -v 2>&1 || true; } | sed -n 1p | awk '{ print $1, $2 }')
     echo
     echo "## Memory (wisp RSS, \`VmRSS\` from /proc)"
     echo
-    echo "| state | RSS | cache |"
-    echo "|---|---:|---|"
-    echo "| idle, after start (50 policies, 2 keys) | $(mib "$RSS_IDLE") | empty |"
-    echo "| after $FILL distinct tokens, each sent once | $(mib "$RSS_FILL") | ${FILL_ENTRIES:-?} entries, $(mib $((${FILL_BYTES:-0} / 1024))) weighed $([ -n "$FILL_OK" ] || echo "— **the fill run failed**: $(tail -1 "$WORK/fill.out")") |"
+    echo "| state | RSS | of it anonymous | of it file pages (the binary) | cache |"
+    echo "|---|---:|---:|---:|---|"
+    echo "| idle, after start (50 policies, 2 keys) | $(mib "$RSS_IDLE") | $(mib "$ANON_IDLE") | $(mib "$FILE_IDLE") | empty |"
+    echo "| after $FILL distinct tokens, each sent once | $(mib "$RSS_FILL") | $(mib "$ANON_FILL") | $(mib "$FILE_FILL") | ${FILL_ENTRIES:-?} entries, $(mib $((${FILL_BYTES:-0} / 1024))) weighed $([ -n "$FILL_OK" ] || echo "— **the fill run failed**: $(tail -1 "$WORK/fill.out")") |"
     echo
     echo "## Targets (issue #4)"
     echo
