@@ -187,7 +187,7 @@ impl Offline {
         let request = pipeline::Request {
             method,
             target: input.path.as_bytes(),
-            host: host.as_deref(),
+            host: host.as_deref().map(pipeline::HostField::Raw),
             authorization: &authorization,
             peer: peer.as_ref(),
             source_ip: input.source_ip,

@@ -192,7 +192,7 @@ impl ProxyHttp for WispProxy {
         let request = pipeline::Request {
             method: header.method.as_str(),
             target: header.raw_path(),
-            host: Some(host.name()),
+            host: Some(pipeline::HostField::Normalized(&host)),
             authorization: &authorization[..count],
             peer: peer.as_deref(),
             source_ip: ctx.source_ip,

@@ -2,14 +2,14 @@
 //! the pipeline's normalization; a normalized path normalizes to itself,
 //! and so does the normalized host.
 
-use wisp::pipeline::Target;
+use wisp::pipeline::{HostField, Target};
 
 pub fn run(data: &[u8]) {
     let (target, host) = match data.iter().position(|b| *b == b'\n') {
         Some(at) => (&data[..at], std::str::from_utf8(&data[at + 1..]).ok()),
         None => (data, None),
     };
-    if let Ok(parsed) = Target::parse(target, host) {
+    if let Ok(parsed) = Target::parse(target, host.map(HostField::Raw)) {
         let again = wisp::path::normalize(&parsed.path).expect("a normalized path normalizes");
         assert_eq!(again.path, parsed.path, "normalization is idempotent");
         assert!(parsed.path.starts_with('/'));

@@ -120,7 +120,7 @@ impl DecisionService {
         let request = pipeline::Request {
             method: facts.method,
             target: facts.target.as_bytes(),
-            host: facts.host,
+            host: facts.host.map(pipeline::HostField::Raw),
             authorization: &facts.authorization,
             peer: peer.as_ref(),
             source_ip: facts.source_ip,

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use outcome::Outcome;
-pub use target::Target;
+pub use target::{HostField, Target};
 
 use crate::authn::bearer::bearer_token;
 use crate::authn::AuthnError;
@@ -43,7 +43,7 @@ pub struct Request<'a> {
     /// The request target as received (origin-form, or absolute-form).
     pub target: &'a [u8],
     /// The `Host` header (or HTTP/2 `:authority`), if any.
-    pub host: Option<&'a str>,
+    pub host: Option<HostField<'a>>,
     /// Every `Authorization` header value, in order.
     pub authorization: &'a [&'a [u8]],
     /// The client certificate, as the TLS handshake judged it.

@@ -3,6 +3,17 @@
 
 use crate::path;
 
+/// The request's host as a front end passes it to the pipeline.
+#[derive(Debug, Clone, Copy)]
+pub enum HostField<'a> {
+    /// As received (`Host`, `:authority`, `X-Forwarded-Host`, a test
+    /// file): validated and normalized here.
+    Raw(&'a str),
+    /// Already validated and normalized by the front end (the proxy's
+    /// [`crate::host::normalize_request`]): not done twice per request.
+    Normalized(&'a crate::host::Host),
+}
+
 /// 400 reasons of the target itself, beside [`path::PathError::REASONS`].
 pub const TARGET_REASONS: &[&str] = &["invalid_path"];
 
@@ -27,14 +38,19 @@ impl Target {
     ///
     /// # Errors
     /// The stable reason of an ambiguous or invalid target.
-    pub fn parse(raw: &[u8], host: Option<&str>) -> Result<Target, &'static str> {
+    pub fn parse(raw: &[u8], host: Option<HostField<'_>>) -> Result<Target, &'static str> {
         let mut target = normalized_target(raw)?;
         // RFC 9112 §3.2.2: an absolute-form target's authority wins over `Host`.
-        target.host = match target.authority.as_deref().or(host) {
-            Some(host) => crate::host::normalize(host.as_bytes())
+        let host = match target.authority.as_deref() {
+            Some(authority) => Some(HostField::Raw(authority)),
+            None => host,
+        };
+        target.host = match host {
+            Some(HostField::Raw(host)) => crate::host::normalize(host.as_bytes())
                 .map_err(|error| error.reason())?
                 .name()
                 .to_owned(),
+            Some(HostField::Normalized(host)) => host.name().to_owned(),
             // Offline tools may decide without a host; front ends never do.
             None => String::new(),
         };
@@ -146,7 +162,11 @@ mod tests {
         assert_eq!(target.query.as_deref(), Some("x=1"));
         assert_eq!(target.authority.as_deref(), Some("orders.internal"));
         assert!(normalized_target(b"http://user@orders/a").is_err());
-        let target = Target::parse(b"http://Orders.Internal:8080/a", Some("other")).unwrap();
+        let target = Target::parse(
+            b"http://Orders.Internal:8080/a",
+            Some(HostField::Raw("other")),
+        )
+        .unwrap();
         assert_eq!(
             target.host, "orders.internal",
             "the authority wins over Host"
@@ -178,7 +198,16 @@ mod tests {
             ("[::1]", "[::1]"),
             ("127.0.0.1:80", "127.0.0.1"),
         ] {
-            assert_eq!(Target::parse(b"/", Some(raw)).unwrap().host, want, "{raw}");
+            let parsed = Target::parse(b"/", Some(HostField::Raw(raw))).unwrap();
+            assert_eq!(parsed.host, want, "{raw}");
+            // The proxy's already normalized host gives the same name, and
+            // an absolute-form authority still wins over it.
+            let host = crate::host::normalize(raw.as_bytes()).unwrap();
+            let normalized = Target::parse(b"/", Some(HostField::Normalized(&host))).unwrap();
+            assert_eq!(normalized.host, want, "{raw}");
+            let absolute =
+                Target::parse(b"http://Other.Example/", Some(HostField::Normalized(&host)));
+            assert_eq!(absolute.unwrap().host, "other.example", "{raw}");
         }
     }
 }
