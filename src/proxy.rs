@@ -149,11 +149,13 @@ impl ProxyHttp for WispProxy {
         ctx.method = header.method.clone();
         // One sane client id is kept (and left in place upstream); none, two
         // or an insane one get a fresh id.
-        let mut sent_ids = header.headers.get_all(REQUEST_ID).iter();
-        let sent = match (sent_ids.next(), sent_ids.next()) {
-            (Some(one), None) => Some(one.as_bytes()),
-            _ => None,
-        };
+        let sent = crate::request_id::sent_once(
+            header
+                .headers
+                .get_all(REQUEST_ID)
+                .iter()
+                .map(|v| v.as_bytes()),
+        );
         ctx.request_id = crate::request_id::request_id(sent);
         ctx.request_id_kept = sent == Some(ctx.request_id.as_bytes());
         ctx.source_ip = session

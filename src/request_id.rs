@@ -18,6 +18,15 @@ pub fn request_id(sent: Option<&[u8]>) -> String {
     }
 }
 
+/// The id a request sent, if it sent exactly one `x-request-id`: with two,
+/// which one would the upstream log? (A fresh id then replaces both.)
+pub fn sent_once<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> Option<&'a [u8]> {
+    match (values.next(), values.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
+    }
+}
+
 fn is_sane(id: &[u8]) -> bool {
     !id.is_empty()
         && id.len() <= MAX_LEN

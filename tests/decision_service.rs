@@ -251,6 +251,15 @@ async fn forward_auth_reads_traefik_headers_and_answers_with_identity_headers() 
     let admin = send(traefik("/api/../admin", &auth)).await;
     assert_eq!(admin.status, 403);
     assert_eq!(admin.json(), json!({"error": "forbidden"}));
+
+    // Two ids, as in the proxy: neither is kept, a fresh one answers.
+    let mut twice = traefik("/api/orders", &auth);
+    twice.push(("x-request-id".to_owned(), "second".to_owned()));
+    let answered = send(twice).await;
+    assert_eq!(answered.status, 200, "{answered:?}");
+    let id = answered.header("x-request-id").expect("an id");
+    assert_eq!(id.len(), 32, "{id}");
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

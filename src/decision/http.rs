@@ -58,7 +58,10 @@ pub(super) async fn forward_auth<B>(
             .collect(),
         principal: None,
         source_ip: source_ip(headers).or(peer),
-        request_id: text(REQUEST_ID),
+        request_id: crate::request_id::sent_once(
+            headers.get_all(REQUEST_ID).iter().map(|v| v.as_bytes()),
+        )
+        .and_then(|id| std::str::from_utf8(id).ok()),
         header_names: headers.keys().map(|n| n.as_str()).collect(),
     };
     to_response(service.decide(&facts).await)
